@@ -1,0 +1,123 @@
+#' Install the Python environment used by equivariance
+#'
+#' Creates (or updates) a Python virtual environment named `envname` in
+#' reticulate's default location (`~/.virtualenvs` unless `WORKON_HOME` or
+#' `RETICULATE_VIRTUALENV_ROOT` say otherwise) and installs the Python requirements
+#' of the package's core into it: `torch`, `numpy`, `escnn` and `pytest`. The list
+#' is read from the file `python/requirements.txt` shipped with the package, the
+#' same file the project's `Makefile` installs from.
+#'
+#' In a new R session, `library(equivariance)` finds this environment without any
+#' configuration. `RETICULATE_PYTHON`, when set, takes precedence.
+#'
+#' @param envname Name of the virtual environment.
+#' @param python Python interpreter used to create the environment (`NULL`: the
+#'   one reticulate finds).
+#' @param ... Passed on to [reticulate::virtualenv_install()].
+#' @return The path to the environment's Python interpreter, invisibly.
+#' @export
+#' @examples
+#' \dontrun{
+#' install_equivariance()
+#' }
+install_equivariance <- function(envname = "r-equivariance", python = NULL, ...) {
+  envname <- check_string(envname, "envname")
+  if (!reticulate::virtualenv_exists(envname)) {
+    if (is.null(python)) {
+      reticulate::virtualenv_create(envname)
+    } else {
+      reticulate::virtualenv_create(envname, python = python)
+    }
+  }
+  reticulate::virtualenv_install(envname, packages = python_requirements(), ...)
+  if (reticulate::py_available(initialize = FALSE)) {
+    message("Restart R to use the new environment.")
+  }
+  invisible(reticulate::virtualenv_python(envname))
+}
+
+#' Python requirements of the core, one per element (the shipped requirements file).
+#' @noRd
+python_requirements <- function() {
+  path <- system.file("python", "requirements.txt", package = "equivariance")
+  lines <- trimws(sub("#.*$", "", readLines(path, warn = FALSE)))
+  lines[nzchar(lines)]
+}
+
+#' Name of the environment the package looks for.
+#' @noRd
+equivariance_envname <- function() {
+  getOption("equivariance.envname", "r-equivariance")
+}
+
+#' Point reticulate at the package's virtualenv unless the user chose a Python.
+#' @noRd
+select_python <- function() {
+  if (nzchar(Sys.getenv("RETICULATE_PYTHON"))) {
+    return(invisible(FALSE))
+  }
+  if (reticulate::py_available(initialize = FALSE)) {
+    return(invisible(FALSE))
+  }
+  envname <- equivariance_envname()
+  found <- tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE)
+  if (isTRUE(found)) {
+    try(reticulate::use_virtualenv(envname, required = FALSE), silent = TRUE)
+  }
+  invisible(isTRUE(found))
+}
+
+missing_python_error <- function(what) {
+  stop(
+    "equivariance needs Python with the packages torch and numpy (", what, ").\n",
+    "Run install_equivariance() once to create the environment '",
+    equivariance_envname(), "', then restart R.",
+    call. = FALSE
+  )
+}
+
+#' The Python core (the `equivariance` module), imported on first use.
+#'
+#' Stops with an R error naming install_equivariance() when Python or one of the
+#' core's packages is missing.
+#' @noRd
+core <- function() {
+  if (!is.null(.equivariance$core)) {
+    return(.equivariance$core)
+  }
+  ok <- tryCatch(reticulate::py_available(initialize = TRUE), error = function(e) FALSE)
+  if (!isTRUE(ok)) {
+    missing_python_error("no Python interpreter could be started")
+  }
+  for (module in c("numpy", "torch")) {
+    if (!reticulate::py_module_available(module)) {
+      missing_python_error(paste0(
+        "the Python module '", module, "' is missing from ",
+        reticulate::py_config()$python
+      ))
+    }
+  }
+  path <- system.file("python", package = "equivariance")
+  .equivariance$core <- reticulate::import_from_path("equivariance", path = path)
+  .equivariance$core
+}
+
+#' The torch module.
+#' @noRd
+torch_module <- function() {
+  core()
+  reticulate::import("torch")
+}
+
+#' Is the package's Python core usable in this session?
+#'
+#' `TRUE` when Python, torch and numpy can be loaded, without raising an error.
+#' Use it to guard code that should only run when set-up has been done.
+#'
+#' @return `TRUE` or `FALSE`.
+#' @export
+#' @examples
+#' equivariance_available()
+equivariance_available <- function() {
+  isTRUE(tryCatch(!is.null(core()), error = function(e) FALSE))
+}

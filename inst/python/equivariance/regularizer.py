@@ -1,0 +1,417 @@
+"""The equivariance regularizer.
+
+``EquivarianceRegularizer(model, shape, transforms, ...)`` is a loss term
+
+    sum over drawn transforms of  lambda_eq * max(0, E - epsilon),
+    E = mean over points v of dist(f_out(model(v)), model(f_in(v))),
+
+that pushes ``model`` towards equivariance (``f_out != identity``) or invariance
+(``f_out`` the identity) with respect to the given transforms.
+
+It keeps the interface of the reference package ``equivariance-regularizer`` 0.1.1
+and fixes its defects: evaluation at given points no longer changes ``n``; the
+3-element form ``(f, epsilon, lambda_eq)`` applies ``f`` to the input and to the
+output (the reference concatenated inputs with outputs, which breaks for any model
+whose output shape differs from its input shape); cross-entropies are real
+cross-entropies; transforms are drawn with torch's generator; the model is run once,
+batched, in a deterministic mode that leaves its buffers untouched; and samples follow
+the model's device and dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
+
+from ._validation import nonnegative_real, positive_int, shape_tuple
+from .distances import resolve_distance
+from .transforms import identity
+
+__all__ = ["EquivarianceRegularizer", "EquivarianceError"]
+
+_MODES = ("eval", "train")
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """One parsed transform: output map, input map, threshold and weight."""
+
+    f_out: Callable
+    f_in: Callable
+    epsilon: float
+    lambda_eq: float
+    label: str
+
+
+def _real(value: Any, name: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.item()
+    return nonnegative_real(value, name)
+
+
+def _label(f: Callable, position: int) -> str:
+    from .transforms import Transform
+
+    if isinstance(f, Transform):
+        return repr(f)
+    name = getattr(f, "__name__", None)
+    if isinstance(name, str) and name.isidentifier() and name not in ("<lambda>", "python_function"):
+        return name
+    return f"transform {position}"
+
+
+def parse_transform(item: Any, index: int) -> TransformSpec:
+    """Validate one transform ``(f_out, f_in, epsilon, lambda_eq)`` or ``(f, epsilon,
+    lambda_eq)`` (``index`` counts from 0 and is used in messages)."""
+    where = f"`transforms[{index}]`"
+    if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
+        raise TypeError(
+            f"{where} must be a tuple (f_out, f_in, epsilon, lambda_eq) or "
+            f"(f, epsilon, lambda_eq), got {type(item).__name__}"
+        )
+    if len(item) not in (3, 4):
+        raise ValueError(
+            f"{where} must have 3 elements (f, epsilon, lambda_eq) or 4 elements "
+            f"(f_out, f_in, epsilon, lambda_eq), got {len(item)}"
+        )
+    funcs, (epsilon, lambda_eq) = item[:-2], item[-2:]
+    for j, f in enumerate(funcs):
+        if not callable(f):
+            role = "f" if len(funcs) == 1 else ("f_out", "f_in")[j]
+            raise TypeError(f"{where}: `{role}` must be callable, got {type(f).__name__}")
+    epsilon = _real(epsilon, f"{where} epsilon")
+    lambda_eq = _real(lambda_eq, f"{where} lambda_eq")
+    if len(funcs) == 1:
+        label = _label(funcs[0], index + 1)
+        return TransformSpec(funcs[0], funcs[0], epsilon, lambda_eq, label)
+    f_out, f_in = funcs
+    label = f"{_label(f_out, index + 1)} | {_label(f_in, index + 1)}"
+    return TransformSpec(f_out, f_in, epsilon, lambda_eq, label)
+
+
+def parse_transforms(transforms: Any) -> list[TransformSpec]:
+    """Validate the whole list of transforms."""
+    if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
+        raise TypeError(
+            "`transforms` must be a list of tuples (f_out, f_in, epsilon, lambda_eq) "
+            f"or (f, epsilon, lambda_eq), got {type(transforms).__name__}"
+        )
+    if len(transforms) == 0:
+        raise ValueError("`transforms` must contain at least one transform, got an empty list")
+    if callable(transforms[0]) and not isinstance(transforms[0], Sequence):
+        raise TypeError(
+            "`transforms` must be a list of transform tuples; got a single tuple. "
+            "Wrap it in a list: [(f, epsilon, lambda_eq)]"
+        )
+    return [parse_transform(t, i) for i, t in enumerate(transforms)]
+
+
+def parse_bounds(bounds: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    """Return bounds as a float64 tensor of shape ``shape + (2,)`` (lower, upper)."""
+    try:
+        if isinstance(bounds, torch.Tensor):
+            b = bounds.detach().to("cpu", torch.float64)
+        else:
+            b = torch.as_tensor(np.asarray(bounds, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"`bounds` must be numbers, e.g. [0, 1] or an array whose last dimension is 2: {err}"
+        ) from None
+    if b.dim() == 0 or b.shape[-1] != 2:
+        raise ValueError(
+            "`bounds` must have a last dimension of 2 (lower, upper), "
+            f"got shape {tuple(b.shape)}"
+        )
+    try:
+        b = torch.broadcast_to(b, shape + (2,)).clone()
+    except RuntimeError:
+        raise ValueError(
+            f"`bounds` of shape {tuple(b.shape)} is not broadcastable to shape + (2,) = "
+            f"{shape + (2,)}"
+        ) from None
+    if not torch.isfinite(b).all():
+        raise ValueError("`bounds` must be finite numbers")
+    if (b[..., 0] > b[..., 1]).any():
+        raise ValueError("`bounds`: a lower bound is above its upper bound")
+    return b
+
+
+def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
+    if isinstance(model, nn.Module):
+        for t in model.parameters():
+            return t.device, t.dtype
+        for t in model.buffers():
+            if t.is_floating_point():
+                return t.device, t.dtype
+    return torch.device("cpu"), torch.get_default_dtype()
+
+
+class _RngState:
+    """Snapshot of torch's generators that a transform may draw from on ``device``."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.cpu = torch.get_rng_state()
+        self.accel = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.accel is not None:
+            torch.cuda.set_rng_state(self.accel, self.device)
+
+
+class EquivarianceRegularizer:
+    """A loss term that pushes ``model`` towards equivariance.
+
+    The value is ``sum_t lambda_t * max(0, E_t - epsilon_t)`` over ``num_funcs``
+    transforms drawn from ``transforms``, where ``E_t`` is the mean over points ``v``
+    of ``dist(f_out(model(v)), model(f_in(v)))``.
+
+    Args:
+        model: the ``nn.Module`` (or any callable on batched tensors) to regularize.
+            It is referenced, not registered: the regularizer may be stored on the model
+            itself and does not appear in its ``state_dict()`` or ``parameters()``.
+        shape: input shape of one sample, without the batch dimension, e.g. ``(1, 28, 28)``.
+        transforms: list of ``(f_out, f_in, epsilon, lambda_eq)`` or
+            ``(f, epsilon, lambda_eq)``; in the 3-element form ``f`` is applied to input
+            and output. ``f_out`` is always called with torch's generator in the state
+            ``f_in`` saw, so a random transform makes the same draw on both sides.
+        dist: p >= 1, ``'inf'``, ``'cross_entropy'``, ``'cross_entropy_logits'`` or a
+            callable ``(a, b) -> scalar or (N,)`` (see :mod:`equivariance.distances`).
+        n: number of points sampled uniformly in ``bounds`` when called without points.
+        num_funcs: transforms drawn per call with torch's generator, without replacement
+            when ``num_funcs <= len(transforms)``, with replacement otherwise.
+        bounds: ``[lower, upper]`` or anything broadcastable to ``shape + (2,)``.
+        mode: ``'eval'`` (default) runs the model in eval mode: dropout is off and
+            batch norm uses its running statistics. ``'train'`` keeps the model's own
+            modes except that dropout layers are switched off, so batch norm normalizes
+            with the statistics of the regularizer's batch. Either way every buffer is
+            restored afterwards and every module's ``training`` flag is preserved.
+        chunk_size: largest batch given to the model in one call (``None``: all points
+            and all transformed points in one batched forward pass).
+
+    Shape:
+        ``reg(x)`` takes ``x`` of shape ``(N, *shape)`` (tensor or numpy array) and
+        returns a 0-dimensional tensor that carries gradients to the model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shape: Sequence[int],
+        transforms: Sequence[Sequence[Any]],
+        dist: Any = 2,
+        n: int = 1,
+        num_funcs: int = 1,
+        bounds: Any = (0, 1),
+        *,
+        mode: str = "eval",
+        chunk_size: int | None = None,
+    ) -> None:
+        if not callable(model):
+            raise TypeError(f"`model` must be an nn.Module or a callable, got {type(model).__name__}")
+        self._model = model
+        self.shape = shape_tuple(shape, "shape")
+        self.transforms = parse_transforms(transforms)
+        self.dist = dist
+        self._distance = resolve_distance(dist)
+        self.n = positive_int(n, "n")
+        self.num_funcs = positive_int(num_funcs, "num_funcs")
+        self.bounds = parse_bounds(bounds, self.shape)
+        if mode not in _MODES:
+            raise ValueError(f"`mode` must be one of {_MODES}, got {mode!r}")
+        self.mode = mode
+        self.chunk_size = None if chunk_size is None else positive_int(chunk_size, "chunk_size")
+
+    # -- public API -----------------------------------------------------------------
+
+    @property
+    def model(self) -> nn.Module:
+        """The regularized model (a plain reference)."""
+        return self._model
+
+    @property
+    def labels(self) -> list[str]:
+        """A readable name for every transform, in order."""
+        return [t.label for t in self.transforms]
+
+    def sample(self, n: int | None = None) -> torch.Tensor:
+        """``n`` points (default ``self.n``) drawn uniformly inside ``bounds``, on the
+        model's device and dtype."""
+        n = self.n if n is None else positive_int(n, "n")
+        device, dtype = _model_device_dtype(self._model)
+        bounds = self.bounds.to(device=device, dtype=dtype)
+        u = torch.rand((n,) + self.shape, device=device, dtype=dtype)
+        return bounds[..., 0] + u * (bounds[..., 1] - bounds[..., 0])
+
+    def __call__(self, x: Any = None, outputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The regularization term at ``x`` (or at ``n`` fresh samples).
+
+        Args:
+            x: points of shape ``(N, *shape)``; ``None`` samples ``n`` points.
+            outputs: optional ``model(x)`` already computed by the caller (for example
+                the training step's own forward pass), reused instead of running the
+                untransformed points again. Only pass it when the model computes the
+                same function in the caller's mode as in the regularizer's ``mode``.
+        """
+        v = self._points(x)
+        if outputs is not None:
+            if x is None:
+                raise ValueError("`outputs` can only be given together with the points `x`")
+            if not isinstance(outputs, torch.Tensor) or outputs.shape[:1] != v.shape[:1]:
+                raise ValueError(
+                    "`outputs` must be the model's output tensor at `x`, with one row per point"
+                )
+        chosen = self._draw()
+        errors = self._errors(v, [self.transforms[i] for i in chosen], outputs)
+        total = errors.new_zeros(())
+        for spec, err in zip((self.transforms[i] for i in chosen), errors):
+            total = total + spec.lambda_eq * torch.relu(err - spec.epsilon)
+        return total
+
+    def errors(self, x: Any = None) -> torch.Tensor:
+        """The raw error ``E`` of every transform, in order (no epsilon, no lambda, no
+        gradient), at ``x`` or at ``n`` fresh samples. Returns a tensor of shape
+        ``(len(transforms),)``."""
+        with torch.no_grad():
+            return self._errors(self._points(x), self.transforms).detach()
+
+    def __repr__(self) -> str:
+        return (
+            f"EquivarianceRegularizer(model={type(self._model).__name__}, shape={self.shape}, "
+            f"transforms=[{', '.join(self.labels)}], dist={self.dist!r}, n={self.n}, "
+            f"num_funcs={self.num_funcs}, mode={self.mode!r})"
+        )
+
+    # -- internals ------------------------------------------------------------------
+
+    def _points(self, x: Any) -> torch.Tensor:
+        if x is None:
+            return self.sample()
+        device, dtype = _model_device_dtype(self._model)
+        if isinstance(x, torch.Tensor):
+            v = x.to(device=device, dtype=dtype)
+        else:
+            try:
+                v = torch.as_tensor(np.asarray(x), device=device, dtype=dtype)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"`x` must be a tensor or an array of numbers: {err}") from None
+        if v.dim() != len(self.shape) + 1 or tuple(v.shape[1:]) != self.shape or v.shape[0] < 1:
+            raise ValueError(
+                f"`x` must have shape (N, {', '.join(map(str, self.shape))}) with N >= 1, "
+                f"got {tuple(v.shape)}"
+            )
+        return v
+
+    def _draw(self) -> list[int]:
+        count = len(self.transforms)
+        if self.num_funcs <= count:
+            return torch.randperm(count)[: self.num_funcs].tolist()
+        return torch.randint(count, (self.num_funcs,)).tolist()
+
+    def _errors(
+        self,
+        v: torch.Tensor,
+        specs: Sequence[TransformSpec],
+        y0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # Transform the inputs first, recording the generator's state before each
+        # f_in so that f_out can replay the same random draw afterwards.
+        states, inputs = [], [v]
+        for spec in specs:
+            states.append(_RngState(v.device))
+            inputs.append(v if spec.f_in is identity else spec.f_in(v))
+        after = _RngState(v.device)
+        outputs = self._forward(inputs, known=y0)
+        y0, dists = outputs[0], []
+        for spec, state, y in zip(specs, states, outputs[1:]):
+            state.restore()
+            target = spec.f_out(y0)
+            if not isinstance(target, torch.Tensor) or target.shape != y.shape:
+                raise ValueError(
+                    f"f_out of transform {spec.label!r} gave shape "
+                    f"{tuple(getattr(target, 'shape', ()))} but the model's output on the "
+                    f"transformed input has shape {tuple(y.shape)}"
+                )
+            dists.append(self._distance(target, y).mean())
+        after.restore()
+        return torch.stack(dists)
+
+    def _forward(
+        self, inputs: list[torch.Tensor], known: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Model outputs for every input tensor, with one batched pass per distinct
+        input shape; an input identical to the first (identity) reuses its output, and
+        so does every input when ``known`` (the output at ``inputs[0]``) is given."""
+        groups: dict[tuple, list[int]] = {}
+        outputs: list[Any] = [None] * len(inputs)
+        if known is not None:
+            outputs[0] = known
+        for i, t in enumerate(inputs):
+            if (i > 0 and t is inputs[0]) or (i == 0 and known is not None):
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"a transform returned {type(t).__name__}, expected a tensor")
+            groups.setdefault(tuple(t.shape), []).append(i)
+        with self._deterministic():
+            for idx in groups.values():
+                batch = torch.cat([inputs[i] for i in idx]) if len(idx) > 1 else inputs[idx[0]]
+                out = self._run(batch)
+                sizes = [inputs[i].shape[0] for i in idx]
+                for i, o in zip(idx, out.split(sizes)):
+                    outputs[i] = o
+        return [outputs[0] if o is None else o for o in outputs]
+
+    def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.chunk_size is None or batch.shape[0] <= self.chunk_size:
+            out = self._model(batch)
+        else:
+            out = torch.cat([self._model(c) for c in batch.split(self.chunk_size)])
+        if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != batch.shape[0]:
+            raise ValueError(
+                "the model must return a tensor with one row per input sample, got "
+                f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))} for a batch of "
+                f"{batch.shape[0]}"
+            )
+        return out
+
+    @contextlib.contextmanager
+    def _deterministic(self) -> Iterator[None]:
+        model = self._model
+        if not isinstance(model, nn.Module):
+            yield
+            return
+        flags = [(m, m.training) for m in model.modules()]
+        saved = [(b, b.detach().clone()) for b in model.buffers()]
+        try:
+            if self.mode == "eval":
+                model.eval()
+            else:
+                for m in model.modules():
+                    if isinstance(m, (_DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)):
+                        m.eval()
+            yield
+        finally:
+            for m, flag in flags:
+                m.training = flag
+            with torch.no_grad():
+                for buf, old in saved:
+                    # Copy back only what changed: an in-place write to a buffer that
+                    # the graph saved (eval-mode batch norm) would break backward().
+                    if buf.shape != old.shape:
+                        buf.set_(old)
+                    elif not torch.equal(buf, old):
+                        buf.copy_(old)
+
+
+#: Alias kept from the reference package.
+EquivarianceError = EquivarianceRegularizer
+

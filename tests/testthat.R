@@ -1,0 +1,4 @@
+library(testthat)
+library(equivariance)
+
+test_check("equivariance")
