@@ -212,12 +212,12 @@ as_py_tensor <- function(x, arg, dtype = "float32") {
     return(x)
   }
   if (is_py(x) && inherits(x, "numpy.ndarray")) {
-    return(torch_module()$as_tensor(x))
+    return(torch_module()$tensor(x))
   }
   if (!is.numeric(x) && !is.logical(x)) arg_error(arg, "a numeric array or a torch tensor", describe(x))
   if (anyNA(x)) arg_error(arg, "an array without missing values", "NA")
   if (is.null(dim(x))) x <- array(x, dim = length(x))
-  torch_module()$from_numpy(reticulate::np_array(x, dtype = dtype))$contiguous()
+  torch_module()$tensor(reticulate::np_array(x, dtype = dtype))
 }
 
 #' Tensor (or numpy array) -> R array (or vector for 1-D), index order preserved.
@@ -226,9 +226,15 @@ as_r_array <- function(x) {
   if (is_py_tensor(x)) {
     x <- x$detach()$cpu()$numpy()
   }
-  out <- reticulate::py_to_r(x)
-  if (length(dim(out)) == 1) out <- as.vector(out)
+  out <- if (is_py(x)) reticulate::py_to_r(x) else x
+  if (length(dim(out)) <= 1) out <- as.vector(out)
   out
+}
+
+#' Shape of a tensor as an R integer vector (torch.Size is not converted by reticulate).
+#' @noRd
+as_r_shape <- function(x) {
+  as.integer(unlist(reticulate::py_to_r(reticulate::import_builtins()$list(x$shape))))
 }
 
 #' Evaluate a call into Python, turning a Python exception into an R error whose

@@ -67,6 +67,27 @@ select_python <- function() {
   invisible(isTRUE(found))
 }
 
+#' Start Python, preferring the package's virtualenv unless the user chose one.
+#'
+#' The environment is named through RETICULATE_PYTHON_ENV for the moment of
+#' initialization only: it outranks reticulate's project detection, which would
+#' otherwise mistake any pyproject.toml above the working directory for a Poetry
+#' project and warn.
+#' @noRd
+initialize_python <- function() {
+  if (!reticulate::py_available(initialize = FALSE)) {
+    user_choice <- nzchar(Sys.getenv("RETICULATE_PYTHON")) ||
+      nzchar(Sys.getenv("RETICULATE_PYTHON_ENV"))
+    envname <- equivariance_envname()
+    if (!user_choice && isTRUE(tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE))) {
+      python <- reticulate::virtualenv_python(envname)
+      Sys.setenv(RETICULATE_PYTHON_ENV = dirname(dirname(python)))
+      on.exit(Sys.unsetenv("RETICULATE_PYTHON_ENV"), add = TRUE)
+    }
+  }
+  reticulate::py_available(initialize = TRUE)
+}
+
 missing_python_error <- function(what) {
   stop(
     "equivariance needs Python with the packages torch and numpy (", what, ").\n",
@@ -85,7 +106,7 @@ core <- function() {
   if (!is.null(.equivariance$core)) {
     return(.equivariance$core)
   }
-  ok <- tryCatch(reticulate::py_available(initialize = TRUE), error = function(e) FALSE)
+  ok <- tryCatch(initialize_python(), error = function(e) FALSE)
   if (!isTRUE(ok)) {
     missing_python_error("no Python interpreter could be started")
   }

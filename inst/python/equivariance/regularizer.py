@@ -120,7 +120,7 @@ def parse_bounds(bounds: Any, shape: tuple[int, ...]) -> torch.Tensor:
         if isinstance(bounds, torch.Tensor):
             b = bounds.detach().to("cpu", torch.float64)
         else:
-            b = torch.as_tensor(np.asarray(bounds, dtype=np.float64))
+            b = torch.as_tensor(np.array(bounds, dtype=np.float64))
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"`bounds` must be numbers, e.g. [0, 1] or an array whose last dimension is 2: {err}"
@@ -301,7 +301,7 @@ class EquivarianceRegularizer:
             v = x.to(device=device, dtype=dtype)
         else:
             try:
-                v = torch.as_tensor(np.asarray(x), device=device, dtype=dtype)
+                v = torch.as_tensor(np.array(x), device=device, dtype=dtype)
             except (TypeError, ValueError) as err:
                 raise TypeError(f"`x` must be a tensor or an array of numbers: {err}") from None
         if v.dim() != len(self.shape) + 1 or tuple(v.shape[1:]) != self.shape or v.shape[0] < 1:
@@ -390,7 +390,15 @@ class EquivarianceRegularizer:
             yield
             return
         flags = [(m, m.training) for m in model.modules()]
-        saved = [(b, b.detach().clone()) for b in model.buffers()]
+        # The forward passes run on private copies of every buffer, so running
+        # statistics and counters cannot change, and the originals are never written
+        # in place (which would break backward through eval-mode batch norm).
+        swapped = []
+        for m in model.modules():
+            for name, buf in m._buffers.items():
+                if buf is not None:
+                    swapped.append((m, name, buf))
+                    m._buffers[name] = buf.detach().clone()
         try:
             if self.mode == "eval":
                 model.eval()
@@ -402,14 +410,8 @@ class EquivarianceRegularizer:
         finally:
             for m, flag in flags:
                 m.training = flag
-            with torch.no_grad():
-                for buf, old in saved:
-                    # Copy back only what changed: an in-place write to a buffer that
-                    # the graph saved (eval-mode batch norm) would break backward().
-                    if buf.shape != old.shape:
-                        buf.set_(old)
-                    elif not torch.equal(buf, old):
-                        buf.copy_(old)
+            for m, name, buf in swapped:
+                m._buffers[name] = buf
 
 
 #: Alias kept from the reference package.

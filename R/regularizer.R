@@ -1,0 +1,142 @@
+#' Equivariance regularizer
+#'
+#' Creates a loss term that pushes `model` towards equivariance (or invariance) with
+#' respect to the given transforms:
+#' \deqn{\sum_t \lambda_t \max(0, E_t - \epsilon_t),}{sum_t lambda_t * max(0, E_t - epsilon_t),}
+#' summed over `num_funcs` transforms drawn at random, where \eqn{E_t} is the mean
+#' over points \eqn{v} of `dist(f_out(model(v)), model(f_in(v)))`.
+#'
+#' The result is an R function: `reg()` evaluates the term at `n` points drawn
+#' uniformly inside `bounds`, `reg(x)` at the points `x` (an R array of dimension
+#' `c(N, shape)` or a torch tensor), without changing any setting. It returns a
+#' 0-dimensional torch tensor that carries gradients to the model: add it to the
+#' training loss (`loss + reg()`) before calling `backward()`.
+#'
+#' The model is evaluated deterministically (in eval mode by default: dropout off,
+#' batch norm with running statistics); its buffers and training flags are left as
+#' they were. The untransformed and all transformed points go through the model in
+#' one batched forward pass.
+#'
+#' @param model A torch `nn.Module` (or any function on batched tensors).
+#' @param shape Shape of one input sample, without the batch dimension, e.g.
+#'   `c(1, 28, 28)`.
+#' @param transforms A list of transforms. Each is `list(f_out, f_in, epsilon,
+#'   lambda)` (also with those names), or `list(f, epsilon, lambda)` when input and
+#'   output use the same function `f`. Functions are [transforms] or R functions of a
+#'   tensor; `epsilon` (a threshold) and `lambda` (a weight) are non-negative numbers.
+#' @param dist Distance between outputs: a number `p >= 1` (p-norm per sample),
+#'   `Inf` or `"inf"` (largest absolute difference), `"cross_entropy"` (outputs are
+#'   probabilities: \eqn{-\sum_c a_c \log b_c}{-sum_c a_c log b_c} with a safe log),
+#'   `"cross_entropy_logits"` (outputs are logits: the cross-entropy of their
+#'   softmaxes), or an R `function(a, b)` returning a scalar or one value per sample.
+#' @param n Number of points sampled when `reg()` is called without points.
+#' @param num_funcs Number of transforms drawn per call (without replacement when
+#'   `num_funcs <= length(transforms)`).
+#' @param bounds Sampling bounds: `c(lower, upper)`, `list(lower = , upper = )` with
+#'   numbers or arrays of dimension `shape`, or an array whose last dimension is 2.
+#' @param mode `"eval"` (default) evaluates the model in eval mode; `"train"` keeps
+#'   batch norm in training mode (normalizing with the regularizer's batch) but still
+#'   switches dropout off.
+#' @param chunk_size Largest batch given to the model at once (`NULL`: one pass).
+#' @return An object of class `equivariance_regularizer`: a function `reg(x = NULL)`.
+#' @seealso [equivariance_errors()], [transforms]
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   torch <- reticulate::import("torch")
+#'   nn <- torch$nn
+#'   model <- nn$Sequential(
+#'     nn$Conv2d(1L, 4L, 3L), nn$ReLU(), nn$AdaptiveAvgPool2d(1L),
+#'     nn$Flatten(), nn$Linear(4L, 10L)
+#'   )
+#'   reg <- equivariance_regularizer(
+#'     model, shape = c(1, 28, 28),
+#'     transforms = list(list(transform_rot90(1), 0, 1), list(transform_hflip(), 0, 1)),
+#'     n = 8, num_funcs = 2
+#'   )
+#'   reg
+#'   value <- reg()
+#'   value$backward()
+#'   equivariance_errors(reg)
+#' }
+equivariance_regularizer <- function(model, shape, transforms, dist = 2, n = 1,
+                                     num_funcs = 1, bounds = c(0, 1),
+                                     mode = c("eval", "train"), chunk_size = NULL) {
+  mode <- match.arg(mode)
+  model <- as_py_callable(model, "model")
+  py <- call_py(core()$EquivarianceRegularizer(
+    model,
+    shape = as_py_shape(shape, "shape"),
+    transforms = as_py_transforms(transforms),
+    dist = as_py_dist(dist),
+    n = as_py_int(n, "n"),
+    num_funcs = as_py_int(num_funcs, "num_funcs"),
+    bounds = as_py_bounds(bounds, "bounds"),
+    mode = mode,
+    chunk_size = if (is.null(chunk_size)) NULL else as_py_int(chunk_size, "chunk_size")
+  ))
+  reg <- function(x = NULL) {
+    call_py(py(regularizer_points(x)))
+  }
+  structure(reg, class = c("equivariance_regularizer", "function"), py = py)
+}
+
+regularizer_points <- function(x) {
+  if (is.null(x)) NULL else as_py_tensor(x, "x", dtype = "float64")
+}
+
+check_regularizer <- function(reg, arg = "reg") {
+  if (!inherits(reg, "equivariance_regularizer")) {
+    arg_error(arg, "a regularizer made by equivariance_regularizer()", describe(reg))
+  }
+  attr(reg, "py")
+}
+
+#' Raw equivariance errors of every transform
+#'
+#' Evaluates, for each transform of a regularizer, the mean distance `E` between
+#' `f_out(model(v))` and `model(f_in(v))`, without threshold, weight or gradient:
+#' the quantity to monitor while training.
+#'
+#' @param reg A regularizer made by [equivariance_regularizer()].
+#' @param x Points (an R array of dimension `c(N, shape)` or a tensor); `NULL`
+#'   samples `n` points inside the regularizer's bounds.
+#' @return A data.frame with columns `transform` (a label) and `error`.
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   torch <- reticulate::import("torch")
+#'   model <- torch$nn$Conv2d(1L, 1L, 3L, padding = 1L)
+#'   reg <- equivariance_regularizer(model, c(1, 8, 8),
+#'     list(list(transform_rot90(1), 0, 1), list(transform_vflip(), 0, 1)), n = 4)
+#'   equivariance_errors(reg)
+#' }
+equivariance_errors <- function(reg, x = NULL) {
+  py <- check_regularizer(reg)
+  errors <- call_py(py$errors(regularizer_points(x)))
+  data.frame(
+    transform = as.character(unlist(py$labels)),
+    error = as.numeric(as_r_array(errors)),
+    stringsAsFactors = FALSE
+  )
+}
+
+#' @export
+print.equivariance_regularizer <- function(x, ...) {
+  py <- attr(x, "py")
+  labels <- unlist(py$labels)
+  specs <- py$transforms
+  cat("<equivariance_regularizer>\n")
+  cat("  model:     ", class(py$model)[1], "\n", sep = "")
+  cat("  shape:     ", paste(unlist(py$shape), collapse = " x "), "\n", sep = "")
+  cat("  dist:      ", format(py$dist), "\n", sep = "")
+  cat("  n:         ", py$n, " points per call\n", sep = "")
+  cat("  num_funcs: ", py$num_funcs, " of ", length(labels), " transforms per call\n", sep = "")
+  cat("  mode:      ", py$mode, "\n", sep = "")
+  cat("  transforms:\n")
+  for (i in seq_along(labels)) {
+    spec <- specs[[i]]
+    cat(sprintf("    %d. %s (epsilon = %g, lambda = %g)\n", i, labels[i], spec$epsilon, spec$lambda_eq))
+  }
+  invisible(x)
+}

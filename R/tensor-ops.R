@@ -1,0 +1,47 @@
+#' Arithmetic on torch tensors from R
+#'
+#' reticulate before 1.29 has no arithmetic operators for Python objects. These
+#' methods let R code combine torch tensors with each other and with R numbers, as
+#' in a training loop: `loss <- criterion(model(x), y) + reg()`. They call Python's
+#' operators, so gradients flow as in Python.
+#'
+#' @param e1,e2 Torch tensors or R numbers.
+#' @return A torch tensor (or a tensor of booleans for comparisons).
+#' @name tensor-ops
+#' @keywords internal
+#' @examples
+#' if (equivariance_available()) {
+#'   torch <- reticulate::import("torch")
+#'   a <- torch$ones(2L)
+#'   a + 1
+#'   2 * a - a
+#' }
+NULL
+
+#' @rdname tensor-ops
+#' @export
+Ops.torch.Tensor <- function(e1, e2) {
+  op <- reticulate::import("operator")
+  fn <- switch(.Generic,
+    "+" = op$add, "-" = op$sub, "*" = op$mul, "/" = op$truediv, "^" = op$pow,
+    "%%" = op$mod, "%/%" = op$floordiv,
+    "==" = op$eq, "!=" = op$ne, "<" = op$lt, "<=" = op$le, ">" = op$gt, ">=" = op$ge,
+    stop("operator ", .Generic, " is not supported for torch tensors", call. = FALSE)
+  )
+  if (missing(e2)) {
+    if (.Generic == "-") return(op$neg(e1))
+    if (.Generic == "+") return(e1)
+    stop("unary ", .Generic, " is not supported for torch tensors", call. = FALSE)
+  }
+  fn(tensor_operand(e1), tensor_operand(e2))
+}
+
+tensor_operand <- function(x) {
+  if (is_py(x)) {
+    return(x)
+  }
+  if (!is.numeric(x) || length(x) != 1) {
+    stop("torch tensors combine with tensors or single numbers, got ", describe(x), call. = FALSE)
+  }
+  reticulate::r_to_py(as.double(x))
+}

@@ -1,0 +1,18 @@
+test_that("the Python requirements come from the one shipped list", {
+  reqs <- python_requirements()
+  expect_true("torch==2.13.0" %in% reqs)
+  expect_true(all(c("numpy", "escnn", "pytest") %in% reqs))
+  expect_false(any(grepl("^#", reqs)))
+})
+
+test_that("the core loads from the package's own Python files", {
+  skip_if_no_python()
+  mod <- core()
+  expect_true(reticulate::py_has_attr(mod, "EquivarianceRegularizer"))
+  expect_true(reticulate::py_has_attr(mod, "EquivarianceError"))
+  expect_match(mod$`__file__`, "python[/\\\\]equivariance")
+})
+
+test_that("a missing Python module stops with an error naming install_equivariance()", {
+  expect_error(missing_python_error("test"), "install_equivariance\\(\\)")
+})
