@@ -234,7 +234,7 @@ as_r_array <- function(x) {
 #' Shape of a tensor as an R integer vector (torch.Size is not converted by reticulate).
 #' @noRd
 as_r_shape <- function(x) {
-  as.integer(unlist(reticulate::py_to_r(reticulate::import_builtins()$list(x$shape))))
+  as.integer(unlist(reticulate::import_builtins()$list(x$shape)))
 }
 
 #' Evaluate a call into Python, turning a Python exception into an R error whose

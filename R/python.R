@@ -8,7 +8,10 @@
 #' same file the project's `Makefile` installs from.
 #'
 #' In a new R session, `library(equivariance)` finds this environment without any
-#' configuration. `RETICULATE_PYTHON`, when set, takes precedence.
+#' configuration (it sets `RETICULATE_PYTHON_ENV` for the session when Python has
+#' not started yet). `RETICULATE_PYTHON` or `RETICULATE_PYTHON_ENV`, when set, take
+#' precedence. Set `options(equivariance.envname = )` before loading the package to
+#' use an environment of another name.
 #'
 #' @param envname Name of the virtual environment.
 #' @param python Python interpreter used to create the environment (`NULL`: the
@@ -51,41 +54,26 @@ equivariance_envname <- function() {
 }
 
 #' Point reticulate at the package's virtualenv unless the user chose a Python.
+#'
+#' Called from .onLoad, before Python starts. The environment is named through
+#' RETICULATE_PYTHON_ENV, which reticulate ranks just below RETICULATE_PYTHON: a
+#' weaker hint (use_virtualenv(required = FALSE)) loses to reticulate's project
+#' detection, which mistakes any pyproject.toml above the working directory for a
+#' Poetry project, warns, and may pick another interpreter.
 #' @noRd
 select_python <- function() {
-  if (nzchar(Sys.getenv("RETICULATE_PYTHON"))) {
-    return(invisible(FALSE))
-  }
-  if (reticulate::py_available(initialize = FALSE)) {
+  user_choice <- nzchar(Sys.getenv("RETICULATE_PYTHON")) ||
+    nzchar(Sys.getenv("RETICULATE_PYTHON_ENV"))
+  if (user_choice || reticulate::py_available(initialize = FALSE)) {
     return(invisible(FALSE))
   }
   envname <- equivariance_envname()
-  found <- tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE)
-  if (isTRUE(found)) {
-    try(reticulate::use_virtualenv(envname, required = FALSE), silent = TRUE)
+  found <- isTRUE(tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE))
+  if (found) {
+    python <- reticulate::virtualenv_python(envname)
+    Sys.setenv(RETICULATE_PYTHON_ENV = dirname(dirname(python)))
   }
-  invisible(isTRUE(found))
-}
-
-#' Start Python, preferring the package's virtualenv unless the user chose one.
-#'
-#' The environment is named through RETICULATE_PYTHON_ENV for the moment of
-#' initialization only: it outranks reticulate's project detection, which would
-#' otherwise mistake any pyproject.toml above the working directory for a Poetry
-#' project and warn.
-#' @noRd
-initialize_python <- function() {
-  if (!reticulate::py_available(initialize = FALSE)) {
-    user_choice <- nzchar(Sys.getenv("RETICULATE_PYTHON")) ||
-      nzchar(Sys.getenv("RETICULATE_PYTHON_ENV"))
-    envname <- equivariance_envname()
-    if (!user_choice && isTRUE(tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE))) {
-      python <- reticulate::virtualenv_python(envname)
-      Sys.setenv(RETICULATE_PYTHON_ENV = dirname(dirname(python)))
-      on.exit(Sys.unsetenv("RETICULATE_PYTHON_ENV"), add = TRUE)
-    }
-  }
-  reticulate::py_available(initialize = TRUE)
+  invisible(found)
 }
 
 missing_python_error <- function(what) {
@@ -106,7 +94,7 @@ core <- function() {
   if (!is.null(.equivariance$core)) {
     return(.equivariance$core)
   }
-  ok <- tryCatch(initialize_python(), error = function(e) FALSE)
+  ok <- tryCatch(reticulate::py_available(initialize = TRUE), error = function(e) FALSE)
   if (!isTRUE(ok)) {
     missing_python_error("no Python interpreter could be started")
   }

@@ -16,3 +16,14 @@ test_that("the core loads from the package's own Python files", {
 test_that("a missing Python module stops with an error naming install_equivariance()", {
   expect_error(missing_python_error("test"), "install_equivariance\\(\\)")
 })
+
+test_that("without a usable Python, library() works and the first call names install_equivariance()", {
+  rscript <- file.path(R.home("bin"), "Rscript")
+  code <- "library(equivariance); cat('loaded\\n'); transform_rot90(1)"
+  out <- suppressWarnings(system2(rscript, c("-e", shQuote(code)),
+    stdout = TRUE, stderr = TRUE,
+    env = c("RETICULATE_PYTHON=/nonexistent/python", "EQUIVARIANCE_REQUIRE_PYTHON=")
+  ))
+  expect_true("loaded" %in% out)
+  expect_true(any(grepl("install_equivariance()", out, fixed = TRUE)))
+})

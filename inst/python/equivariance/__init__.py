@@ -17,7 +17,66 @@ __all__ = [
 ]
 
 # -- quantile maps (issue 3) --
+from . import quantile_maps  # noqa: E402
+from .quantile_maps import (  # noqa: E402
+    GroupMap,
+    InstanceMap,
+    LayerMap,
+    cauchy,
+    gaussian,
+    laplace,
+    logistic,
+    sparse,
+    uniform,
+)
+
+__all__ += [
+    "GroupMap",
+    "LayerMap",
+    "InstanceMap",
+    "uniform",
+    "gaussian",
+    "cauchy",
+    "laplace",
+    "logistic",
+    "sparse",
+    "quantile_maps",
+]
 
 # -- C4 networks and checks (issue 4) --
+from .c4 import (  # noqa: E402
+    C4BatchNorm2d,
+    C4Conv2d,
+    C4GroupPool,
+    C4LiftingConv2d,
+    C4MaxPool2d,
+    rotate_regular,
+)
+from .checks import check_equivariance  # noqa: E402
+from .networks import C4CNN, EqCNN, SimpleCNN  # noqa: E402
+
+__all__ += [
+    "C4LiftingConv2d",
+    "C4Conv2d",
+    "C4BatchNorm2d",
+    "C4GroupPool",
+    "C4MaxPool2d",
+    "rotate_regular",
+    "SimpleCNN",
+    "EqCNN",
+    "C4CNN",
+    "check_equivariance",
+    "escnn_models",
+]
+
+
+def __getattr__(name: str):
+    """Import :mod:`equivariance.escnn_models` (and so escnn) on first access only."""
+    if name == "escnn_models":
+        import importlib
+
+        return importlib.import_module(".escnn_models", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # -- data and training (issue 5) --

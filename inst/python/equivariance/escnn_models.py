@@ -1,0 +1,432 @@
+"""escnn helpers: the walkthrough's building blocks and a C4 classifier.
+
+This is the only module of the package that imports escnn, and it does so on first
+use of one of its functions, so ``import equivariance`` stays fast. The helpers take
+plain Python values (whole numbers, representation names) and raise ValueError or
+TypeError naming the argument, which is what the R wrappers rely on.
+
+Conventions (checked by the tests): element ``k`` of ``rot2d_on_r2(4)`` acts on
+images as ``torch.rot90(x, k, dims=(-2, -1))``, and the regular representation's
+channel order is the one used by :mod:`equivariance.c4`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._validation import is_whole_number, nonnegative_int, positive_int
+from .c4 import C4MaxPool2d
+
+__all__ = [
+    "rot2d_on_r2",
+    "representation",
+    "field_type",
+    "r2_conv",
+    "geometric_tensor",
+    "group_elements",
+    "group_element",
+    "representation_matrix",
+    "inner_batch_norm",
+    "relu",
+    "pointwise_avg_pool",
+    "group_pooling",
+    "sequential",
+    "forward",
+    "walkthrough_model",
+    "EscnnC4CNN",
+]
+
+
+def _escnn() -> Any:
+    """Import escnn (slow: about a second) with a helpful message if it is missing."""
+    try:
+        return importlib.import_module("escnn")
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the escnn helpers need the Python package 'escnn'; install it with "
+            "`pip install escnn` (or install_equivariance() from R)"
+        ) from err
+
+
+def _enn() -> Any:
+    return importlib.import_module("escnn.nn")
+
+
+def _check_gspace(gspace: Any, name: str = "gspace") -> Any:
+    if not (hasattr(gspace, "fibergroup") and hasattr(gspace, "regular_repr")):
+        raise TypeError(f"`{name}` must be an escnn gspace such as rot2d_on_r2(4), got {gspace!r}")
+    return gspace
+
+
+def _check_field_type(value: Any, name: str) -> Any:
+    if not (hasattr(value, "gspace") and hasattr(value, "representations")
+            and hasattr(value, "size")):
+        raise TypeError(f"`{name}` must be an escnn FieldType, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------ spaces, groups
+
+
+def rot2d_on_r2(N: int = 4, maximum_frequency: int = 6) -> Any:
+    """The gspace of rotations of the plane: ``escnn.gspaces.rot2dOnR2``.
+
+    Args:
+        N: order of the cyclic group of rotations (4 gives C4, rotations by
+            multiples of 90 degrees), or -1 for all rotations, SO(2).
+        maximum_frequency: highest irrep frequency kept for SO(2).
+
+    Returns:
+        An escnn ``GSpace2D``; its ``fibergroup`` prints as ``C4`` for ``N = 4``.
+    """
+    if not is_whole_number(N) or not (int(N) == -1 or int(N) >= 1):
+        raise ValueError(f"`N` must be a positive whole number or -1 (for SO(2)), got {N!r}")
+    maximum_frequency = positive_int(maximum_frequency, "maximum_frequency")
+    return _escnn().gspaces.rot2dOnR2(N=int(N), maximum_frequency=maximum_frequency)
+
+
+def representation(gspace: Any, name: Any) -> Any:
+    """A representation of ``gspace``'s group, by name or passed through.
+
+    Args:
+        gspace: an escnn gspace.
+        name: ``"trivial"``, ``"regular"``, ``"irrep_<k>"`` or any key of
+            ``gspace.representations``; an escnn ``Representation`` is returned as is.
+
+    Returns:
+        The escnn ``Representation``.
+    """
+    _check_gspace(gspace)
+    if hasattr(name, "size") and hasattr(name, "group") and not isinstance(name, str):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a representation name or object, got {name!r}")
+    if name == "trivial":
+        return gspace.trivial_repr
+    if name == "regular":
+        return gspace.regular_repr
+    known = dict(gspace.representations)
+    if name in known:
+        return known[name]
+    if name.startswith("irrep_"):
+        suffix = name[len("irrep_"):]
+        if suffix.isdigit():
+            try:
+                return gspace.irrep(int(suffix))
+            except (ValueError, AssertionError, KeyError, IndexError):
+                pass
+    choices = ", ".join(['"trivial"', '"regular"'] + [f'"{k}"' for k in known if k != "regular"])
+    raise ValueError(
+        f"unknown representation {name!r} for the group {gspace.fibergroup}; "
+        f"known names: {choices}"
+    )
+
+
+def field_type(gspace: Any, reprs: Union[str, Sequence[Any]]) -> Any:
+    """An escnn ``FieldType``: one field per entry of ``reprs``.
+
+    Args:
+        gspace: an escnn gspace.
+        reprs: representation names (``"trivial"``, ``"regular"``, ``"irrep_1"``, ...)
+            or escnn representations, in a list; a single name is one field.
+
+    Returns:
+        ``escnn.nn.FieldType(gspace, [...])``; its ``size`` is the number of channels.
+    """
+    _check_gspace(gspace)
+    if isinstance(reprs, str) or hasattr(reprs, "size"):
+        reprs = [reprs]
+    try:
+        items = list(reprs)
+    except TypeError:
+        raise TypeError(f"`reprs` must be a list of representation names, got {reprs!r}") from None
+    if not items:
+        raise ValueError("`reprs` must name at least one representation")
+    resolved = []
+    for item in items:
+        try:
+            resolved.append(representation(gspace, item))
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"`reprs`: {err}") from None
+    return _enn().FieldType(gspace, resolved)
+
+
+def group_elements(gspace: Any) -> list:
+    """The elements of a finite gspace group, in order (element ``k`` is ``k`` steps).
+
+    Args:
+        gspace: an escnn gspace with a finite group (e.g. ``rot2d_on_r2(4)``).
+
+    Returns:
+        A list of escnn ``GroupElement`` (printed ``0[2pi/4]``, ``1[2pi/4]``, ...).
+    """
+    _check_gspace(gspace)
+    group = gspace.fibergroup
+    if group.order() < 1:
+        raise ValueError(f"`gspace`: the group {group} has infinitely many elements")
+    return list(group.elements)
+
+
+def group_element(gspace: Any, element: Any) -> Any:
+    """Element ``element`` (a whole number, taken modulo the order) or pass through."""
+    _check_gspace(gspace)
+    if hasattr(element, "group") and not is_whole_number(element):
+        if element.group != gspace.fibergroup:
+            raise ValueError(f"`element` belongs to {element.group}, not {gspace.fibergroup}")
+        return element
+    if not is_whole_number(element):
+        raise ValueError(f"`element` must be a whole number or a group element, got {element!r}")
+    elements = group_elements(gspace)
+    return elements[int(element) % len(elements)]
+
+
+def representation_matrix(gspace: Any, name: Any, element: Any) -> np.ndarray:
+    """The matrix of ``element`` in the representation ``name``.
+
+    Args:
+        gspace: an escnn gspace, e.g. ``rot2d_on_r2(4)``.
+        name: representation name (``"irrep_1"``, ``"regular"``, ...) or object.
+        element: element index ``k`` (rotation by ``k`` steps) or a group element.
+
+    Returns:
+        A ``(size, size)`` float64 array, unrounded (e.g. ~6e-17 for cos(pi/2)).
+    """
+    rep = representation(gspace, name)
+    g = group_element(gspace, element)
+    return np.asarray(rep(g), dtype=np.float64)
+
+
+# --------------------------------------------------------------- modules
+
+
+def r2_conv(
+    in_type: Any,
+    out_type: Any,
+    kernel_size: int,
+    padding: int = 0,
+    stride: int = 1,
+    bias: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """``escnn.nn.R2Conv`` with validated whole-number arguments.
+
+    Args:
+        in_type, out_type: escnn FieldTypes on the same gspace.
+        kernel_size: side of the square filter.
+        padding: zero padding on every side.
+        stride: convolution stride.
+        bias: learn a bias for the trivial parts of the output.
+        **kwargs: passed on to ``R2Conv`` (e.g. ``frequencies_cutoff``).
+
+    Returns:
+        The ``R2Conv`` module.
+    """
+    _check_field_type(in_type, "in_type")
+    _check_field_type(out_type, "out_type")
+    if in_type.gspace != out_type.gspace:
+        raise ValueError("`in_type` and `out_type` must be defined on the same gspace")
+    return _enn().R2Conv(
+        in_type,
+        out_type,
+        kernel_size=positive_int(kernel_size, "kernel_size"),
+        padding=nonnegative_int(padding, "padding"),
+        stride=positive_int(stride, "stride"),
+        bias=bool(bias),
+        **kwargs,
+    )
+
+
+def inner_batch_norm(in_type: Any, **kwargs: Any) -> Any:
+    """``escnn.nn.InnerBatchNorm``: batch norm shared within each field."""
+    return _enn().InnerBatchNorm(_check_field_type(in_type, "in_type"), **kwargs)
+
+
+def relu(in_type: Any, inplace: bool = False) -> Any:
+    """``escnn.nn.ReLU`` on fields that allow pointwise non-linearities."""
+    return _enn().ReLU(_check_field_type(in_type, "in_type"), inplace=bool(inplace))
+
+
+def pointwise_avg_pool(in_type: Any, kernel_size: int, stride: Any = None, padding: int = 0) -> Any:
+    """``escnn.nn.PointwiseAvgPool``: spatial average pooling of every channel.
+
+    Args:
+        in_type: escnn FieldType.
+        kernel_size: side of the pooling window.
+        stride: step (default: ``kernel_size``).
+        padding: zero padding.
+    """
+    kernel_size = positive_int(kernel_size, "kernel_size")
+    stride = kernel_size if stride is None else positive_int(stride, "stride")
+    return _enn().PointwiseAvgPool(
+        _check_field_type(in_type, "in_type"), kernel_size, stride=stride,
+        padding=nonnegative_int(padding, "padding"),
+    )
+
+
+def group_pooling(in_type: Any) -> Any:
+    """``escnn.nn.GroupPooling``: max over each field's channels, an invariant."""
+    return _enn().GroupPooling(_check_field_type(in_type, "in_type"))
+
+
+def sequential(*modules: Any) -> Any:
+    """``escnn.nn.SequentialModule`` of the given escnn modules."""
+    if not modules:
+        raise ValueError("`...` must hold at least one escnn module")
+    return _enn().SequentialModule(*modules)
+
+
+def geometric_tensor(x: Any, type: Any, name: str = "x") -> Any:
+    """Wrap ``x`` as an escnn ``GeometricTensor`` of field type ``type``.
+
+    Args:
+        x: a tensor ``(N, type.size, H, W)``, or a ``GeometricTensor`` that must
+            already have field type ``type``.
+        type: an escnn FieldType.
+        name: argument name used in error messages.
+
+    Returns:
+        The ``GeometricTensor``.
+    """
+    _check_field_type(type, "type")
+    if type_name(x) == "GeometricTensor":
+        if x.type != type:
+            raise ValueError(
+                f"`{name}` has field type {x.type} ({x.type.size} channels) but "
+                f"{type} ({type.size} channels) is expected"
+            )
+        return x
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"`{name}` must be a tensor, got {x!r}") from None
+    if x.dim() < 2 or x.shape[1] != type.size:
+        raise ValueError(
+            f"`{name}` must have {type.size} channels for field type {type} "
+            f"(shape (N, {type.size}, H, W)), got shape {tuple(x.shape)}"
+        )
+    return _enn().GeometricTensor(x, type)
+
+
+def type_name(x: Any) -> str:
+    return type(x).__name__
+
+
+def forward(module: Any, x: Any) -> Any:
+    """Run an escnn module on ``x``, checking (or giving) its field type first.
+
+    Args:
+        module: an escnn ``EquivariantModule``.
+        x: a ``GeometricTensor`` of ``module.in_type`` or a plain tensor to wrap.
+
+    Returns:
+        The module's output ``GeometricTensor``.
+    """
+    in_type = getattr(module, "in_type", None)
+    if in_type is None:
+        raise TypeError(f"`module` must be an escnn EquivariantModule, got {type_name(module)}")
+    return module(geometric_tensor(x, in_type, name="x"))
+
+
+def walkthrough_model(
+    gspace: Any = None,
+    hidden_fields: int = 4,
+    out_fields: int = 1,
+    kernel_size: int = 3,
+) -> Any:
+    """The walkthrough's network: three R2Conv with InnerBatchNorm and ReLU between.
+
+    trivial -> ``hidden_fields`` regular -> ``hidden_fields`` regular ->
+    ``out_fields`` regular, no padding: a 17x17 input gives 11x11 with kernel 3.
+
+    Args:
+        gspace: an escnn gspace (default ``rot2d_on_r2(4)``).
+        hidden_fields: regular fields of the two hidden layers.
+        out_fields: regular fields of the output.
+        kernel_size: side of every filter.
+
+    Returns:
+        An escnn ``SequentialModule`` (train mode; call ``.eval()`` as the
+        walkthrough does).
+    """
+    gspace = rot2d_on_r2(4) if gspace is None else _check_gspace(gspace)
+    hidden_fields = positive_int(hidden_fields, "hidden_fields")
+    out_fields = positive_int(out_fields, "out_fields")
+    kernel_size = positive_int(kernel_size, "kernel_size")
+    t0 = field_type(gspace, ["trivial"])
+    t1 = field_type(gspace, ["regular"] * hidden_fields)
+    t2 = field_type(gspace, ["regular"] * out_fields)
+    return sequential(
+        r2_conv(t0, t1, kernel_size), inner_batch_norm(t1), relu(t1),
+        r2_conv(t1, t1, kernel_size), inner_batch_norm(t1), relu(t1),
+        r2_conv(t1, t2, kernel_size),
+    )
+
+
+class EscnnC4CNN(nn.Module):
+    """escnn counterpart of :class:`equivariance.C4CNN`, with plain tensors in and out.
+
+    Same layout: R2Conv lifting to regular fields, InnerBatchNorm, ReLU, a
+    parity-aware stride-2 max pool (pointwise, so equivariant on regular fields and
+    exact for odd and even sizes), two more such blocks, a spatial mean, then
+    GroupPooling (max over the orientations) and a Linear head. Exactly invariant to
+    90-degree rotations of its input.
+
+    Args:
+        in_channels: channels of the input images (trivial fields).
+        num_classes: number of output logits.
+        widths: regular fields of the three convolutions.
+        kernel_size: side of the square filters (odd; padding keeps the size).
+
+    Shape:
+        ``(N, in_channels, H, W) -> (N, num_classes)``.
+    """
+
+    c4_input = "rotate"
+    c4_output = "invariant"
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: Sequence[int] = (8, 12, 16),
+        kernel_size: int = 3,
+    ):
+        super().__init__()
+        self.in_channels = positive_int(in_channels, "in_channels")
+        num_classes = positive_int(num_classes, "num_classes")
+        widths = tuple(widths)
+        if len(widths) != 3:
+            raise ValueError(f"`widths` must have 3 entries, got {len(widths)}")
+        widths = tuple(positive_int(w, f"widths[{i}]") for i, w in enumerate(widths))
+        k = positive_int(kernel_size, "kernel_size")
+        if k % 2 == 0:
+            raise ValueError(f"`kernel_size` must be odd, got {k}")
+        gspace = rot2d_on_r2(4)
+        self.in_type = field_type(gspace, ["trivial"] * self.in_channels)
+        types = [self.in_type] + [field_type(gspace, ["regular"] * w) for w in widths]
+        self.blocks = nn.ModuleList(
+            sequential(r2_conv(t_in, t_out, k, padding=k // 2), inner_batch_norm(t_out),
+                       relu(t_out))
+            for t_in, t_out in zip(types[:-1], types[1:])
+        )
+        self.spatial_pool = C4MaxPool2d()
+        self.group_pool = group_pooling(types[-1])
+        self.head = nn.Linear(widths[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = geometric_tensor(x, self.in_type, name="x")
+        for i, block in enumerate(self.blocks):
+            h = block(h)
+            if i < len(self.blocks) - 1:
+                # pointwise max pooling commutes with the regular representation
+                h = _enn().GeometricTensor(self.spatial_pool(h.tensor), h.type)
+        # spatial mean (invariant to rotation), then max over orientations, as C4CNN
+        pooled = h.tensor.mean(dim=(-2, -1), keepdim=True)
+        invariant = self.group_pool(_enn().GeometricTensor(pooled, h.type)).tensor
+        return self.head(invariant.flatten(1))
