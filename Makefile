@@ -72,7 +72,8 @@ demo: setup
 	Rscript demo/main.R
 
 bench: setup
-	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f; done
+	$(PY) -m pip install --quiet --no-deps equivariance-regularizer==0.1.1
+	@for f in bench/[!_]*.py; do echo "== $$f"; $(PY) $$f; done
 	@for f in bench/*.R; do [ -e "$$f" ] || continue; echo "== $$f"; Rscript $$f; done
 
 clean:
