@@ -253,3 +253,121 @@ call_py <- function(expr) {
     stop(e)
   })
 }
+
+# -- C4 and escnn --
+
+#' TRUE/FALSE -> Python bool.
+#' @noRd
+as_py_flag <- function(x, arg) {
+  if (!is.logical(x) || length(x) != 1 || is.na(x)) {
+    arg_error(arg, "TRUE or FALSE", describe(x))
+  }
+  x
+}
+
+#' Order of a rotation group: a positive whole number, or -1 for SO(2).
+#' @noRd
+as_py_group_order <- function(x, arg) {
+  if (is.numeric(x) && length(x) == 1 && !is.na(x) && x == -1) {
+    return(-1L)
+  }
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < 1) {
+    arg_error(arg, "a positive whole number, or -1 for SO(2)", describe(x))
+  }
+  as.integer(x)
+}
+
+#' Representation names (character vector) or a list of escnn representations
+#' (names allowed inside the list) -> Python list.
+#' @noRd
+as_py_reprs <- function(x, arg) {
+  expected <- 'representation names such as c("trivial", "regular", "irrep_1") or a list of representations'
+  if (is.character(x)) {
+    if (length(x) == 0 || anyNA(x) || !all(nzchar(x))) arg_error(arg, expected, describe(x))
+    return(reticulate::r_to_py(as.list(x)))
+  }
+  if (is_py(x)) {
+    return(reticulate::r_to_py(list(x)))
+  }
+  if (is.list(x) && length(x) > 0) {
+    ok <- vapply(x, function(v) is_py(v) || (is.character(v) && length(v) == 1 && !is.na(v)), logical(1))
+    if (!all(ok)) arg_error(arg, expected, describe(x))
+    return(reticulate::r_to_py(unname(x)))
+  }
+  arg_error(arg, expected, describe(x))
+}
+
+#' Group element: a whole number k (rotation by k steps) or an escnn element.
+#' @noRd
+as_py_element <- function(x, arg) {
+  if (is_py(x)) {
+    return(x)
+  }
+  as_py_int(x, arg, min = -.Machine$integer.max)
+}
+
+#' Action of C4 for check_equivariance(): a name or a function(x, k).
+#' @noRd
+as_py_action <- function(x, arg) {
+  if (is.function(x) || is_py(x)) {
+    return(as_py_callable(x, arg))
+  }
+  choices <- c("auto", "invariant", "rotate", "regular")
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
+    arg_error(arg, paste0('one of "', paste(choices, collapse = '", "'), '" or a function(x, k)'), describe(x))
+  }
+  x
+}
+
+# -- quantile maps --
+
+#' Target distribution -> a name, a Python callable or a distribution.
+#'
+#' A name is passed on (the core checks it); an R `function(q)` receives a numeric
+#' vector of probabilities and must return as many quantiles.
+#' @noRd
+as_py_target <- function(x, arg = "target") {
+  if (is.function(x)) {
+    # convert = TRUE: the function receives R numeric vectors, not numpy objects
+    f <- reticulate::r_to_py(x, convert = TRUE)
+    return(core()$quantile_maps$numpy_target(f, name = "R function"))
+  }
+  if (is_py(x)) {
+    return(x)
+  }
+  if (is.character(x) && length(x) == 1 && !is.na(x) && nzchar(x)) {
+    return(x)
+  }
+  arg_error(arg, "a target name such as \"gaussian\" or a function(q)", describe(x))
+}
+
+#' One of a set of strings.
+#' @noRd
+as_py_choice <- function(x, choices, arg) {
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !x %in% choices) {
+    arg_error(arg, paste0("one of ", paste0('"', choices, '"', collapse = ", ")), describe(x))
+  }
+  x
+}
+
+#' NULL (cumulative average) or a number in [0, 1].
+#' @noRd
+as_py_momentum <- function(x, arg = "momentum") {
+  if (is.null(x)) {
+    return(NULL)
+  }
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) || x < 0 || x > 1) {
+    arg_error(arg, "a number in [0, 1] or NULL", describe(x))
+  }
+  as.double(x)
+}
+
+#' NULL, "float32" or "float64" -> torch dtype.
+#' @noRd
+as_py_dtype <- function(x, arg = "dtype") {
+  if (is.null(x) || is_py(x)) {
+    return(x)
+  }
+  x <- as_py_choice(x, c("float32", "float64"), arg)
+  torch_module()[[x]]
+}

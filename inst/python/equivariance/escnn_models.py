@@ -58,7 +58,7 @@ def _enn() -> Any:
 
 
 def _check_gspace(gspace: Any, name: str = "gspace") -> Any:
-    if not (hasattr(gspace, "fibergroup") and hasattr(gspace, "regular_repr")):
+    if not (hasattr(gspace, "fibergroup") and hasattr(gspace, "irrep")):
         raise TypeError(f"`{name}` must be an escnn gspace such as rot2d_on_r2(4), got {gspace!r}")
     return gspace
 

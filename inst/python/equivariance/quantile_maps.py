@@ -80,7 +80,7 @@ _LINSPACE_CLAMP = 1e-5
 # Eval mode evaluates Q on F clamped away from 0 and 1 (in float64) to stay finite.
 _EVAL_CLAMP = 1e-12
 # Sketch mode: size of the strided pilot subsample that sets each group's scale.
-_PILOT = 256
+_PILOT = 64
 # Sketch mode: the gradient averages the map's slope over this many cells each side.
 _SLOPE_CELLS = 2
 
@@ -111,27 +111,31 @@ def _momentum(value: Any) -> Optional[float]:
 # exact mode: one sort per group
 
 
-def _tie_average(s: torch.Tensor, qvals: torch.Tensor) -> Optional[torch.Tensor]:
-    """Target values in sorted order with each run of ties replaced by its mean.
+def _tie_rows(s: torch.Tensor, qvals: torch.Tensor):
+    """Rows of ``s`` (sorted) that hold ties, with their tie-averaged target values.
 
-    Returns None (nothing to do) when the sorted rows ``s`` hold no ties. The check is
-    one comparison pass over the flat tensor: a false alarm across a row boundary only
-    sends us down the (still correct) tie path.
+    Returns None when there are no ties. Otherwise ``(rows, values)`` where ``values``
+    (len(rows), n) are the target values in sorted order with each run of equal inputs
+    replaced by the run's mean, so that equal inputs map to equal outputs. The check is
+    one comparison over the flat tensor; only rows with ties do more work.
     """
+    R, n = s.shape
     flat = s.reshape(-1)
-    if not bool((flat[1:] == flat[:-1]).any()):
+    pos = (flat[1:] == flat[:-1]).nonzero().squeeze(1)  # one pass; usually (almost) empty
+    pos = pos[(pos + 1) % n != 0]  # comparisons across a row boundary do not count
+    if pos.numel() == 0:
         return None
-    rows, n = s.shape
-    new_run = torch.ones_like(s, dtype=torch.bool)
-    new_run[:, 1:] = s[:, 1:] != s[:, :-1]
-    run = torch.cumsum(new_run.reshape(-1), 0) - 1  # run id, unique across rows
-    if int(run[-1]) + 1 == s.numel():
-        return None
-    values = qvals.expand(rows, n).reshape(-1)
+    rows = torch.unique(pos // n)
+    sub = s[rows]
+    k = sub.shape[0]
+    new_run = torch.ones_like(sub, dtype=torch.bool)
+    new_run[:, 1:] = sub[:, 1:] != sub[:, :-1]
+    run = torch.cumsum(new_run.reshape(-1), 0) - 1  # run ids, unique across rows
+    values = qvals.expand(k, n).reshape(-1)
     sums = torch.zeros(int(run[-1]) + 1, dtype=values.dtype, device=values.device)
     sums.index_add_(0, run, values)
     counts = torch.bincount(run, minlength=sums.numel()).to(values.dtype)
-    return (sums / counts)[run].view(rows, n)
+    return rows, (sums / counts)[run].view(k, n)
 
 
 def _sorted_slopes(s: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
@@ -144,42 +148,71 @@ def _sorted_slopes(s: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: in
     rows, n = s.shape
     if n == 1:
         return torch.zeros_like(s)
-    padded = torch.cat([s[:, :1].expand(rows, h), s, s[:, -1:].expand(rows, h)], dim=1)
-    spread = padded[:, 2 * h:] - padded[:, : n]
-    slope = dq / spread
-    if ties:
-        # zero spread inside a long run of ties: use the group's overall slope instead
-        span = s[:, -1:] - s[:, :1]
-        overall = torch.where(span > 0, (qvals[-1] - qvals[0]) / span, torch.zeros_like(span))
-        slope = torch.where(spread > 0, slope, overall)
-    return slope
+    if n > 2 * h:
+        spread = torch.empty_like(s)
+        torch.sub(s[:, 2 * h:], s[:, : n - 2 * h], out=spread[:, h: n - h])
+        torch.sub(s[:, h: 2 * h], s[:, :1], out=spread[:, :h])
+        torch.sub(s[:, -1:], s[:, n - 2 * h: n - h], out=spread[:, n - h:])
+    else:
+        padded = torch.cat([s[:, :1].expand(rows, h), s, s[:, -1:].expand(rows, h)], dim=1)
+        spread = padded[:, 2 * h:] - padded[:, :n]
+    if not ties:
+        return torch.div(dq, spread, out=spread)
+    # zero spread inside a long run of ties: use the group's overall slope instead
+    span = s[:, -1:] - s[:, :1]
+    overall = torch.where(span > 0, (qvals[-1] - qvals[0]) / span, torch.zeros_like(span))
+    return torch.where(spread > 0, dq / spread, overall)
 
 
-class _ExactMap(torch.autograd.Function):
-    """Rows of ``x`` mapped to sorted target values; backward = transport derivative."""
+class _Slope:
+    """dT/dx for the elements of a mapped tensor, given lazily.
 
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int):
-        s, idx = torch.sort(x, dim=-1)
-        # NaN sorts last, so checking the last column finds any NaN in the group
-        if bool(torch.isnan(s[:, -1]).any()):
-            raise ValueError("`input` contains NaN; quantile maps need ordered values")
-        averaged = _tie_average(s, qvals)
-        ties = averaged is not None
-        out_sorted = averaged if ties else qvals.expand_as(s)
-        y = torch.empty_like(x).scatter_(-1, idx, out_sorted)
-        ctx.mark_non_differentiable(s)
-        if ctx.needs_input_grad[0]:
-            ctx.save_for_backward(s, idx, qvals, dq)
-            ctx.h, ctx.ties = h, ties
-        return y, s
+    Args:
+        get: returns the slope tensor (shape of the map's rows).
+        fresh: whether ``get`` builds a new tensor each call (then the backward pass
+            may overwrite it) or returns a stored one.
+    """
 
-    @staticmethod
-    def backward(ctx, grad_y: torch.Tensor, _grad_s: torch.Tensor):
-        s, idx, qvals, dq = ctx.saved_tensors
-        slope_sorted = _sorted_slopes(s, qvals, dq, ctx.h, ctx.ties)
-        slope = torch.empty_like(slope_sorted).scatter_(-1, idx, slope_sorted)
-        return grad_y * slope, None, None, None
+    def __init__(self, get, fresh: bool) -> None:
+        self.get = get
+        self.fresh = fresh
+
+
+def _exact(x: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
+           levels: Optional[torch.Tensor], positions: str, need_slope: bool):
+    """Map each row of ``x`` (rows, n) onto the sorted target values ``qvals``.
+
+    One sort per row gives the ranks; the target values (cached per n) are scattered
+    to the elements' positions, with runs of ties given their mean.
+
+    Returns:
+        ``(y, slope or None, quantiles or None)``: the mapped rows, a :class:`_Slope`
+        computing the transport derivative from the sorted values (only in the
+        backward pass), and each row's quantiles at ``levels``.
+    """
+    s, idx = torch.sort(x, dim=-1)
+    # NaN sorts last, so checking the last column finds any NaN in the group
+    if bool(torch.isnan(s[:, -1]).any()):
+        raise ValueError("`input` contains NaN; quantile maps need ordered values")
+    tied = _tie_rows(s, qvals)
+    quantiles = None if levels is None else _sorted_quantiles(s, levels, positions)
+    # without a backward pass the sorted values are not needed any more: scatter the
+    # target values into their buffer instead of allocating a new one
+    y = torch.empty_like(x) if need_slope else s
+    y.scatter_(-1, idx, qvals.expand_as(x))
+    if tied is not None:
+        rows, values = tied
+        y[rows] = torch.empty_like(values).scatter_(-1, idx[rows], values)
+    slope = None
+    if need_slope:
+        ties = tied is not None
+
+        def get() -> torch.Tensor:
+            sorted_slope = _sorted_slopes(s, qvals, dq, h, ties)
+            return torch.empty_like(sorted_slope).scatter_(-1, idx, sorted_slope)
+
+        slope = _Slope(get, fresh=True)
+    return y, slope, quantiles
 
 
 def _sorted_quantiles(s: torch.Tensor, levels: torch.Tensor, positions: str) -> torch.Tensor:
@@ -200,7 +233,20 @@ def _sorted_quantiles(s: torch.Tensor, levels: torch.Tensor, positions: str) -> 
 # sketch mode: a histogram in a squashed coordinate instead of a sort
 
 
-def _sketch(x: torch.Tensor, target: Target, bins: int, need_slope: bool):
+def _scratch(workspace: Optional[dict], name: str, like: torch.Tensor,
+             dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """An uninitialised buffer shaped like ``like``, reused from ``workspace`` if possible."""
+    dtype = like.dtype if dtype is None else dtype
+    if workspace is None or like.device.type != "cpu":
+        return torch.empty(like.shape, dtype=dtype, device=like.device)
+    buf = workspace.get(name)
+    if buf is None or buf.shape != like.shape or buf.dtype != dtype:
+        buf = workspace[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
+    return buf
+
+
+def _sketch(x: torch.Tensor, target: Target, bins: int, need_slope: bool,
+            workspace: Optional[dict] = None):
     """Piecewise-linear map of each row through an exact histogram (sketch mode).
 
     Each row is squashed into (0, 1) by ``u = (1 + z / (1 + |z|)) / 2`` with
@@ -216,68 +262,123 @@ def _sketch(x: torch.Tensor, target: Target, bins: int, need_slope: bool):
         x: rows to map, shape (rows, n).
         target: the target quantile function.
         bins: number of cells.
-        need_slope: also return dy/dx (the exact derivative of this map).
+        need_slope: also return dy/dx, the slope of the map averaged over
+            ``2 * _SLOPE_CELLS + 1`` cells (see below).
+        workspace: a dict in which scratch buffers are kept between calls (on CPU,
+            where fresh large allocations are slow), or None.
 
     Returns:
         ``(y, slope or None, (edge_p, median, scale))``.
     """
     rows, n = x.shape
+    dtype, device = x.dtype, x.device
     stride = max(1, n // _PILOT)
     pilot, _ = torch.sort(x[:, ::stride], dim=-1)
     m = pilot.shape[1]
     med = pilot[:, m // 2: m // 2 + 1]
-    scale = 0.5 * (pilot[:, (3 * m) // 4: (3 * m) // 4 + 1] - pilot[:, m // 4: m // 4 + 1])
+    scale = pilot[:, (3 * m) // 4: (3 * m) // 4 + 1] - pilot[:, m // 4: m // 4 + 1]
     # heavy ties can make the quartiles equal: fall back to the range, then to 1
     scale = torch.where(scale > 0, scale, 0.5 * (pilot[:, -1:] - pilot[:, :1]))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     inv = 1.0 / scale
-    z = torch.addcmul(-med * inv, x, inv)
-    a = z.abs()
-    top = a.max()
-    if bool(torch.isnan(top)):
-        raise ValueError("`input` contains NaN; quantile maps need ordered values")
-    if bool(torch.isinf(top)):
+    # Few full-size buffers, reused in place: fresh large allocations cost page faults
+    # that are a sizeable part of this mode's time on CPU.
+    z = torch.addcmul(-med * inv, x, inv, out=_scratch(workspace, "z", x))
+    t = torch.abs(z, out=_scratch(workspace, "t", x)).add_(1.0)
+    # one cheap reduction finds NaN (and inf, which would make z / (1 + |z|) NaN)
+    if not bool(torch.isfinite(t.sum())):
+        if bool(torch.isnan(x).any()):
+            raise ValueError("`input` contains NaN; quantile maps need ordered values")
         z.clamp_(-1e30, 1e30)
-        a = z.abs()
-    t = a.add_(1.0)
+        torch.add(z.abs(), 1.0, out=t)
     half = 0.5 * bins
-    ub = torch.div(z, t).mul_(half).add_(half)  # u * bins, in [0, bins]
-    b = ub.long().clamp_(max=bins - 1)
-    counts = torch.zeros(rows, bins, dtype=x.dtype, device=x.device)
-    counts.scatter_add_(1, b, torch.ones((), dtype=x.dtype, device=x.device).expand(rows, n))
-    below = torch.zeros(rows, bins + 1, dtype=x.dtype, device=x.device)
-    torch.cumsum(counts, dim=1, out=below[:, 1:])
+    # u * bins (into z's buffer), strictly below `bins` so that truncation gives a cell
+    # in [0, bins - 1]
+    ub = torch.addcdiv(torch.tensor(half, dtype=dtype, device=device), z, t,
+                       value=half * (1.0 - 1e-6), out=z)
+    # flat cell ids index both the counts and the (rows, bins + 1) edge tables
+    width = bins + 1
+    idx_dtype = torch.int32 if rows * width < 2**31 else torch.int64
+    cell = _scratch(workspace, "cell", x, idx_dtype).copy_(ub)  # truncates: ub >= 0
+    frac = ub.frac_().view(-1)
+    cell += torch.arange(0, rows * width, width, dtype=idx_dtype, device=device).unsqueeze(1)
+    cell = cell.view(-1)
+    counts = torch.bincount(cell, minlength=rows * width).view(rows, width).to(dtype)
+    below = torch.cumsum(counts, dim=1).sub_(counts)  # elements in cells left of the edge
     # CDF at a cell edge: halfway between the neighbouring plotting positions
-    edge_p = (below / n).clamp_(0.5 / n, 1.0 - 0.5 / n)
+    edge_p = below.div_(n).clamp_(0.5 / n, 1.0 - 0.5 / n)
     edge_y = target(edge_p)
-    rise_b = (edge_y[:, 1:] - edge_y[:, :-1]).gather(1, b)
-    y = torch.addcmul(edge_y.gather(1, b), ub.sub_(b), rise_b)
+    rise = torch.zeros_like(edge_y)
+    rise[:, :bins] = edge_y[:, 1:] - edge_y[:, :-1]
+    y = edge_y.view(-1).index_select(0, cell)
     slope = None
     if need_slope:
-        # dy/dx = (dy/du) (du/dx), du/dx = 1 / (2 scale (1 + |z|)^2). dy/du is averaged
-        # over 2 * _SLOPE_CELLS + 1 cells: a single cell's rise is proportional to its
-        # count, and elements sit more often in fuller cells, which would bias the
-        # gradient upwards by about 1 / (elements per cell).
-        j = torch.arange(bins, device=x.device)
+        # dT/dx as a secant over a window of 2 * _SLOPE_CELLS + 1 cells: the rise of the
+        # map across the window over the window's width in x (cell edges in x are known:
+        # x = median + scale * v / (1 - |v|) at v = 2 j / bins - 1). A window rather than
+        # a single cell, because a cell's rise is proportional to its count and elements
+        # sit more often in fuller cells, which would bias the gradient upwards by about
+        # 1 / (elements per cell). Windows touching the infinite outer edges get 0.
+        j = torch.arange(bins, device=device)
         hi = (j + _SLOPE_CELLS + 1).clamp(max=bins)
         lo = (j - _SLOPE_CELLS).clamp(min=0)
-        rise_w = (edge_y[:, hi] - edge_y[:, lo]) / (hi - lo).to(x.dtype)
-        slope = rise_w.gather(1, b).mul_(half * inv).div_(t.mul_(t))
+        v = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64, device=device)
+        edge_z = (v / (1.0 - v.abs())).to(dtype)  # -inf and inf at the ends
+        per_cell = torch.zeros_like(edge_y)
+        per_cell[:, :bins] = (edge_y[:, hi] - edge_y[:, lo]) / (scale * (edge_z[hi] - edge_z[lo]))
+        slope = per_cell.view(-1).index_select(0, cell).view(rows, n)
+    y.addcmul_(frac, torch.index_select(rise.view(-1), 0, cell, out=t.view(-1)))
+    y = y.view(rows, n)
     return y, slope, (edge_p, med, scale)
 
 
-class _WithSlope(torch.autograd.Function):
-    """Return precomputed values ``y`` whose derivative with respect to ``x`` is ``slope``."""
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """``t`` summed over the dimensions that ``shape`` broadcasts."""
+    return t.sum_to_size(shape) if t.shape != shape else t.clone()
+
+
+class _Attach(torch.autograd.Function):
+    """``y * weight + bias`` whose input gradient is ``slope * weight`` (the transport
+    derivative), fused with the affine's own gradients so that the backward pass makes
+    few full-size temporaries.
+
+    ``x`` is only there to connect the graph; ``y`` (the map's output) and the slope
+    are computed without autograd. ``weight`` and ``bias`` are None or views that
+    broadcast against ``y``.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, y: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(slope)
-        return y
+    def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor],
+                bias: Optional[torch.Tensor], y: torch.Tensor, slope: _Slope) -> torch.Tensor:
+        ctx.slope, ctx.shape = slope, y.shape
+        ctx.bias_shape = None if bias is None else bias.shape
+        if weight is not None and not slope.fresh and ctx.needs_input_grad[0]:
+            slope.get().view(y.shape).mul_(weight)  # fold the weight in once
+        ctx.save_for_backward(y if ctx.needs_input_grad[1] else None, weight)
+        if weight is None:
+            return y if bias is None else y + bias
+        return torch.addcmul(bias, y, weight) if bias is not None else y * weight
 
     @staticmethod
-    def backward(ctx, grad_y: torch.Tensor):
-        (slope,) = ctx.saved_tensors
-        return grad_y * slope, None, None
+    def backward(ctx, grad: torch.Tensor):
+        y, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            slope = ctx.slope.get().view(ctx.shape)
+            if ctx.slope.fresh:
+                if weight is not None:
+                    slope.mul_(weight)
+                grad_x = slope.mul_(grad)
+            else:
+                grad_x = grad * slope
+        if ctx.needs_input_grad[1]:
+            if all(st == 0 for st in grad.stride()):  # e.g. out.sum().backward()
+                grad_w = grad.reshape(-1)[0] * y.sum_to_size(weight.shape)
+            else:
+                grad_w = (grad * y).sum_to_size(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = _sum_to(grad, ctx.bias_shape)
+        return grad_x, grad_w, grad_b, None, None
 
 
 def _sketch_quantiles(edge_p: torch.Tensor, med: torch.Tensor, scale: torch.Tensor,
@@ -365,6 +466,7 @@ class _QuantileMap(nn.Module):
         if self.sketch_bins < 16:
             raise ValueError(f"`sketch_bins` must be at least 16, got {sketch_bins!r}")
         self._cache: OrderedDict = OrderedDict()
+        self._workspace: dict = {}  # sketch mode's scratch buffers (not state)
         factory = {"device": device, "dtype": dtype}
         if self.track_running_stats:
             self.register_buffer("running_quantiles", torch.zeros(num_stats, self.num_knots, **factory))
@@ -429,32 +531,58 @@ class _QuantileMap(nn.Module):
         return hit
 
     # -- the map ------------------------------------------------------------------------------
-    def _map(self, x3: torch.Tensor) -> torch.Tensor:
-        """Map each group of ``x3`` (A, S, n) to the target. Returns the same shape."""
+    def _map(self, x3: torch.Tensor):
+        """Map each group of ``x3`` (A, S, n) to the target.
+
+        Returns:
+            ``(y, slope)``: ``y`` of shape (A, S, n), and a :class:`_Slope` when the
+            transport gradient must be attached (None when no gradient reaches the
+            input, or when ``y`` already carries its autograd graph).
+        """
         A, S, n = x3.shape
         xin = x3 if self.grad == "transport" else x3.detach()
         if self.track_running_stats and not self.training:
-            return _running_map(xin, self.running_quantiles, self.knot_levels, self._target)
+            return _running_map(xin, self.running_quantiles, self.knot_levels, self._target), None
+        need = self.grad == "transport" and torch.is_grad_enabled() and x3.requires_grad
+        rows = xin.detach().reshape(A * S, n)
         if self.eps > 0:
-            xin = xin + self.eps * torch.randn_like(xin)
-        rows = xin.reshape(A * S, n)
+            rows = rows + self.eps * torch.randn_like(rows)
         update = self.track_running_stats and self.training
         levels = self.knot_levels.to(x3.device)
         if self.method == "sketch" and n > 4 * self.sketch_bins:
-            need = rows.requires_grad and torch.is_grad_enabled()
-            y, slope, tables = _sketch(rows.detach(), self._target, self.sketch_bins, need)
-            if need:
-                y = _WithSlope.apply(rows, y, slope)
+            y, slope, tables = _sketch(rows, self._target, self.sketch_bins, need, self._workspace)
+            if slope is not None:
+                slope = _Slope(lambda stored=slope: stored, fresh=False)
             if update:
                 with torch.no_grad():
                     self._update_running(_sketch_quantiles(*tables, levels).view(A, S, -1))
         else:
             qvals, dq, h = self._target_values(n, x3.dtype, x3.device)
-            y, s = _ExactMap.apply(rows, qvals, dq, h)
+            y, slope, q = _exact(rows, qvals, dq, h, levels if update else None,
+                                 self.positions, need)
             if update:
                 with torch.no_grad():
-                    self._update_running(_sorted_quantiles(s, levels, self.positions).view(A, S, -1))
-        return y.view(A, S, n)
+                    self._update_running(q.view(A, S, -1))
+        return y.view(A, S, n), slope
+
+    def _finish(self, x: torch.Tensor, y: torch.Tensor, slope: Optional[_Slope],
+                weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """Apply the affine and attach the transport gradient.
+
+        ``x`` and ``y`` have the same (viewed) shape; ``weight`` and ``bias`` are None
+        or views broadcasting against it.
+        """
+        if slope is not None:
+            return _Attach.apply(x, weight, bias, y, slope)
+        if weight is None:
+            return y if bias is None else y + bias
+        tracking = torch.is_grad_enabled() and (
+            y.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad))
+        if bias is None:
+            return y * weight if tracking else y.mul_(weight)
+        if tracking:
+            return torch.addcmul(bias, y, weight)
+        return torch.addcmul(bias, y, weight, out=y)  # y is a fresh tensor: update in place
 
     def _check_floating(self, x: Any) -> None:
         if not torch.is_tensor(x):
@@ -575,11 +703,12 @@ class GroupMap(_QuantileMap):
         N = input.shape[0]
         if input.numel() == 0:
             return input.clone()
-        y = self._map(input.reshape(N, self.num_groups, -1)).view(input.shape)
+        y, slope = self._map(input.reshape(N, self.num_groups, -1))
+        shape = (N, self.num_channels, -1)
+        weight = bias = None
         if self.affine:
-            y = torch.addcmul(self.bias.view(1, -1, 1), y.view(N, self.num_channels, -1),
-                              self.weight.view(1, -1, 1)).view(input.shape)
-        return y
+            weight, bias = self.weight.view(1, -1, 1), self.bias.view(1, -1, 1)
+        return self._finish(input.reshape(shape), y.view(shape), slope, weight, bias).view(input.shape)
 
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, affine={self.affine}, "
@@ -640,11 +769,12 @@ class InstanceMap(_QuantileMap):
         N = input.shape[0]
         if input.numel() == 0:
             return input.clone()
-        y = self._map(input.reshape(N, self.num_features, -1)).view(input.shape)
+        y, slope = self._map(input.reshape(N, self.num_features, -1))
+        shape = (N, self.num_features, -1)
+        weight = bias = None
         if self.affine:
-            y = torch.addcmul(self.bias.view(1, -1, 1), y.view(N, self.num_features, -1),
-                              self.weight.view(1, -1, 1)).view(input.shape)
-        return y
+            weight, bias = self.weight.view(1, -1, 1), self.bias.view(1, -1, 1)
+        return self._finish(input.reshape(shape), y.view(shape), slope, weight, bias).view(input.shape)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, affine={self.affine}, " + self._common_repr()
@@ -714,10 +844,10 @@ class LayerMap(_QuantileMap):
         if input.numel() == 0:
             return input.clone()
         n = math.prod(self.normalized_shape)
-        y = self._map(input.reshape(-1, 1, n)).view(input.shape)
-        if self.weight is not None:
-            y = y * self.weight if self.bias is None else torch.addcmul(self.bias, y, self.weight)
-        return y
+        y, slope = self._map(input.reshape(-1, 1, n))
+        weight = None if self.weight is None else self.weight.view(1, n)
+        bias = None if self.bias is None else self.bias.view(1, n)
+        return self._finish(input.reshape(-1, n), y.view(-1, n), slope, weight, bias).view(input.shape)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, elementwise_affine={self.elementwise_affine}, "

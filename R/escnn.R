@@ -1,0 +1,277 @@
+# escnn from R with R-idiomatic arguments: whole numbers instead of `4L`,
+# representation names instead of objects. Each wrapper converts its arguments in
+# R/convert.R and calls the core's `escnn_models` module, which imports escnn on
+# first use.
+
+#' The core's escnn helpers, with a clear error when escnn is not installed.
+#' @noRd
+escnn_models <- function() {
+  core()
+  if (!reticulate::py_module_available("escnn")) {
+    stop(
+      "This function needs the Python package 'escnn', which is missing from ",
+      reticulate::py_config()$python, ".\nRun install_equivariance() to install it.",
+      call. = FALSE
+    )
+  }
+  core()$escnn_models
+}
+
+#' Is escnn usable in this session?
+#'
+#' @return `TRUE` when the Python core and the `escnn` package can be loaded.
+#' @export
+#' @examples
+#' escnn_available()
+escnn_available <- function() {
+  equivariance_available() &&
+    isTRUE(tryCatch(reticulate::py_module_available("escnn"), error = function(e) FALSE))
+}
+
+#' Rotations of the plane as an escnn gspace
+#'
+#' `escnn.gspaces.rot2dOnR2`: the plane acted on by the cyclic group of `N`
+#' rotations (`N = 4`: the group C4 of rotations by multiples of 90 degrees), or
+#' by all rotations, SO(2), for `N = -1`.
+#'
+#' @param N Number of rotations (a positive whole number), or -1 for SO(2).
+#' @return An escnn `GSpace2D`; its `fibergroup` prints as `C4` for `N = 4`.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(N = 4)
+#'   gspace$fibergroup
+#' }
+rot2d_on_r2 <- function(N = 4) {
+  call_py(escnn_models()$rot2d_on_r2(as_py_group_order(N, "N")))
+}
+
+#' An escnn field type
+#'
+#' One field per entry of `reprs`: a gray-scale image is one `"trivial"` field,
+#' hidden layers usually use `"regular"` fields (4 channels each for C4).
+#'
+#' @param gspace An escnn gspace, e.g. [rot2d_on_r2()].
+#' @param reprs A character vector of representation names (`"trivial"`,
+#'   `"regular"`, `"irrep_0"`, `"irrep_1"`, ...; use `rep("regular", 3)` for three
+#'   fields) or a list of escnn representations.
+#' @return An escnn `FieldType`; `$size` is its number of channels.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(4)
+#'   field_type(gspace, rep("regular", 3))$size # 12
+#' }
+field_type <- function(gspace, reprs) {
+  check_py_object(gspace, "gspace", "an escnn gspace such as rot2d_on_r2(4)")
+  call_py(escnn_models()$field_type(gspace, as_py_reprs(reprs, "reprs")))
+}
+
+#' escnn's group-equivariant convolution
+#'
+#' `escnn.nn.R2Conv` between two field types, with whole-number arguments.
+#'
+#' @param in_type,out_type escnn field types on the same gspace ([field_type()]).
+#' @param kernel_size Side of the square filter.
+#' @param padding Zero padding on every side.
+#' @param stride Convolution stride.
+#' @param bias Learn a bias (for the trivial parts of the output).
+#' @return An escnn `R2Conv` module; call it on a [geometric_tensor()].
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(4)
+#'   conv <- r2_conv(field_type(gspace, "trivial"), field_type(gspace, rep("regular", 3)),
+#'     kernel_size = 3)
+#'   x <- geometric_tensor(array(rnorm(2 * 32 * 32), c(2, 1, 32, 32)), conv$in_type)
+#'   dim(conv(x)$tensor$detach()$numpy()) # 2 12 30 30
+#' }
+r2_conv <- function(in_type, out_type, kernel_size, padding = 0, stride = 1, bias = TRUE) {
+  check_py_object(in_type, "in_type", "an escnn field type")
+  check_py_object(out_type, "out_type", "an escnn field type")
+  call_py(escnn_models()$r2_conv(
+    in_type, out_type,
+    kernel_size = as_py_int(kernel_size, "kernel_size"),
+    padding = as_py_int(padding, "padding", min = 0),
+    stride = as_py_int(stride, "stride"),
+    bias = as_py_flag(bias, "bias")
+  ))
+}
+
+#' Wrap a tensor as an escnn geometric tensor
+#'
+#' @param x An R array or torch tensor of shape `(N, type$size, H, W)`, or a
+#'   `GeometricTensor` (which must already have field type `type`).
+#' @param type An escnn field type ([field_type()]).
+#' @return An escnn `GeometricTensor`; `$tensor` is the torch tensor and
+#'   `$transform(g)` applies a group element.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(4)
+#'   x <- geometric_tensor(array(1:16, c(1, 1, 4, 4)), field_type(gspace, "trivial"))
+#'   x$transform(group_elements(gspace)[[2]])$tensor
+#' }
+geometric_tensor <- function(x, type) {
+  check_py_object(type, "type", "an escnn field type")
+  if (!(is_py(x) && reticulate::py_has_attr(x, "type"))) x <- as_py_tensor(x, "x")
+  call_py(escnn_models()$geometric_tensor(x, type, name = "x"))
+}
+
+#' Elements of a finite escnn group
+#'
+#' @param gspace An escnn gspace with a finite group, e.g. `rot2d_on_r2(4)`.
+#' @return A list of escnn group elements; element `k + 1` is the rotation by
+#'   `k` steps and prints as `k[2pi/4]`.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   group_elements(rot2d_on_r2(4))
+#' }
+group_elements <- function(gspace) {
+  check_py_object(gspace, "gspace", "an escnn gspace such as rot2d_on_r2(4)")
+  out <- call_py(escnn_models()$group_elements(gspace))
+  if (is_py(out)) reticulate::py_to_r(out) else out
+}
+
+#' Matrix of a group element in a representation
+#'
+#' @param gspace An escnn gspace, e.g. `rot2d_on_r2(4)`.
+#' @param name A representation name (`"irrep_0"`, `"irrep_1"`, `"irrep_2"`,
+#'   `"regular"`, `"trivial"`) or an escnn representation.
+#' @param element The element: a whole number `k` (rotation by `k` steps, taken
+#'   modulo the group order) or an element from [group_elements()].
+#' @return A numeric matrix, unrounded (e.g. `6.1e-17` for `cos(pi / 2)`).
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(4)
+#'   representation_matrix(gspace, "irrep_1", 1)
+#'   round(representation_matrix(gspace, "regular", 1))
+#' }
+representation_matrix <- function(gspace, name, element) {
+  check_py_object(gspace, "gspace", "an escnn gspace such as rot2d_on_r2(4)")
+  if (!is_py(name)) name <- check_string(name, "name")
+  m <- call_py(escnn_models()$representation_matrix(gspace, name, as_py_element(element, "element")))
+  out <- if (is_py(m)) reticulate::py_to_r(m) else m
+  matrix(as.numeric(out), nrow = nrow(out), ncol = ncol(out))
+}
+
+#' escnn building blocks: batch norm, ReLU, pooling, sequential
+#'
+#' Thin wrappers over `escnn.nn` that take whole numbers as R numbers:
+#' `inner_batch_norm()` (`InnerBatchNorm`, statistics shared within each field),
+#' `escnn_relu()` (`ReLU`), `pointwise_avg_pool()` (`PointwiseAvgPool`, spatial
+#' average pooling), `group_pooling()` (`GroupPooling`, max over each field's
+#' channels, an invariant) and `escnn_sequential()` (`SequentialModule`).
+#'
+#' @param type An escnn field type (the module's input type).
+#' @param kernel_size Side of the pooling window.
+#' @param stride Step of the window (`NULL`: `kernel_size`).
+#' @param padding Zero padding.
+#' @param ... escnn modules, applied in order.
+#' @return An escnn module.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(4)
+#'   type <- field_type(gspace, rep("regular", 4))
+#'   head <- escnn_sequential(pointwise_avg_pool(type, 11), group_pooling(type))
+#'   head
+#' }
+inner_batch_norm <- function(type) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$inner_batch_norm(type))
+}
+
+#' @rdname inner_batch_norm
+#' @export
+escnn_relu <- function(type) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$relu(type))
+}
+
+#' @rdname inner_batch_norm
+#' @export
+pointwise_avg_pool <- function(type, kernel_size, stride = NULL, padding = 0) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$pointwise_avg_pool(
+    type,
+    as_py_int(kernel_size, "kernel_size"),
+    stride = if (is.null(stride)) NULL else as_py_int(stride, "stride"),
+    padding = as_py_int(padding, "padding", min = 0)
+  ))
+}
+
+#' @rdname inner_batch_norm
+#' @export
+group_pooling <- function(type) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$group_pooling(type))
+}
+
+#' @rdname inner_batch_norm
+#' @export
+escnn_sequential <- function(...) {
+  modules <- list(...)
+  for (i in seq_along(modules)) {
+    check_py_object(modules[[i]], paste0("..", i), "an escnn module")
+  }
+  call_py(do.call(escnn_models()$sequential, unname(modules)))
+}
+
+#' The escnn walkthrough's network, and an escnn C4 classifier
+#'
+#' `escnn_walkthrough_model()` builds the walkthrough's three `R2Conv` layers on
+#' `rot2d_on_r2(4)`: trivial -> `hidden_fields` regular -> `hidden_fields` regular
+#' -> `out_fields` regular, with `InnerBatchNorm` and `ReLU` in between and no
+#' padding (a 17x17 input gives 11x11 with `kernel_size = 3`).
+#'
+#' `escnn_c4_cnn()` is the escnn counterpart of [c4_cnn()] (same layout and
+#' widths; escnn's filter basis is smaller, so it has fewer parameters): a torch
+#' module taking plain image tensors and returning logits, exactly invariant to
+#' 90-degree rotations.
+#'
+#' @param hidden_fields Regular fields of the two hidden layers.
+#' @param out_fields Regular fields of the output.
+#' @param kernel_size Side of every filter.
+#' @inheritParams simple_cnn
+#' @return An escnn `SequentialModule` (in training mode; call `$eval()`), or a
+#'   torch module for `escnn_c4_cnn()`.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   model <- escnn_walkthrough_model()
+#'   model$eval()
+#'   x <- geometric_tensor(array(rnorm(17 * 17), c(1, 1, 17, 17)), model$in_type)
+#'   dim(model(x)$tensor$detach()$numpy()) # 1 4 11 11
+#' }
+escnn_walkthrough_model <- function(hidden_fields = 4, out_fields = 1, kernel_size = 3) {
+  call_py(escnn_models()$walkthrough_model(
+    hidden_fields = as_py_int(hidden_fields, "hidden_fields"),
+    out_fields = as_py_int(out_fields, "out_fields"),
+    kernel_size = as_py_int(kernel_size, "kernel_size")
+  ))
+}
+
+#' @rdname escnn_walkthrough_model
+#' @export
+escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 16),
+                         kernel_size = 3) {
+  if (length(widths) != 3) {
+    arg_error("widths", "three positive whole numbers", describe(widths))
+  }
+  call_py(escnn_models()$EscnnC4CNN(
+    in_channels = as_py_int(in_channels, "in_channels"),
+    num_classes = as_py_int(num_classes, "num_classes"),
+    widths = as_py_shape(widths, "widths"),
+    kernel_size = as_py_int(kernel_size, "kernel_size")
+  ))
+}
+
+#' Stop unless `x` is a Python object (the Python side checks what kind).
+#' @noRd
+check_py_object <- function(x, arg, expected) {
+  if (!is_py(x)) arg_error(arg, expected, describe(x))
+  invisible(x)
+}

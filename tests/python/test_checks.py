@@ -1,0 +1,93 @@
+"""check_equivariance: actions, auto detection, side effects, bad input."""
+
+import pytest
+import torch
+from torch import nn
+
+import equivariance as eq
+from equivariance.c4 import rotate
+
+
+def test_reports_one_error_per_element():
+    errors = eq.check_equivariance(eq.C4CNN(), torch.randn(2, 1, 28, 28))
+    assert isinstance(errors, list) and len(errors) == 4
+    assert errors[0] == 0
+    assert max(errors) < 1e-4
+
+
+def test_simple_cnn_is_clearly_not_invariant():
+    errors = eq.check_equivariance(eq.SimpleCNN(), torch.randn(4, 1, 28, 28))
+    assert min(errors[1:]) > 1e-3
+
+
+def test_auto_reads_layer_declarations():
+    x = torch.randn(2, 1, 11, 11)
+    assert max(eq.check_equivariance(eq.C4LiftingConv2d(1, 2, 3), x)) < 1e-5
+    seq = nn.Sequential(eq.C4LiftingConv2d(1, 2, 3), nn.ReLU(), eq.C4Conv2d(2, 2, 3), nn.ReLU())
+    assert max(eq.check_equivariance(seq, x)) < 1e-5
+    seq_pooled = nn.Sequential(seq, eq.C4GroupPool())
+    assert max(eq.check_equivariance(seq_pooled, x)) < 1e-5
+    xr = torch.randn(2, 8, 10, 10)
+    assert max(eq.check_equivariance(eq.C4Conv2d(2, 3, 3), xr)) < 1e-5
+
+
+def test_explicit_actions_and_callables():
+    x = torch.randn(2, 1, 11, 11)
+    layer = eq.C4LiftingConv2d(1, 2, 3)
+    assert max(eq.check_equivariance(layer, x, output="regular", input="rotate")) < 1e-5
+    # the wrong action is reported
+    assert max(eq.check_equivariance(layer, x, output="rotate")) > 1e-2
+    assert max(eq.check_equivariance(layer, x, output=eq.rotate_regular)) < 1e-5
+    # a plain conv with a rotation-symmetric filter commutes with rotation
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]]]))
+    assert max(eq.check_equivariance(conv, x, output="rotate")) < 1e-5
+    # any callable works, here a function of the image
+    assert max(eq.check_equivariance(lambda t: t.sum((-2, -1)), x)) < 1e-5
+    assert max(eq.check_equivariance(lambda t: t, x, output=lambda y, k: rotate(y, k))) == 0
+
+
+def test_relative_to_output_scale():
+    net = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Flatten(), nn.Linear(81, 1))
+    x = torch.randn(2, 1, 11, 11)
+    small = eq.check_equivariance(net, x)
+    with torch.no_grad():
+        net[2].weight.mul_(1000)
+        net[2].bias.mul_(1000)
+    large = eq.check_equivariance(net, x)
+    assert large == pytest.approx(small, rel=1e-3)
+
+
+def test_no_side_effects_on_buffers_or_mode():
+    net = eq.C4CNN().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    eq.check_equivariance(net, torch.randn(4, 1, 16, 16))
+    assert net.training
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_accepts_arrays():
+    import numpy as np
+
+    errors = eq.check_equivariance(eq.C4CNN(), np.random.rand(2, 1, 12, 12))
+    assert max(errors) < 1e-4
+
+
+@pytest.mark.parametrize("group", ["D4", "SO2", "C8", 4, None])
+def test_only_c4(group):
+    with pytest.raises(ValueError, match="group"):
+        eq.check_equivariance(eq.C4CNN(), torch.randn(1, 1, 8, 8), group=group)
+
+
+def test_bad_actions():
+    x = torch.randn(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="output"):
+        eq.check_equivariance(eq.C4CNN(), x, output="spin")
+    with pytest.raises(ValueError, match="input"):
+        eq.check_equivariance(eq.C4CNN(), x, input="flip")
+    with pytest.raises(TypeError, match="output"):
+        eq.check_equivariance(eq.C4CNN(), x, output=3)
+    with pytest.raises(ValueError, match="shape"):
+        eq.check_equivariance(eq.C4LiftingConv2d(1, 1, 3), torch.randn(1, 1, 8, 9), output="invariant")

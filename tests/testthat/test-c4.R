@@ -1,0 +1,82 @@
+rot <- function(x, k) reticulate::import("torch")$rot90(x, as.integer(k), dims = c(-2L, -1L))
+randn <- function(...) as_tensor(array(rnorm(prod(c(...))), c(...)))
+
+test_that("C4 layers give the walkthrough's shapes and transform like escnn's regular fields", {
+  skip_if_no_python()
+  layer <- c4_lifting_conv2d(1, 3, kernel_size = 3)
+  x <- randn(2, 1, 32, 32)
+  y <- layer(x)
+  expect_equal(dim(as_r_array(y)), c(2, 12, 30, 30))
+  for (k in 0:3) {
+    expected <- as_r_array(core()$rotate_regular(y, as_py_int(k, "k", min = 0)))
+    expect_equal(as_r_array(layer(rot(x, k))), expected, tolerance = 1e-5)
+  }
+})
+
+test_that("every layer and network is equivariant in train and eval mode", {
+  skip_if_no_python()
+  x_img <- array(rnorm(2 * 13 * 13), c(2, 1, 13, 13))
+  x_reg <- array(rnorm(2 * 8 * 12 * 12), c(2, 8, 12, 12))
+  for (train in c(TRUE, FALSE)) {
+    for (net in list(c4_cnn(), eq_cnn())) {
+      net$train(train)
+      res <- check_equivariance(net, x_img)
+      expect_s3_class(res, "data.frame")
+      expect_named(res, c("element", "error"))
+      expect_equal(res$element, 0:3)
+      expect_lt(max(res$error), 1e-4)
+    }
+    bn <- c4_batch_norm2d(2)
+    bn$train(train)
+    expect_lt(max(check_equivariance(bn, x_reg)$error), 1e-4)
+  }
+  expect_lt(max(check_equivariance(c4_conv2d(2, 3, 3, padding = 1), x_reg)$error), 1e-4)
+  expect_lt(max(check_equivariance(c4_group_pool("mean"), x_reg)$error), 1e-4)
+  expect_lt(max(check_equivariance(c4_lifting_conv2d(1, 2, 3), x_img, output = "regular")$error), 1e-4)
+})
+
+test_that("check_equivariance separates C4CNN from SimpleCNN and accepts functions", {
+  skip_if_no_python()
+  x <- array(runif(2 * 28 * 28), c(2, 1, 28, 28))
+  expect_lt(max(check_equivariance(c4_cnn(), x)$error), 1e-4)
+  simple <- check_equivariance(simple_cnn(), x)
+  expect_equal(simple$error[1], 0)
+  expect_gt(min(simple$error[-1]), 1e-3)
+  # output action given as an R function(y, k)
+  shift <- function(y, k) core()$rotate_regular(y, k)
+  res <- check_equivariance(c4_lifting_conv2d(1, 2, 3), x, output = shift)
+  expect_lt(max(res$error), 1e-4)
+  # a wrong action is detected
+  expect_gt(max(check_equivariance(c4_lifting_conv2d(1, 2, 3), x, output = "rotate")$error), 1e-2)
+})
+
+test_that("parameter counts and export", {
+  skip_if_no_python()
+  count <- function(m) sum(vapply(reticulate::iterate(m$parameters()), function(p) p$numel(), numeric(1)))
+  expect_lte(count(c4_cnn()), 14000)
+  expect_equal(count(simple_cnn()), count(eq_cnn()))
+  layer <- c4_conv2d(2, 3, 3)
+  conv <- layer$export()
+  x <- randn(1, 8, 9, 9)
+  expect_equal(as_r_array(conv(x)), as_r_array(layer(x)), tolerance = 1e-5)
+})
+
+test_that("bad input gives R errors naming the argument", {
+  skip_if_no_python()
+  expect_error(c4_conv2d(2, 3, 2.5), "kernel_size")
+  expect_error(c4_conv2d(0, 3, 3), "in_fields")
+  expect_error(c4_lifting_conv2d(1, "a", 3), "out_fields")
+  expect_error(c4_lifting_conv2d(1, 2, 3, padding = -1), "padding")
+  expect_error(c4_lifting_conv2d(1, 2, 3, bias = NA), "bias")
+  expect_error(c4_batch_norm2d(1.5), "num_fields")
+  expect_error(c4_group_pool("median"), "mode")
+  expect_error(c4_cnn(widths = c(8, 12)), "widths")
+  expect_error(c4_cnn(widths = c(8, 0, 16)), "widths")
+  expect_error(simple_cnn(num_classes = 0), "num_classes")
+  x <- array(runif(28 * 28), c(1, 1, 28, 28))
+  expect_error(check_equivariance(c4_cnn(), x, group = "D4"), "group")
+  expect_error(check_equivariance(c4_cnn(), x, output = "spin"), "output")
+  expect_error(check_equivariance(c4_cnn(), "x"), "`x`")
+  expect_error(check_equivariance(42, x), "module")
+  expect_error(check_equivariance(c4_conv2d(2, 2, 3), x), "8 channels")
+})
