@@ -162,7 +162,7 @@ eq_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 16, 16),
 
 #' @rdname simple_cnn
 #' @export
-c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 16),
+c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20),
                    kernel_size = 3) {
   build_network("C4CNN", in_channels, num_classes, widths, kernel_size)
 }

@@ -371,3 +371,93 @@ as_py_dtype <- function(x, arg = "dtype") {
   x <- as_py_choice(x, c("float32", "float64"), arg)
   torch_module()[[x]]
 }
+
+# -- data and training --
+
+#' A data set for fit_model()/evaluate_rotations() -> Python object.
+#'
+#' Accepts what fashion_mnist() returns, a Python data set (FashionMNIST,
+#' TensorDataset), or list(images = , labels = ) / list(x = , y = ) holding R arrays
+#' or tensors (images of dimension c(N, ...), labels whole numbers from 0).
+#' @noRd
+as_py_dataset <- function(x, arg = "data") {
+  if (inherits(x, "equivariance_dataset")) {
+    return(x$py)
+  }
+  if (is_py(x)) {
+    return(x)
+  }
+  expected <- "a data set from fashion_mnist() or list(images = , labels = )"
+  if (!is.list(x) || length(x) < 2) arg_error(arg, expected, describe(x))
+  keys <- if (all(c("images", "labels") %in% names(x))) c("images", "labels") else c("x", "y")
+  if (!all(keys %in% names(x))) arg_error(arg, expected, describe(x))
+  images <- as_py_tensor(x[[keys[1]]], paste0(arg, "$", keys[1]))
+  labels <- x[[keys[2]]]
+  if (is.factor(labels)) labels <- as.integer(labels) - 1L
+  if (!is_py_tensor(labels)) {
+    if (!is.numeric(labels) || !all(vapply(labels, is_whole, logical(1))) || any(labels < 0)) {
+      arg_error(paste0(arg, "$", keys[2]), "whole numbers >= 0 (class indices)", describe(labels))
+    }
+  }
+  labels <- as_py_tensor(labels, paste0(arg, "$", keys[2]), dtype = "int64")
+  reticulate::tuple(images, labels)
+}
+
+#' A torch nn.Module (checked, not converted).
+#' @noRd
+as_py_module <- function(x, arg = "model") {
+  if (!inherits(x, "torch.nn.modules.module.Module")) {
+    arg_error(arg, "a torch nn.Module", describe(x))
+  }
+  x
+}
+
+#' Positive finite number -> Python float.
+#' @noRd
+as_py_positive <- function(x, arg) {
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) || !is.finite(x) || x <= 0) {
+    arg_error(arg, "a positive number", describe(x))
+  }
+  as.double(x)
+}
+
+#' NULL or a non-negative whole number -> NULL or Python int.
+#' @noRd
+as_py_seed <- function(x, arg = "seed") {
+  if (is.null(x)) {
+    return(NULL)
+  }
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < 0 || x > .Machine$integer.max) {
+    arg_error(arg, "NULL or a non-negative whole number", describe(x))
+  }
+  as.integer(x)
+}
+
+#' NULL, an equivariance_regularizer (its Python object), a Python callable or an R
+#' function returning a scalar tensor -> Python object.
+#' @noRd
+as_py_regularizer <- function(x, arg = "regularizer") {
+  if (is.null(x)) {
+    return(NULL)
+  }
+  py <- attr(x, "py")
+  if (!is.null(py) && is_py(py)) {
+    return(py)
+  }
+  if (is.function(x) || is_py(x)) {
+    return(as_py_callable(x, arg))
+  }
+  arg_error(arg, "NULL or a regularizer made by equivariance_regularizer()", describe(x))
+}
+
+#' Quarter turns -> Python list of ints.
+#' @noRd
+as_py_quarter_turns <- function(x, arg = "rotations") {
+  if (is.logical(x) || !is.numeric(x) || length(x) == 0 || !all(vapply(x, is_whole, logical(1)))) {
+    arg_error(arg, "whole numbers of quarter turns, e.g. 0:3", describe(x))
+  }
+  if (any(abs(x) >= 4 & x %% 90 == 0)) {
+    arg_error(arg, "quarter turns (0:3 for 0, 90, 180 and 270 degrees), not degrees", describe(x))
+  }
+  reticulate::r_to_py(as.list(as.integer(x)))
+}

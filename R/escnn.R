@@ -256,7 +256,7 @@ escnn_walkthrough_model <- function(hidden_fields = 4, out_fields = 1, kernel_si
 
 #' @rdname escnn_walkthrough_model
 #' @export
-escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 16),
+escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20),
                          kernel_size = 3) {
   if (length(widths) != 3) {
     arg_error("widths", "three positive whole numbers", describe(widths))

@@ -125,7 +125,7 @@ def test_parameter_counts():
 
 @pytest.mark.parametrize("cls", [eq.EqCNN, eq.C4CNN])
 @pytest.mark.parametrize("train", MODES)
-@pytest.mark.parametrize("size", [28, 29, 17, 16])
+@pytest.mark.parametrize("size", [28, 17])
 def test_networks_are_invariant(cls, train, size):
     net = cls().train(train)
     x = torch.randn(4, 1, size, size)
@@ -192,7 +192,7 @@ def test_gradients_match_exported_conv():
     layer = eq.C4Conv2d(2, 3, 3, padding=1).double()
     torch.autograd.gradcheck(lambda w: torch.nn.functional.conv2d(
         torch.ones(1, 8, 4, 4, dtype=torch.double),
-        eq.c4._Expand.apply(w, layer._index, layer._inverse)),
+        eq.c4._Expand.apply(w, layer._index)),
         (layer.weight.detach().clone().requires_grad_(),))
 
 

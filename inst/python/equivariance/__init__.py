@@ -53,7 +53,7 @@ from .c4 import (  # noqa: E402
     rotate_regular,
 )
 from .checks import check_equivariance  # noqa: E402
-from .networks import C4CNN, EqCNN, SimpleCNN  # noqa: E402
+from .networks import C4CNN, C4InvariantLinear, EqCNN, SimpleCNN  # noqa: E402
 
 __all__ += [
     "C4LiftingConv2d",
@@ -61,6 +61,7 @@ __all__ += [
     "C4BatchNorm2d",
     "C4GroupPool",
     "C4MaxPool2d",
+    "C4InvariantLinear",
     "rotate_regular",
     "SimpleCNN",
     "EqCNN",
@@ -80,3 +81,17 @@ def __getattr__(name: str):
 
 
 # -- data and training (issue 5) --
+from . import data, training  # noqa: E402
+from .data import FashionMNIST, load_fashion_mnist  # noqa: E402
+from .training import History, evaluate, fit, train_step  # noqa: E402
+
+__all__ += [
+    "data",
+    "training",
+    "FashionMNIST",
+    "load_fashion_mnist",
+    "History",
+    "fit",
+    "evaluate",
+    "train_step",
+]

@@ -114,14 +114,25 @@ def _check_input(x: torch.Tensor, channels: int, layer: str, what: str) -> None:
 # ------------------------------------------------------------ filter expansion
 
 
+def _rotated_positions(k: int) -> torch.Tensor:
+    """``(4, k * k)``: row ``r`` lists, for each position of a filter rotated by ``r``,
+    the position in the unrotated ``k x k`` filter it comes from."""
+    grid = torch.arange(k * k, dtype=torch.int32).view(k, k)
+    return torch.stack([rotate(grid, r).reshape(-1) for r in range(ORDER)])
+
+
 def _lifting_index(out_fields: int, in_channels: int, k: int) -> torch.Tensor:
     """Index of the expanded lifting filter into the flattened base filter.
 
     Base filter ``(O, C, k, k)``; expanded ``W[4o + r, c] = rot90(w[o, c], r)``.
+    Built by broadcasting integer arithmetic (no per-layer rotations or copies), so
+    it is instant even for wide layers.
     """
-    base = torch.arange(out_fields * in_channels * k * k).view(out_fields, in_channels, k, k)
-    stacked = torch.stack([rotate(base, r) for r in range(ORDER)], dim=1)
-    return stacked.reshape(out_fields * ORDER, in_channels, k, k)
+    kk = k * k
+    o = torch.arange(out_fields, dtype=torch.int32).view(-1, 1, 1, 1) * (in_channels * kk)
+    c = torch.arange(in_channels, dtype=torch.int32).view(1, 1, -1, 1) * kk
+    pos = _rotated_positions(k).view(1, ORDER, 1, kk)
+    return (o + c + pos).reshape(out_fields * ORDER, in_channels, k, k)
 
 
 def _regular_index(out_fields: int, in_fields: int, k: int) -> torch.Tensor:
@@ -131,52 +142,37 @@ def _regular_index(out_fields: int, in_fields: int, k: int) -> torch.Tensor:
     ``W[4o + r, 4i + s] = rot90(w[o, i, (s - r) % 4], r)``: output orientation ``r``
     sees the filter rotated by ``r`` and the input orientations shifted by ``r``.
     """
-    base = torch.arange(out_fields * in_fields * ORDER * k * k)
-    base = base.view(out_fields, in_fields, ORDER, k, k)
-    # roll by r along the orientation axis: position s holds base orientation s - r
-    stacked = torch.stack(
-        [rotate(torch.roll(base, shifts=r, dims=2), r) for r in range(ORDER)], dim=1
-    )
-    return stacked.reshape(out_fields * ORDER, in_fields * ORDER, k, k)
-
-
-def _inverse_index(index: torch.Tensor) -> torch.Tensor:
-    """For each base entry, its 4 positions in the expanded filter, shape ``(numel, 4)``.
-
-    Every base entry appears exactly once per output orientation, so the gradient of
-    the expansion is a gather and a sum over 4 (no scatter with atomic adds).
-    """
-    flat = index.reshape(-1)
-    per_orientation = flat.numel() // ORDER
-    # the expanded filter is laid out (O, 4, rest): orientation of every position
-    out_fields = index.shape[0] // ORDER
-    rest = flat.numel() // (out_fields * ORDER)
-    orient = torch.arange(ORDER).view(1, ORDER, 1).expand(out_fields, ORDER, rest).reshape(-1)
-    inverse = torch.empty(ORDER, per_orientation, dtype=torch.long)
-    inverse[orient, flat] = torch.arange(flat.numel())
-    # (numel, 4) so that the 4 copies of an entry are adjacent in memory
-    return inverse.t().contiguous()
+    kk = k * k
+    o = torch.arange(out_fields, dtype=torch.int32).view(-1, 1, 1, 1, 1) * (in_fields * ORDER * kk)
+    i = torch.arange(in_fields, dtype=torch.int32).view(1, 1, -1, 1, 1) * (ORDER * kk)
+    r = torch.arange(ORDER, dtype=torch.int32).view(-1, 1)
+    shift = ((r.view(1, -1) - r) % ORDER).view(1, ORDER, 1, ORDER, 1) * kk
+    pos = _rotated_positions(k).view(1, ORDER, 1, 1, kk)
+    # small tensors first: one allocation of the full index
+    index = (o + i) + (shift + pos)
+    return index.reshape(out_fields * ORDER, in_fields * ORDER, k, k)
 
 
 class _Expand(torch.autograd.Function):
-    """``base.view(-1)[index]`` with a gather-only backward (see :func:`_inverse_index`).
+    """``base.view(-1)[index]`` as one ``index_select``, with an ``index_add_`` backward.
 
-    ``index_select`` on flat tensors is used both ways: on CPU it is many times faster
-    than advanced indexing, whose backward also needs an accumulating scatter.
+    On CPU, ``index_select`` on a flat tensor is many times faster than advanced
+    indexing; the backward accumulates the 4 copies of every base entry (one per
+    output orientation) with a single ``index_add_``, which is deterministic on CPU.
     """
 
     @staticmethod
-    def forward(ctx, base, index, inverse):  # type: ignore[override]
-        ctx.save_for_backward(inverse)
+    def forward(ctx, base, index):  # type: ignore[override]
+        ctx.save_for_backward(index)
         ctx.base_shape = base.shape
         return base.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        (inverse,) = ctx.saved_tensors
-        copies = grad.reshape(-1).index_select(0, inverse.reshape(-1))
-        grad_base = copies.view(-1, ORDER).sum(1).view(ctx.base_shape)
-        return grad_base, None, None
+        (index,) = ctx.saved_tensors
+        flat = grad.new_zeros(ctx.base_shape.numel())
+        flat.index_add_(0, index.reshape(-1), grad.reshape(-1))
+        return flat.view(ctx.base_shape), None
 
 
 class _C4ConvBase(nn.Module):
@@ -200,7 +196,6 @@ class _C4ConvBase(nn.Module):
         self.weight = nn.Parameter(torch.randn(base_shape) * std)
         self.bias = nn.Parameter(torch.zeros(self.out_fields)) if bias else None
         self.register_buffer("_index", index, persistent=False)
-        self.register_buffer("_inverse", _inverse_index(index), persistent=False)
         self._cache: Optional[tuple] = None
 
     def _cache_key(self) -> tuple:
@@ -225,7 +220,7 @@ class _C4ConvBase(nn.Module):
             key = self._cache_key()
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1], self._cache[2]
-        weight = _Expand.apply(self.weight, self._index, self._inverse)
+        weight = _Expand.apply(self.weight, self._index)
         # a field's bias is shared by its 4 orientations (invariant under shifts)
         bias = None if self.bias is None else self.bias.repeat_interleave(ORDER)
         if not torch.is_grad_enabled():

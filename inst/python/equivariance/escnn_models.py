@@ -21,6 +21,7 @@ from torch import nn
 
 from ._validation import is_whole_number, nonnegative_int, positive_int
 from .c4 import C4MaxPool2d
+from .networks import C4InvariantLinear
 
 __all__ = [
     "rot2d_on_r2",
@@ -373,9 +374,9 @@ class EscnnC4CNN(nn.Module):
 
     Same layout: R2Conv lifting to regular fields, InnerBatchNorm, ReLU, a
     parity-aware stride-2 max pool (pointwise, so equivariant on regular fields and
-    exact for odd and even sizes), two more such blocks, a spatial mean, then
-    GroupPooling (max over the orientations) and a Linear head. Exactly invariant to
-    90-degree rotations of its input.
+    exact for odd and even sizes), two more such blocks, a spatial max and the same
+    shift-invariant head (:class:`equivariance.networks.C4InvariantLinear`). Exactly
+    invariant to 90-degree rotations of its input.
 
     Args:
         in_channels: channels of the input images (trivial fields).
@@ -394,7 +395,7 @@ class EscnnC4CNN(nn.Module):
         self,
         in_channels: int = 1,
         num_classes: int = 10,
-        widths: Sequence[int] = (8, 12, 16),
+        widths: Sequence[int] = (8, 12, 20),
         kernel_size: int = 3,
     ):
         super().__init__()
@@ -416,8 +417,7 @@ class EscnnC4CNN(nn.Module):
             for t_in, t_out in zip(types[:-1], types[1:])
         )
         self.spatial_pool = C4MaxPool2d()
-        self.group_pool = group_pooling(types[-1])
-        self.head = nn.Linear(widths[-1], num_classes)
+        self.head = C4InvariantLinear(widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = geometric_tensor(x, self.in_type, name="x")
@@ -426,7 +426,5 @@ class EscnnC4CNN(nn.Module):
             if i < len(self.blocks) - 1:
                 # pointwise max pooling commutes with the regular representation
                 h = _enn().GeometricTensor(self.spatial_pool(h.tensor), h.type)
-        # spatial mean (invariant to rotation), then max over orientations, as C4CNN
-        pooled = h.tensor.mean(dim=(-2, -1), keepdim=True)
-        invariant = self.group_pool(_enn().GeometricTensor(pooled, h.type)).tensor
-        return self.head(invariant.flatten(1))
+        # spatial max (invariant to rotation), then the shift-invariant head, as C4CNN
+        return self.head(torch.amax(h.tensor, dim=(-2, -1)))

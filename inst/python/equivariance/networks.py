@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from ._validation import positive_int
-from .c4 import C4BatchNorm2d, C4Conv2d, C4GroupPool, C4LiftingConv2d, C4MaxPool2d, rotate
+from .c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
 
-__all__ = ["SimpleCNN", "EqCNN", "C4CNN"]
+__all__ = ["SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"]
 
 
 def _widths(value: Sequence[int], name: str, length: int) -> tuple[int, ...]:
@@ -138,15 +138,47 @@ class EqCNN(nn.Module):
         return self.head(per_rotation.amax(dim=-1))
 
 
+class C4InvariantLinear(nn.Module):
+    """Linear head on regular C4 vectors, invariant to their cyclic shifts.
+
+    ``max over k of Linear(shift_k(v))``: the linear map sees each field's 4
+    orientations in all 4 cyclic orders and the logits keep the best. Rotating the
+    input of an equivariant network shifts ``v`` and so only permutes the 4 terms:
+    the output is exactly invariant, yet (unlike pooling the orientations first)
+    it can use how the orientations of different fields relate.
+
+    Args:
+        in_fields: regular fields of the input vector (``4 * in_fields`` entries).
+        out_features: number of outputs.
+
+    Shape:
+        ``(N, 4 * in_fields) -> (N, out_features)``.
+    """
+
+    c4_input = "regular"
+    c4_output = "invariant"
+
+    def __init__(self, in_fields: int, out_features: int):
+        super().__init__()
+        self.in_fields = positive_int(in_fields, "in_fields")
+        self.linear = nn.Linear(4 * self.in_fields, positive_int(out_features, "out_features"))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        n = v.shape[0]
+        fields = v.reshape(n, self.in_fields, 4)
+        shifts = torch.stack([torch.roll(fields, k, dims=2) for k in range(4)], dim=0)
+        return self.linear(shifts.reshape(4, n, -1)).amax(dim=0)
+
+
 class C4CNN(nn.Module):
     """C4 group-convolution classifier, exactly invariant to 90-degree rotations.
 
     Lifting conv -> BN -> ReLU -> pool -> group conv -> BN -> ReLU -> pool -> group
-    conv -> BN -> ReLU -> global average over space -> max over the 4 orientations
-    -> Linear. All convolutions use ``padding = kernel_size // 2`` and the poolings
-    are :class:`C4MaxPool2d`, so every intermediate map is rotated exactly (odd and
+    conv -> BN -> ReLU -> global max over space -> :class:`C4InvariantLinear`. All
+    convolutions use ``padding = kernel_size // 2`` and the poolings are
+    :class:`C4MaxPool2d`, so every intermediate map is rotated exactly (odd and
     even sizes alike) and the logits are invariant up to float rounding, in train
-    and eval mode. The defaults have 10,718 parameters.
+    and eval mode. The defaults have 13,098 parameters.
 
     Args:
         in_channels: channels of the input images (trivial fields).
@@ -162,7 +194,7 @@ class C4CNN(nn.Module):
         self,
         in_channels: int = 1,
         num_classes: int = 10,
-        widths: Sequence[int] = (8, 12, 16),
+        widths: Sequence[int] = (8, 12, 20),
         kernel_size: int = 3,
     ):
         super().__init__()
@@ -180,12 +212,11 @@ class C4CNN(nn.Module):
             C4Conv2d(f1, f2, k, padding=p), C4BatchNorm2d(f2), nn.ReLU(), C4MaxPool2d(),
             C4Conv2d(f2, f3, k, padding=p), C4BatchNorm2d(f3), nn.ReLU(),
         )
-        self.pool = C4GroupPool("max")
-        self.head = nn.Linear(f3, num_classes)
+        self.head = C4InvariantLinear(f3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self.in_channels, "C4CNN")
         h = self.features(x)
-        # spatial mean is invariant to rotation; the orientation max to the shift
-        return self.head(self.pool(h.mean(dim=(-2, -1))))
+        # the spatial max is invariant to rotation; the head to the orientation shift
+        return self.head(torch.amax(h, dim=(-2, -1)))
 

@@ -31,13 +31,22 @@ project) with three additions:
   output does not depend on the rest of the batch. Without running statistics, eval
   mode uses the batch's statistics exactly like training mode (the reference's
   behaviour).
-* **Speed.** ``method="exact"`` does one sort per group and a scatter of ``Q`` values
-  computed once per group size (the reference evaluates ``Q`` on every element).
-  ``method="sketch"`` replaces the sort by a histogram sketch (see :class:`GroupMap`).
+* **Speed.** ``method="exact"`` sorts once and scatters ``Q`` values computed once per
+  group size (the reference evaluates ``Q`` on every element). It sorts integer keys
+  that order like the floats (sign-magnitude bits turned into two's complement, -0.0
+  made +0.0 first so that the zeros stay ties), for float32 with the group in the high
+  half of an int64, so that ONE 1-D sort orders every group: PyTorch runs that as a
+  radix sort (on GPU, and on CPU in builds with fbgemm, such as the x86 wheels), about
+  twice as fast on our test machine as a float ``argsort`` of the groups.
+  ``method="sketch"`` replaces the sort by a histogram sketch (see :class:`GroupMap`)
+  of about a dozen elementwise passes; its Kolmogorov distance to the exact output is
+  below 0.01 on Gaussian, uniform and Cauchy data (``bench/quantile_maps.py`` measures
+  it, and its speed against GroupNorm).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from collections import OrderedDict
@@ -83,6 +92,12 @@ _EVAL_CLAMP = 1e-12
 _PILOT = 64
 # Sketch mode: the gradient averages the map's slope over this many cells each side.
 _SLOPE_CELLS = 2
+# Sketch mode: rows are processed in blocks of about this many elements (on CPU), so
+# that the scratch buffers of a block stay in the cache between passes.
+_BLOCK = 2**19
+# Sketch mode: a dtype twice as wide, so that a (value, value) pair is one element.
+_PAIR_DTYPES = {torch.float32: torch.float64, torch.float16: torch.float32,
+                torch.bfloat16: torch.float32}
 
 
 def _choice(value: Any, choices: Sequence[str], name: str) -> str:
@@ -111,31 +126,128 @@ def _momentum(value: Any) -> Optional[float]:
 # exact mode: one sort per group
 
 
-def _tie_rows(s: torch.Tensor, qvals: torch.Tensor):
-    """Rows of ``s`` (sorted) that hold ties, with their tie-averaged target values.
+# Exact mode sorts integer keys instead of the floats themselves. A float's bits read as
+# a signed integer, with the magnitude bits of negative numbers flipped, give an integer
+# ordered exactly like the float (NaN aside: +NaN sorts above +inf, -NaN below -inf).
+# -0.0 and +0.0 would get different keys, so 0.0 is added first (-0.0 + 0.0 = +0.0)
+# and the two zeros stay ties. Why: integer comparisons need no NaN handling, so an
+# integer sort is faster than a float sort (about 30% on the CPUs we measured), and a
+# float32 key fits in the low half of an int64 whose high half holds the row, so that
+# all groups are ordered by ONE 1-D sort, which PyTorch runs as a radix sort on CPU
+# (about 2x faster here than sorting each row of floats) and on GPU. The keys are
+# compared for ties and decoded back into the sorted values only where needed.
+_KEY_DTYPES = {torch.float32: torch.int32, torch.float64: torch.int64}
+# PyTorch sorts a 1-D integer tensor with fbgemm's radix sort when it was built with
+# fbgemm and OpenMP (x86 builds); elsewhere a 1-D sort of all groups would be a
+# comparison sort of rows * n keys, slower than one sort per row.
+_CPU_RADIX_SORT = ("fbgemm" in torch.backends.quantized.supported_engines
+                   and torch.backends.openmp.is_available())
 
-    Returns None when there are no ties. Otherwise ``(rows, values)`` where ``values``
-    (len(rows), n) are the target values in sorted order with each run of equal inputs
-    replaced by the run's mean, so that equal inputs map to equal outputs. The check is
-    one comparison over the flat tensor; only rows with ties do more work.
+
+def _one_sort(device: torch.device) -> bool:
+    """Whether one 1-D sort of all the groups is fast on ``device`` (a radix sort)."""
+    return _CPU_RADIX_SORT if device.type == "cpu" else device.type == "cuda"
+
+
+def _float_keys(x: torch.Tensor) -> torch.Tensor:
+    """Integers ordered like the values of ``x`` (float32 or float64), -0.0 equal to +0.0."""
+    itype = _KEY_DTYPES[x.dtype]
+    info = torch.iinfo(itype)
+    b = torch.add(x, 0.0).view(itype)  # -0.0 + 0.0 = +0.0
+    k = torch.bitwise_right_shift(b, info.bits - 1)  # 0 for x >= 0, -1 (all ones) below
+    return k.bitwise_and_(info.max).bitwise_xor_(b)  # flip the magnitude bits below 0
+
+
+def _key_values(k: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The floats of ``dtype`` whose keys are ``k`` (the key map is its own inverse)."""
+    info = torch.iinfo(k.dtype)
+    b = torch.bitwise_right_shift(k, info.bits - 1).bitwise_and_(info.max).bitwise_xor_(k)
+    return b.view(dtype)
+
+
+class _SortedRows:
+    """Each row of ``x`` (rows, n) sorted through integer keys.
+
+    Attributes:
+        keys: (rows, n) sorted keys. For float32 (and narrower) inputs, where a 1-D
+            sort is a radix sort (see :func:`_one_sort`), they are the int64 keys
+            ``row * 2**32 + key`` of ONE 1-D sort over all rows, so that keys of
+            different rows never compare equal; otherwise each row's keys, sorted per
+            row.
+        idx: the sort's indices: flat positions (rows * n,) after the 1-D sort
+            (``flat``), else (rows, n) positions within each row.
+        flat: whether the 1-D sort was used.
     """
-    R, n = s.shape
-    flat = s.reshape(-1)
-    pos = (flat[1:] == flat[:-1]).nonzero().squeeze(1)  # one pass; usually (almost) empty
-    pos = pos[(pos + 1) % n != 0]  # comparisons across a row boundary do not count
-    if pos.numel() == 0:
-        return None
-    rows = torch.unique(pos // n)
-    sub = s[rows]
-    k = sub.shape[0]
-    new_run = torch.ones_like(sub, dtype=torch.bool)
-    new_run[:, 1:] = sub[:, 1:] != sub[:, :-1]
-    run = torch.cumsum(new_run.reshape(-1), 0) - 1  # run ids, unique across rows
-    values = qvals.expand(k, n).reshape(-1)
-    sums = torch.zeros(int(run[-1]) + 1, dtype=values.dtype, device=values.device)
-    sums.index_add_(0, run, values)
-    counts = torch.bincount(run, minlength=sums.numel()).to(values.dtype)
-    return rows, (sums / counts)[run].view(k, n)
+
+    def __init__(self, x: torch.Tensor) -> None:
+        rows, n = x.shape
+        self.shape, self.dtype = (rows, n), x.dtype
+        self.key_float = x.dtype if x.dtype in _KEY_DTYPES else torch.float32
+        keys = _float_keys(x if x.dtype == self.key_float else x.to(self.key_float))
+        self.flat = self.key_float == torch.float32 and _one_sort(x.device)
+        if self.flat:
+            base = torch.arange(rows, dtype=torch.int64, device=x.device).mul_(2**32)
+            self.base = base.unsqueeze(1)
+            packed = keys.to(torch.int64).add_(self.base)
+            del keys
+            sk, self.idx = torch.sort(packed.view(-1))
+            del packed
+            self.keys = sk.view(rows, n)
+        else:
+            self.keys, self.idx = torch.sort(keys, dim=-1)
+
+    def key_values(self, keys: torch.Tensor) -> torch.Tensor:
+        """The values (in the input's dtype) of ``keys``, columns of :attr:`keys`."""
+        k = (keys - self.base).to(torch.int32) if self.flat else keys
+        v = _key_values(k, self.key_float)
+        return v if v.dtype == self.dtype else v.to(self.dtype)
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """The sorted rows of ``x`` (the tensor that was sorted)."""
+        if self.flat:  # a gather is cheaper than decoding the int64 keys
+            return x.reshape(-1).index_select(0, self.idx).view(self.shape)
+        return self.key_values(self.keys)
+
+    def scatter(self, values: torch.Tensor) -> torch.Tensor:
+        """A new (rows, n) tensor holding ``values`` (n,) or (rows, n), given in sorted
+        order, at the elements' positions."""
+        rows, n = self.shape
+        if self.flat:
+            src = values.expand(rows, n).reshape(-1)  # a copy only if values is (n,)
+            out = torch.empty(rows * n, dtype=values.dtype, device=values.device)
+            return out.scatter_(0, self.idx, src).view(rows, n)
+        out = torch.empty(self.shape, dtype=values.dtype, device=values.device)
+        return out.scatter_(-1, self.idx, values.expand(rows, n))
+
+    def average_ties(self, y: torch.Tensor, qvals: torch.Tensor) -> bool:
+        """Give each run of equal inputs the mean of its target values, in ``y``.
+
+        The check is one comparison pass over the sorted keys; only the tied elements
+        (usually few) do more work. Returns whether there were ties.
+        """
+        rows, n = self.shape
+        if self.flat:
+            k = self.keys.view(-1)
+            at = (k[1:] == k[:-1]).nonzero().squeeze(1)  # flat p: p and p + 1 are tied
+        else:
+            rc = (self.keys[:, 1:] == self.keys[:, :-1]).nonzero()
+            at = rc[:, 0] * n + rc[:, 1]
+        if at.numel() == 0:
+            return False
+        members = torch.unique(torch.cat([at, at + 1]))  # sorted flat positions
+        # a member starts a new run unless it is tied to the previous position
+        run = torch.cumsum(~torch.isin(members - 1, at), 0) - 1
+        values = qvals[members % n]
+        sums = torch.zeros(int(run[-1]) + 1, dtype=values.dtype, device=values.device)
+        sums.index_add_(0, run, values)
+        counts = torch.bincount(run, minlength=sums.numel()).to(values.dtype)
+        mean = (sums / counts)[run]
+        if self.flat:
+            y.view(-1)[self.idx[members]] = mean
+        else:
+            r = members // n
+            y[r, self.idx[r, members % n]] = mean
+        return True
 
 
 def _sorted_slopes(s: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
@@ -165,59 +277,68 @@ def _sorted_slopes(s: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: in
 
 
 class _Slope:
-    """dT/dx for the elements of a mapped tensor, given lazily.
+    """dT/dx for the elements of a mapped tensor, computed in the backward pass.
 
     Args:
-        get: returns the slope tensor (shape of the map's rows).
-        fresh: whether ``get`` builds a new tensor each call (then the backward pass
+        fn: ``fn(*tensors)`` returns the slope tensor (shape of the map's rows).
+        tensors: the tensors ``fn`` needs; they are saved for the backward pass (and
+            freed after it).
+        fresh: whether ``fn`` builds a new tensor each call (then the backward pass
             may overwrite it) or returns a stored one.
     """
 
-    def __init__(self, get, fresh: bool) -> None:
-        self.get = get
+    def __init__(self, fn, tensors: Sequence[torch.Tensor], fresh: bool) -> None:
+        self.fn = fn
+        self.tensors = tuple(tensors)
         self.fresh = fresh
+
+
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
 def _exact(x: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
            levels: Optional[torch.Tensor], positions: str, need_slope: bool):
     """Map each row of ``x`` (rows, n) onto the sorted target values ``qvals``.
 
-    One sort per row gives the ranks; the target values (cached per n) are scattered
-    to the elements' positions, with runs of ties given their mean.
+    One sort (through integer keys, see :class:`_SortedRows`) gives the ranks; the
+    target values (cached per n) are scattered to the elements' positions, with runs of
+    ties given their mean.
 
     Returns:
         ``(y, slope or None, quantiles or None)``: the mapped rows, a :class:`_Slope`
         computing the transport derivative from the sorted values (only in the
         backward pass), and each row's quantiles at ``levels``.
     """
-    s, idx = torch.sort(x, dim=-1)
-    # NaN sorts last, so checking the last column finds any NaN in the group
-    if bool(torch.isnan(s[:, -1]).any()):
+    srt = _SortedRows(x)
+    # NaN sorts below -inf or above +inf, so the end columns find any NaN in the group
+    if bool(torch.isnan(srt.key_values(srt.keys[:, [0, -1]])).any()):
         raise ValueError("`input` contains NaN; quantile maps need ordered values")
-    tied = _tie_rows(s, qvals)
-    quantiles = None if levels is None else _sorted_quantiles(s, levels, positions)
-    # without a backward pass the sorted values are not needed any more: scatter the
-    # target values into their buffer instead of allocating a new one
-    y = torch.empty_like(x) if need_slope else s
-    y.scatter_(-1, idx, qvals.expand_as(x))
-    if tied is not None:
-        rows, values = tied
-        y[rows] = torch.empty_like(values).scatter_(-1, idx[rows], values)
+    quantiles = None if levels is None else _sorted_quantiles(srt, levels, positions)
+    y = srt.scatter(qvals)
+    ties = srt.average_ties(y, qvals)
     slope = None
     if need_slope:
-        ties = tied is not None
+        # only what the backward pass needs is saved: the indices, and the input
+        # (flat) or the sorted keys, to read the sorted values from
+        first = x if srt.flat else srt.keys
 
-        def get() -> torch.Tensor:
-            sorted_slope = _sorted_slopes(s, qvals, dq, h, ties)
-            return torch.empty_like(sorted_slope).scatter_(-1, idx, sorted_slope)
+        def get(first: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            saved = copy.copy(srt)  # srt itself keeps no full-size tensor
+            saved.idx = idx
+            if not saved.flat:
+                saved.keys = first
+            s = saved.values(first)
+            return saved.scatter(_sorted_slopes(s, qvals, dq, h, ties))
 
-        slope = _Slope(get, fresh=True)
+        slope = _Slope(get, (first, srt.idx), fresh=True)
+    srt.keys = srt.idx = None  # only the autograd context keeps them
     return y, slope, quantiles
 
 
-def _sorted_quantiles(s: torch.Tensor, levels: torch.Tensor, positions: str) -> torch.Tensor:
+def _sorted_quantiles(srt: _SortedRows, levels: torch.Tensor, positions: str) -> torch.Tensor:
     """Quantiles of each sorted row at ``levels`` (linear between order statistics)."""
-    n = s.shape[-1]
+    n = srt.shape[-1]
     if positions == "midpoint":
         at = levels * n - 0.5
     else:
@@ -225,8 +346,8 @@ def _sorted_quantiles(s: torch.Tensor, levels: torch.Tensor, positions: str) -> 
     at = at.clamp(0, n - 1)
     lo = at.floor().long()
     hi = (lo + 1).clamp(max=n - 1)
-    w = (at - lo).to(s.dtype)
-    return torch.lerp(s[:, lo], s[:, hi], w)
+    w = (at - lo).to(srt.dtype)
+    return torch.lerp(srt.key_values(srt.keys[:, lo]), srt.key_values(srt.keys[:, hi]), w)
 
 
 # --------------------------------------------------------------------------------------
@@ -235,32 +356,45 @@ def _sorted_quantiles(s: torch.Tensor, levels: torch.Tensor, positions: str) -> 
 
 def _scratch(workspace: Optional[dict], name: str, like: torch.Tensor,
              dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """An uninitialised buffer shaped like ``like``, reused from ``workspace`` if possible."""
+    """An uninitialised buffer shaped like ``like``, reused from ``workspace`` if possible.
+
+    The workspace keeps one flat buffer per name, as large as the largest request, so
+    that blocks of different sizes share it.
+    """
     dtype = like.dtype if dtype is None else dtype
     if workspace is None or like.device.type != "cpu":
         return torch.empty(like.shape, dtype=dtype, device=like.device)
+    numel = like.numel()
     buf = workspace.get(name)
-    if buf is None or buf.shape != like.shape or buf.dtype != dtype:
-        buf = workspace[name] = torch.empty(like.shape, dtype=dtype, device=like.device)
-    return buf
+    if buf is None or buf.dtype != dtype or buf.numel() < numel:
+        buf = workspace[name] = torch.empty(numel, dtype=dtype, device=like.device)
+    return buf[:numel].view(like.shape)
 
 
-def _sketch(x: torch.Tensor, target: Target, bins: int, need_slope: bool,
+def _sketch(x: torch.Tensor, target_table: torch.Tensor, bins: int, need_slope: bool,
             workspace: Optional[dict] = None):
     """Piecewise-linear map of each row through an exact histogram (sketch mode).
 
     Each row is squashed into (0, 1) by ``u = (1 + z / (1 + |z|)) / 2`` with
-    ``z = (x - median) / scale`` (median and quartiles of a strided pilot subsample of
-    ``_PILOT`` values); this heavy-tailed squash spreads Gaussian, uniform and Cauchy
-    data over (0, 1) without near-empty extremes. ``u`` is binned into ``bins`` equal
-    cells, the cells are counted exactly (no sort), and the CDF at each cell edge
-    (midpoint convention) is mapped through ``Q``. The output is linear in ``u`` inside
-    a cell, so it is monotone and equal inputs give equal outputs; the error is bounded
-    by the mass of one cell.
+    ``z = (x - median) / scale`` (computed as ``d / (scale + |d|)``, ``d = x - median``;
+    median and quartiles of a strided pilot subsample of ``_PILOT`` values); this
+    heavy-tailed squash spreads Gaussian, uniform and Cauchy data over (0, 1) without
+    near-empty extremes. ``u`` is binned into ``bins`` equal cells, the cells are
+    counted exactly (no sort), and the CDF at each cell edge (midpoint convention) is
+    mapped through ``Q``. The output is linear in ``u`` inside a cell, so it is monotone
+    and equal inputs give equal outputs; the error is bounded by the mass of one cell.
+
+    Cost: about a dozen elementwise passes and no sort of the full rows: the squash and
+    binning, one ``bincount``, ONE gather of each element's (edge value, rise) pair
+    and, with ``need_slope``, one gather of its slope; everything else works on
+    (rows, bins + 1) tables. Rows are independent, so on CPU they are processed in a
+    few blocks of about ``_BLOCK`` elements, whose scratch buffers stay in the cache
+    between passes.
 
     Args:
         x: rows to map, shape (rows, n).
-        target: the target quantile function.
+        target_table: ``Q`` at the edge CDF values ``clamp(k / n, 0.5 / n, 1 - 0.5 / n)``
+            for k = 0..n (a cell edge has k elements below it), in ``x``'s dtype.
         bins: number of cells.
         need_slope: also return dy/dx, the slope of the map averaged over
             ``2 * _SLOPE_CELLS + 1`` cells (see below).
@@ -268,73 +402,140 @@ def _sketch(x: torch.Tensor, target: Target, bins: int, need_slope: bool,
             where fresh large allocations are slow), or None.
 
     Returns:
-        ``(y, slope or None, (edge_p, median, scale))``.
+        ``(y, slope or None, (below, median, scale))`` with ``below`` (rows, bins + 1)
+        the number of elements below each cell edge.
     """
     rows, n = x.shape
     dtype, device = x.dtype, x.device
-    stride = max(1, n // _PILOT)
-    pilot, _ = torch.sort(x[:, ::stride], dim=-1)
-    m = pilot.shape[1]
-    med = pilot[:, m // 2: m // 2 + 1]
-    scale = pilot[:, (3 * m) // 4: (3 * m) // 4 + 1] - pilot[:, m // 4: m // 4 + 1]
+    # the pilot's order statistics, sorted through integer keys (see _SortedRows)
+    sample = x[:, :: max(1, n // _PILOT)]
+    key_float = dtype if dtype in _KEY_DTYPES else torch.float32
+    pilot_keys, _ = torch.sort(_float_keys(sample.to(key_float)), dim=-1)
+    m = pilot_keys.shape[1]
+    cols = [0, m // 4, m // 2, (3 * m) // 4, m - 1]
+    order = _key_values(pilot_keys[:, cols], key_float).to(dtype)  # (rows, 5)
+    med = order[:, 2:3]
+    scale = order[:, 3:4] - order[:, 1:2]
     # heavy ties can make the quartiles equal: fall back to the range, then to 1
-    scale = torch.where(scale > 0, scale, 0.5 * (pilot[:, -1:] - pilot[:, :1]))
+    scale = torch.where(scale > 0, scale, 0.5 * (order[:, 4:5] - order[:, 0:1]))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    inv = 1.0 / scale
-    # Few full-size buffers, reused in place: fresh large allocations cost page faults
-    # that are a sizeable part of this mode's time on CPU.
-    z = torch.addcmul(-med * inv, x, inv, out=_scratch(workspace, "z", x))
-    t = torch.abs(z, out=_scratch(workspace, "t", x)).add_(1.0)
-    # one cheap reduction finds NaN (and inf, which would make z / (1 + |z|) NaN)
-    if not bool(torch.isfinite(t.sum())):
-        if bool(torch.isnan(x).any()):
-            raise ValueError("`input` contains NaN; quantile maps need ordered values")
-        z.clamp_(-1e30, 1e30)
-        torch.add(z.abs(), 1.0, out=t)
-    half = 0.5 * bins
-    # u * bins (into z's buffer), strictly below `bins` so that truncation gives a cell
-    # in [0, bins - 1]
-    ub = torch.addcdiv(torch.tensor(half, dtype=dtype, device=device), z, t,
-                       value=half * (1.0 - 1e-6), out=z)
-    # flat cell ids index both the counts and the (rows, bins + 1) edge tables
+
     width = bins + 1
-    idx_dtype = torch.int32 if rows * width < 2**31 else torch.int64
-    cell = _scratch(workspace, "cell", x, idx_dtype).copy_(ub)  # truncates: ub >= 0
-    frac = ub.frac_().view(-1)
-    cell += torch.arange(0, rows * width, width, dtype=idx_dtype, device=device).unsqueeze(1)
-    cell = cell.view(-1)
-    counts = torch.bincount(cell, minlength=rows * width).view(rows, width).to(dtype)
-    below = torch.cumsum(counts, dim=1).sub_(counts)  # elements in cells left of the edge
-    # CDF at a cell edge: halfway between the neighbouring plotting positions
-    edge_p = below.div_(n).clamp_(0.5 / n, 1.0 - 0.5 / n)
-    edge_y = target(edge_p)
-    rise = torch.zeros_like(edge_y)
-    rise[:, :bins] = edge_y[:, 1:] - edge_y[:, :-1]
-    y = edge_y.view(-1).index_select(0, cell)
-    slope = None
+    y = torch.empty_like(x)
+    below = torch.empty(rows, width, dtype=torch.int64, device=device)
+    slope = per_cell = span = None
     if need_slope:
         # dT/dx as a secant over a window of 2 * _SLOPE_CELLS + 1 cells: the rise of the
         # map across the window over the window's width in x (cell edges in x are known:
         # x = median + scale * v / (1 - |v|) at v = 2 j / bins - 1). A window rather than
         # a single cell, because a cell's rise is proportional to its count and elements
         # sit more often in fuller cells, which would bias the gradient upwards by about
-        # 1 / (elements per cell). Windows touching the infinite outer edges get 0.
-        j = torch.arange(bins, device=device)
-        hi = (j + _SLOPE_CELLS + 1).clamp(max=bins)
-        lo = (j - _SLOPE_CELLS).clamp(min=0)
-        v = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64, device=device)
-        edge_z = (v / (1.0 - v.abs())).to(dtype)  # -inf and inf at the ends
-        per_cell = torch.zeros_like(edge_y)
-        per_cell[:, :bins] = (edge_y[:, hi] - edge_y[:, lo]) / (scale * (edge_z[hi] - edge_z[lo]))
-        slope = per_cell.view(-1).index_select(0, cell).view(rows, n)
-    y.addcmul_(frac, torch.index_select(rise.view(-1), 0, cell, out=t.view(-1)))
-    y = y.view(rows, n)
-    return y, slope, (edge_p, med, scale)
+        # 1 / (elements per cell). Windows touching the infinite outer edges (cells
+        # j < w + 1 and j >= bins - w - 1, w = _SLOPE_CELLS) get 0.
+        slope = torch.empty_like(x)
+        per_cell = torch.zeros(rows, width, dtype=dtype, device=device)
+        w = _SLOPE_CELLS
+        if bins > 2 * w + 2:
+            v = torch.linspace(-1.0, 1.0, width, dtype=torch.float64, device=device)
+            edge_z = (v / (1.0 - v.abs())).to(dtype)  # -inf and inf at the ends
+            span = edge_z[2 * w + 2: bins] - edge_z[1: bins - 2 * w - 1]
+    blocks = 1 if device.type != "cpu" else max(1, round(rows * n / _BLOCK))
+    step = -(-rows // blocks)
+    idx_dtype = torch.int32 if step * width < 2**31 else torch.int64
+    offsets = torch.arange(0, step * width, width, dtype=idx_dtype, device=device).unsqueeze(1)
+    for r0 in range(0, rows, step):
+        part = slice(r0, min(rows, r0 + step))
+        _sketch_block(x[part], med[part], scale[part], target_table, bins, offsets, workspace,
+                      y[part], below[part], None if slope is None else slope[part],
+                      None if per_cell is None else per_cell[part], span)
+    return y, slope, (below, med, scale)
+
+
+def _sketch_block(x: torch.Tensor, med: torch.Tensor, scale: torch.Tensor,
+                  target_table: torch.Tensor, bins: int, offsets: torch.Tensor,
+                  workspace: Optional[dict], y: torch.Tensor, below: torch.Tensor,
+                  slope: Optional[torch.Tensor], per_cell: Optional[torch.Tensor],
+                  span: Optional[torch.Tensor]) -> None:
+    """:func:`_sketch` on a block of rows, writing into ``y``, ``below``, ``slope`` and
+    ``per_cell`` (slices of the full results; ``per_cell`` zero-filled)."""
+    rows, n = x.shape
+    dtype, device = x.dtype, x.device
+    # Few block-size buffers, reused in place (fresh allocations cost page faults). The
+    # second buffer is twice as large because it later receives the gathered pairs.
+    pair_dtype = _PAIR_DTYPES.get(dtype)
+    # z / (1 + |z|) = d / (scale + |d|) with d = x - median: three elementwise passes,
+    # each with at most one per-row operand (PyTorch vectorizes those)
+    d = torch.sub(x, med, out=_scratch(workspace, "z", x))
+    if pair_dtype is not None:
+        wide = _scratch(workspace, "wide", x.reshape(-1), pair_dtype).view(dtype).view(2, rows, n)
+        t = wide[0]
+    else:
+        t = _scratch(workspace, "t", x)
+    torch.abs(d, out=t).add_(scale)
+    # one cheap reduction finds NaN (and inf, which would make d / (scale + |d|) NaN)
+    if not bool(torch.isfinite(t.sum())):
+        if bool(torch.isnan(x).any()):
+            raise ValueError("`input` contains NaN; quantile maps need ordered values")
+        d.clamp_(-1e30, 1e30)
+        torch.abs(d, out=t).add_(scale)
+    half = 0.5 * bins
+    # u * bins (into d's buffer), strictly below `bins` so that truncation gives a cell
+    # in [0, bins - 1]
+    ub = torch.addcdiv(torch.tensor(half, dtype=dtype, device=device), d, t,
+                       value=half * (1.0 - 1e-6), out=d)
+    # flat cell ids index both the counts and the (rows, bins + 1) edge tables; int32
+    # (half the memory traffic of int64) whenever the ids fit
+    width = bins + 1
+    cell = _scratch(workspace, "cell", x, offsets.dtype).copy_(ub)  # truncates: ub >= 0
+    frac = ub.frac_().view(-1)
+    cell += offsets[:rows]
+    cell = cell.view(-1)
+    counts = torch.bincount(cell, minlength=rows * width).view(rows, width)
+    torch.cumsum(counts, dim=1, out=below).sub_(counts)  # elements left of each edge
+    # Q at the CDF of each cell edge (halfway between the neighbouring plotting
+    # positions), read from the table of Q at k / n
+    edge_y = target_table.index_select(0, below.view(-1)).view(rows, width)
+    # y = edge_y[cell] + frac * rise[cell], the two table values fetched by ONE gather:
+    # each (edge value, rise) pair is viewed as a single element of twice the width
+    table = torch.empty(rows, width, 2, dtype=dtype, device=device)
+    table[:, :, 0] = edge_y
+    torch.sub(edge_y[:, 1:], edge_y[:, :-1], out=table[:, :bins, 1])
+    table[:, bins, 1] = 0.0
+    table = table.view(rows * width, 2)
+    if pair_dtype is not None:
+        got = torch.index_select(table.view(pair_dtype).view(-1), 0, cell,
+                                 out=wide.view(pair_dtype).view(-1)).view(dtype).view(-1, 2)
+        torch.addcmul(got[:, 0], got[:, 1], frac, out=y.view(-1))
+    else:
+        torch.addcmul(table[:, 0].index_select(0, cell), table[:, 1].index_select(0, cell),
+                      frac, out=y.view(-1))
+    if slope is not None:
+        if span is not None:  # the windows' rise over their width (see _sketch)
+            w = _SLOPE_CELLS
+            rise = edge_y[:, 2 * w + 2: bins] - edge_y[:, 1: bins - 2 * w - 1]
+            torch.div(rise, scale * span, out=per_cell[:, w + 1: bins - w - 1])
+        torch.index_select(per_cell.view(-1), 0, cell, out=slope.view(-1))
 
 
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """``t`` summed over the dimensions that ``shape`` broadcasts."""
     return t.sum_to_size(shape) if t.shape != shape else t.clone()
+
+
+def _affine(y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+            out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``bias + y * weight`` (one fused multiply-add per element).
+
+    Per-channel parameters of shape (1, C, 1) are first expanded to (1, C, L): PyTorch
+    vectorizes a loop with at most one operand broadcast along the innermost dimension,
+    and this one has two. The result is the same, about 1.5x faster.
+    """
+    if (y.dim() == 3 and y.shape[0] > 1 and y.shape[2] > 1 and weight.dim() == 3
+            and weight.shape[2] == 1 and bias.shape == weight.shape):
+        shape = (1, y.shape[1], y.shape[2])
+        weight = weight.expand(shape).contiguous()
+        bias = bias.expand(shape).contiguous()
+    return torch.addcmul(bias, y, weight, out=out)
 
 
 class _Attach(torch.autograd.Function):
@@ -344,40 +545,46 @@ class _Attach(torch.autograd.Function):
 
     ``x`` is only there to connect the graph; ``y`` (the map's output) and the slope
     are computed without autograd. ``weight`` and ``bias`` are None or views that
-    broadcast against ``y``.
+    broadcast against ``y``. The slope's tensors are saved for the backward pass, so
+    they are freed after it.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor],
                 bias: Optional[torch.Tensor], y: torch.Tensor, slope: _Slope) -> torch.Tensor:
-        ctx.slope, ctx.shape = slope, y.shape
+        ctx.slope_fn, ctx.fresh, ctx.shape = slope.fn, slope.fresh, y.shape
         ctx.bias_shape = None if bias is None else bias.shape
-        if weight is not None and not slope.fresh and ctx.needs_input_grad[0]:
-            slope.get().view(y.shape).mul_(weight)  # fold the weight in once
-        ctx.save_for_backward(y if ctx.needs_input_grad[1] else None, weight)
+        ctx.save_for_backward(y if ctx.needs_input_grad[1] else None, weight, *slope.tensors)
         if weight is None:
             return y if bias is None else y + bias
-        return torch.addcmul(bias, y, weight) if bias is not None else y * weight
+        return _affine(y, weight, bias) if bias is not None else y * weight
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        y, weight = ctx.saved_tensors
+        y, weight, *parts = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
+        # one value broadcast everywhere (e.g. out.sum().backward()): a scalar factor
+        g0 = grad.reshape(-1)[0] if all(st == 0 for st in grad.stride()) else None
         if ctx.needs_input_grad[0]:
-            slope = ctx.slope.get().view(ctx.shape)
-            if ctx.slope.fresh:
-                if weight is not None:
-                    slope.mul_(weight)
-                grad_x = slope.mul_(grad)
+            slope = ctx.slope_fn(*parts).view(ctx.shape)
+            if g0 is not None:
+                factor = g0 if weight is None else weight * g0
+                grad_x = slope.mul_(factor) if ctx.fresh else slope * factor
+            elif weight is None:
+                grad_x = slope.mul_(grad) if ctx.fresh else grad * slope
             else:
-                grad_x = grad * slope
+                grad_x = (slope.mul_(weight) if ctx.fresh else slope * weight).mul_(grad)
         if ctx.needs_input_grad[1]:
-            if all(st == 0 for st in grad.stride()):  # e.g. out.sum().backward()
-                grad_w = grad.reshape(-1)[0] * y.sum_to_size(weight.shape)
+            if g0 is not None:
+                grad_w = g0 * y.sum_to_size(weight.shape)
             else:
                 grad_w = (grad * y).sum_to_size(weight.shape)
         if ctx.needs_input_grad[2]:
-            grad_b = _sum_to(grad, ctx.bias_shape)
+            if g0 is not None:  # each bias element receives the same number of terms
+                count = grad.numel() // math.prod(ctx.bias_shape)
+                grad_b = (g0 * count).expand(ctx.bias_shape).contiguous()
+            else:
+                grad_b = _sum_to(grad, ctx.bias_shape)
         return grad_x, grad_w, grad_b, None, None
 
 
@@ -530,6 +737,21 @@ class _QuantileMap(nn.Module):
             self._cache.popitem(last=False)
         return hit
 
+    def _sketch_table(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Sketch mode's ``Q`` at the CDF of a cell edge with k of n elements below it,
+        ``clamp(k / n, 0.5 / n, 1 - 0.5 / n)``, for k = 0..n (cached per size)."""
+        key = ("sketch", n, dtype, device)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        work = dtype if dtype in _KEY_DTYPES else torch.float32
+        p = torch.arange(n + 1, dtype=work, device=device).div_(n).clamp_(0.5 / n, 1.0 - 0.5 / n)
+        hit = self._target(p).to(dtype)
+        self._cache[key] = hit
+        if len(self._cache) > 8:
+            self._cache.popitem(last=False)
+        return hit
+
     # -- the map ------------------------------------------------------------------------------
     def _map(self, x3: torch.Tensor):
         """Map each group of ``x3`` (A, S, n) to the target.
@@ -550,12 +772,16 @@ class _QuantileMap(nn.Module):
         update = self.track_running_stats and self.training
         levels = self.knot_levels.to(x3.device)
         if self.method == "sketch" and n > 4 * self.sketch_bins:
-            y, slope, tables = _sketch(rows, self._target, self.sketch_bins, need, self._workspace)
+            table = self._sketch_table(n, x3.dtype, x3.device)
+            y, slope, (below, med, scale) = _sketch(rows, table, self.sketch_bins, need,
+                                                    self._workspace)
             if slope is not None:
-                slope = _Slope(lambda stored=slope: stored, fresh=False)
+                slope = _Slope(_identity, (slope,), fresh=False)
             if update:
                 with torch.no_grad():
-                    self._update_running(_sketch_quantiles(*tables, levels).view(A, S, -1))
+                    edge_p = below.to(x3.dtype).div_(n).clamp_(0.5 / n, 1.0 - 0.5 / n)
+                    q = _sketch_quantiles(edge_p, med, scale, levels)
+                    self._update_running(q.view(A, S, -1))
         else:
             qvals, dq, h = self._target_values(n, x3.dtype, x3.device)
             y, slope, q = _exact(rows, qvals, dq, h, levels if update else None,
@@ -582,7 +808,7 @@ class _QuantileMap(nn.Module):
             return y * weight if tracking else y.mul_(weight)
         if tracking:
             return torch.addcmul(bias, y, weight)
-        return torch.addcmul(bias, y, weight, out=y)  # y is a fresh tensor: update in place
+        return _affine(y, weight, bias, out=y)  # y is a fresh tensor: update in place
 
     def _check_floating(self, x: Any) -> None:
         if not torch.is_tensor(x):
@@ -615,7 +841,8 @@ _SHARED_ARGS_DOC = """
             groups larger than ``4 * sketch_bins`` elements the CDF is read from an exact
             count over ``sketch_bins`` cells, and the output is linear inside a cell; its
             Kolmogorov distance to the exact output is below 0.01 on Gaussian, uniform and
-            Cauchy data; smaller groups use the exact method).
+            Cauchy data, about 0.002 to 0.005 with the default 512 cells on groups of 6272
+            values; smaller groups use the exact method).
         positions: plotting positions of the sorted outputs: ``"midpoint"`` (default,
             ``(i + 0.5) / n``, finite for unbounded targets) or ``"linspace"``
             (``i / (n - 1)``, the reference's, with ``Q`` clamped to [1e-5, 1 - 1e-5] for

@@ -1,0 +1,99 @@
+#' Fashion-MNIST images and labels
+#'
+#' Reads a split of Fashion-MNIST (28 x 28 grey-level images of 10 kinds of
+#' clothing) from its IDX files into the Python core. The images stay in Python as
+#' one torch tensor of shape `(N, 1, 28, 28)` with values in `[0, 1]`, ready for
+#' [fit_model()] and [evaluate_rotations()]; the labels come back as an R vector.
+#'
+#' The files are looked for in `root`, else in the folder named by the environment
+#' variable `EQUIVARIANCE_FASHION_MNIST`, else in `/usr/share/datasets/fashion-mnist`
+#' (Debian's `dataset-fashion-mnist` package). When none has them, a small
+#' class-balanced subset shipped with the package is used (2,000 training and 1,000
+#' test images), with a message saying so; `root = "subset"` asks for it explicitly.
+#'
+#' @param split `"train"` (60,000 images) or `"test"` (10,000 images).
+#' @param limit `NULL` or a positive whole number: keep only the first `limit`
+#'   images.
+#' @param root `NULL` (look in the usual places), a folder holding the four IDX
+#'   files (`train-images-idx3-ubyte.gz`, `train-labels-idx1-ubyte.gz`,
+#'   `t10k-images-idx3-ubyte.gz`, `t10k-labels-idx1-ubyte.gz`, gzipped or not), or
+#'   `"subset"` for the subset shipped with the package.
+#' @return An object of class `equivariance_dataset`, a list with
+#'   * `images`: the torch tensor of images, `(N, 1, 28, 28)`, float32 in `[0, 1]`;
+#'   * `labels`: an integer vector of classes `0` to `9`;
+#'   * `classes`: the ten class names (label `k` is `classes[k + 1]`);
+#'   * `split`, `source` (`"full"` or `"subset"`), `root` (the folder read);
+#'   * `py`: the Python `FashionMNIST` data set.
+#'
+#'   `as.array()` gives the images as an R array of dimension `c(N, 1, 28, 28)`;
+#'   `x[i]` keeps the images `i`.
+#' @seealso [fit_model()], [evaluate_rotations()]
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   test <- fashion_mnist("test", limit = 100, root = "subset")
+#'   test
+#'   table(test$classes[test$labels + 1])
+#'   img <- as.array(test[1])
+#'   image(t(img[1, 1, 28:1, ]), col = grey.colors(256, 1, 0), axes = FALSE)
+#' }
+fashion_mnist <- function(split = "train", limit = NULL, root = NULL) {
+  split <- as_py_choice(split, c("train", "test"), "split")
+  limit <- if (is.null(limit)) NULL else as_py_int(limit, "limit")
+  if (!is.null(root)) root <- path.expand(check_string(root, "root"))
+  py <- call_py(core()$load_fashion_mnist(split, root = root, limit = limit, warn = FALSE))
+  explicit <- identical(root, "subset") ||
+    identical(Sys.getenv("EQUIVARIANCE_FASHION_MNIST"), "subset")
+  if (identical(py$source, "subset") && !explicit) {
+    message(
+      "Fashion-MNIST was not found (install the Debian package dataset-fashion-mnist, ",
+      "or set EQUIVARIANCE_FASHION_MNIST to a folder holding its IDX files); ",
+      "using the subset shipped with equivariance (2,000 training and 1,000 test images)."
+    )
+  }
+  new_equivariance_dataset(py)
+}
+
+new_equivariance_dataset <- function(py) {
+  structure(
+    list(
+      images = py$images,
+      labels = as.integer(as_r_array(py$labels)),
+      classes = as.character(unlist(py$classes)),
+      split = py$split,
+      source = py$source,
+      root = py$root,
+      py = py
+    ),
+    class = "equivariance_dataset"
+  )
+}
+
+#' @export
+print.equivariance_dataset <- function(x, ...) {
+  n <- length(x$labels)
+  where <- if (identical(x$source, "subset")) "subset shipped with equivariance" else x$root
+  cat("<equivariance_dataset> Fashion-MNIST, ", x$split, " split\n", sep = "")
+  cat("  images: ", format(n, big.mark = ","), " x 1 x 28 x 28 (torch tensor, values in [0, 1])\n", sep = "")
+  counts <- tabulate(x$labels + 1L, nbins = length(x$classes))
+  cat("  labels: 0-9, ", paste(counts, collapse = " "), " per class\n", sep = "")
+  cat("  source: ", where, "\n", sep = "")
+  invisible(x)
+}
+
+#' @export
+as.array.equivariance_dataset <- function(x, ...) {
+  as_r_array(x$images)
+}
+
+#' @export
+`[.equivariance_dataset` <- function(x, i) {
+  n <- length(x$labels)
+  if (is.logical(i)) i <- which(rep_len(i, n))
+  if (!is.numeric(i) || anyNA(i) || !all(vapply(i, is_whole, logical(1))) ||
+    any(i < 1) || any(i > n)) {
+    arg_error("i", paste0("indices between 1 and ", n), describe(i))
+  }
+  index <- reticulate::np_array(as.integer(i) - 1L, dtype = "int64")
+  new_equivariance_dataset(call_py(x$py$subset(index)))
+}
