@@ -23,3 +23,15 @@ small_cnn <- function(seed = 1) {
     nn$AdaptiveAvgPool2d(1L), nn$Flatten(), nn$Linear(4L, 10L)
   )
 }
+
+# escnn is part of the required environment too: in `make test` its absence fails.
+skip_if_no_escnn <- function() {
+  skip_if_no_python()
+  if (reticulate::py_module_available("escnn")) {
+    return(invisible(TRUE))
+  }
+  if (identical(Sys.getenv("EQUIVARIANCE_REQUIRE_PYTHON"), "true")) {
+    stop("escnn is required here (EQUIVARIANCE_REQUIRE_PYTHON=true) but cannot be imported.")
+  }
+  testthat::skip("escnn not installed; run install_equivariance()")
+}

@@ -1,8 +1,3 @@
-skip_if_no_escnn <- function() {
-  skip_if_no_python()
-  if (!reticulate::py_module_available("escnn")) testthat::skip("escnn not installed")
-}
-
 test_that("gspaces, elements and representation matrices match the walkthrough", {
   skip_if_no_escnn()
   gspace <- rot2d_on_r2(N = 4)

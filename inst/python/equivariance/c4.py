@@ -153,26 +153,15 @@ def _regular_index(out_fields: int, in_fields: int, k: int) -> torch.Tensor:
     return index.reshape(out_fields * ORDER, in_fields * ORDER, k, k)
 
 
-class _Expand(torch.autograd.Function):
-    """``base.view(-1)[index]`` as one ``index_select``, with an ``index_add_`` backward.
+def _expand(base: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``base.view(-1)[index]`` as one native ``index_select`` on the flat tensor.
 
     On CPU, ``index_select`` on a flat tensor is many times faster than advanced
-    indexing; the backward accumulates the 4 copies of every base entry (one per
-    output orientation) with a single ``index_add_``, which is deterministic on CPU.
+    indexing, and its native backward accumulates the 4 copies of every base entry
+    with one ``index_add_``; staying native (no Python autograd.Function) saves the
+    Python call in every backward pass, which shows on small layers.
     """
-
-    @staticmethod
-    def forward(ctx, base, index):  # type: ignore[override]
-        ctx.save_for_backward(index)
-        ctx.base_shape = base.shape
-        return base.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (index,) = ctx.saved_tensors
-        flat = grad.new_zeros(ctx.base_shape.numel())
-        flat.index_add_(0, index.reshape(-1), grad.reshape(-1))
-        return flat.view(ctx.base_shape), None
+    return base.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
 
 class _C4ConvBase(nn.Module):
@@ -220,7 +209,7 @@ class _C4ConvBase(nn.Module):
             key = self._cache_key()
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1], self._cache[2]
-        weight = _Expand.apply(self.weight, self._index)
+        weight = _expand(self.weight, self._index)
         # a field's bias is shared by its 4 orientations (invariant under shifts)
         bias = None if self.bias is None else self.bias.repeat_interleave(ORDER)
         if not torch.is_grad_enabled():
