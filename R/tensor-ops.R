@@ -45,3 +45,22 @@ tensor_operand <- function(x) {
   }
   reticulate::r_to_py(as.double(x))
 }
+
+#' Convert a torch tensor to an R array
+#'
+#' `as.array()` on a torch tensor detaches it, moves it to the CPU and returns an R
+#' array with the same dimensions and index order (`x[i, j]` in R is `x[i-1, j-1]`
+#' in Python). The inverse of [as_tensor()].
+#'
+#' @param x A torch tensor.
+#' @param ... Ignored.
+#' @return An R array (a vector for 1-dimensional tensors).
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   torch <- reticulate::import("torch")
+#'   as.array(torch$arange(6)$reshape(c(2L, 3L)))
+#' }
+as.array.torch.Tensor <- function(x, ...) {
+  as_r_array(x)
+}
