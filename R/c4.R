@@ -31,13 +31,9 @@
 #' }
 c4_lifting_conv2d <- function(in_channels, out_fields, kernel_size, stride = 1,
                               padding = 0, bias = TRUE) {
-  args <- list(
-    as_py_int(in_channels, "in_channels"),
-    as_py_int(out_fields, "out_fields"),
-    as_py_int(kernel_size, "kernel_size"),
-    stride = as_py_int(stride, "stride"),
-    padding = as_py_int(padding, "padding", min = 0),
-    bias = as_py_flag(bias, "bias")
+  args <- c(
+    list(as_py_int(in_channels, "in_channels")),
+    c4_conv_args(out_fields, kernel_size, stride, padding, bias)
   )
   call_py(do.call(core()$C4LiftingConv2d, args))
 }
@@ -63,13 +59,9 @@ c4_lifting_conv2d <- function(in_channels, out_fields, kernel_size, stride = 1,
 #' }
 c4_conv2d <- function(in_fields, out_fields, kernel_size, stride = 1, padding = 0,
                       bias = TRUE) {
-  args <- list(
-    as_py_int(in_fields, "in_fields"),
-    as_py_int(out_fields, "out_fields"),
-    as_py_int(kernel_size, "kernel_size"),
-    stride = as_py_int(stride, "stride"),
-    padding = as_py_int(padding, "padding", min = 0),
-    bias = as_py_flag(bias, "bias")
+  args <- c(
+    list(as_py_int(in_fields, "in_fields")),
+    c4_conv_args(out_fields, kernel_size, stride, padding, bias)
   )
   call_py(do.call(core()$C4Conv2d, args))
 }
@@ -192,4 +184,16 @@ build_network <- function(name, in_channels, num_classes, widths, kernel_size) {
 #' }
 as_tensor <- function(x) {
   as_py_tensor(x, "x")
+}
+
+#' Arguments shared by the two C4 convolutions, converted for Python.
+#' @noRd
+c4_conv_args <- function(out_fields, kernel_size, stride, padding, bias) {
+  list(
+    as_py_int(out_fields, "out_fields"),
+    as_py_int(kernel_size, "kernel_size"),
+    stride = as_py_int(stride, "stride"),
+    padding = as_py_int(padding, "padding", min = 0),
+    bias = as_py_flag(bias, "bias")
+  )
 }

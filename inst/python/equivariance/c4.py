@@ -177,6 +177,13 @@ class _C4ConvBase(nn.Module):
     stride: int
     padding: int
 
+    def _set_geometry(self, out_fields: int, kernel_size: int, stride: int, padding: int) -> None:
+        """Validate and store the arguments both convolutions share."""
+        self.out_fields = positive_int(out_fields, "out_fields")
+        self.kernel_size = positive_int(kernel_size, "kernel_size")
+        self.stride = positive_int(stride, "stride")
+        self.padding = nonnegative_int(padding, "padding")
+
     def _setup(self, base_shape: tuple, index: torch.Tensor, fan_in: int, bias: bool) -> None:
         # He initialisation: each expanded output channel is a sum over `fan_in`
         # distinct base weights, exactly like a plain conv with that fan-in, so the
@@ -296,10 +303,7 @@ class C4LiftingConv2d(_C4ConvBase):
     ):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
-        self.out_fields = positive_int(out_fields, "out_fields")
-        self.kernel_size = positive_int(kernel_size, "kernel_size")
-        self.stride = positive_int(stride, "stride")
-        self.padding = nonnegative_int(padding, "padding")
+        self._set_geometry(out_fields, kernel_size, stride, padding)
         k = self.kernel_size
         index = _lifting_index(self.out_fields, self.in_channels, k)
         self._setup((self.out_fields, self.in_channels, k, k), index,
@@ -341,10 +345,7 @@ class C4Conv2d(_C4ConvBase):
         super().__init__()
         self.in_fields = positive_int(in_fields, "in_fields")
         self.in_channels = ORDER * self.in_fields
-        self.out_fields = positive_int(out_fields, "out_fields")
-        self.kernel_size = positive_int(kernel_size, "kernel_size")
-        self.stride = positive_int(stride, "stride")
-        self.padding = nonnegative_int(padding, "padding")
+        self._set_geometry(out_fields, kernel_size, stride, padding)
         k = self.kernel_size
         index = _regular_index(self.out_fields, self.in_fields, k)
         self._setup((self.out_fields, self.in_fields, ORDER, k, k), index,
