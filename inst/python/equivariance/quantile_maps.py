@@ -810,6 +810,26 @@ class _QuantileMap(nn.Module):
             return torch.addcmul(bias, y, weight)
         return _affine(y, weight, bias, out=y)  # y is a fresh tensor: update in place
 
+    def _channel_forward(self, input: torch.Tensor, channels: int, name: str,
+                         groups: int) -> torch.Tensor:  # noqa: A002
+        """Shared forward of GroupMap and InstanceMap: ``(N, C, *)`` in ``groups``
+        groups of consecutive channels, with a per-channel affine."""
+        self._check_floating(input)
+        if input.dim() < 2 or input.shape[1] != channels:
+            raise ValueError(
+                f"`input` must have shape (N, {channels}, *) with "
+                f"{name}={channels} channels, got shape {tuple(input.shape)}"
+            )
+        N = input.shape[0]
+        if input.numel() == 0:
+            return input.clone()
+        y, slope = self._map(input.reshape(N, groups, -1))
+        shape = (N, channels, -1)
+        weight = bias = None
+        if self.affine:
+            weight, bias = self.weight.view(1, -1, 1), self.bias.view(1, -1, 1)
+        return self._finish(input.reshape(shape), y.view(shape), slope, weight, bias).view(input.shape)
+
     def _check_floating(self, x: Any) -> None:
         if not torch.is_tensor(x):
             raise TypeError(f"`input` must be a torch.Tensor, got {type(x).__name__}")
@@ -921,21 +941,7 @@ class GroupMap(_QuantileMap):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (torch's name)
         """Map ``input`` of shape ``(N, C, *)``; returns a tensor of the same shape."""
-        self._check_floating(input)
-        if input.dim() < 2 or input.shape[1] != self.num_channels:
-            raise ValueError(
-                f"`input` must have shape (N, {self.num_channels}, *) with "
-                f"num_channels={self.num_channels} channels, got shape {tuple(input.shape)}"
-            )
-        N = input.shape[0]
-        if input.numel() == 0:
-            return input.clone()
-        y, slope = self._map(input.reshape(N, self.num_groups, -1))
-        shape = (N, self.num_channels, -1)
-        weight = bias = None
-        if self.affine:
-            weight, bias = self.weight.view(1, -1, 1), self.bias.view(1, -1, 1)
-        return self._finish(input.reshape(shape), y.view(shape), slope, weight, bias).view(input.shape)
+        return self._channel_forward(input, self.num_channels, "num_channels", self.num_groups)
 
     def extra_repr(self) -> str:
         return (f"{self.num_groups}, {self.num_channels}, affine={self.affine}, "
@@ -987,21 +993,7 @@ class InstanceMap(_QuantileMap):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
         """Map ``input`` of shape ``(N, C, *)``; returns a tensor of the same shape."""
-        self._check_floating(input)
-        if input.dim() < 2 or input.shape[1] != self.num_features:
-            raise ValueError(
-                f"`input` must have shape (N, {self.num_features}, *) with "
-                f"num_features={self.num_features} channels, got shape {tuple(input.shape)}"
-            )
-        N = input.shape[0]
-        if input.numel() == 0:
-            return input.clone()
-        y, slope = self._map(input.reshape(N, self.num_features, -1))
-        shape = (N, self.num_features, -1)
-        weight = bias = None
-        if self.affine:
-            weight, bias = self.weight.view(1, -1, 1), self.bias.view(1, -1, 1)
-        return self._finish(input.reshape(shape), y.view(shape), slope, weight, bias).view(input.shape)
+        return self._channel_forward(input, self.num_features, "num_features", self.num_features)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, affine={self.affine}, " + self._common_repr()
