@@ -461,3 +461,34 @@ as_py_quarter_turns <- function(x, arg = "rotations") {
   }
   reticulate::r_to_py(as.list(as.integer(x)))
 }
+
+# -- benchmark --
+
+#' Built-in model names, or a named list of names, modules and functions -> Python.
+#' @noRd
+as_py_models <- function(x, arg = "models") {
+  expected <- "built-in model names or a named list of models"
+  if (is.character(x)) {
+    if (length(x) == 0 || anyNA(x)) arg_error(arg, expected, describe(x))
+    return(reticulate::r_to_py(as.list(x)))
+  }
+  if (!is.list(x) || length(x) == 0) arg_error(arg, expected, describe(x))
+  labels <- names(x)
+  if (is.null(labels) || anyNA(labels) || any(!nzchar(labels))) {
+    arg_error(arg, "a list with a name for every model", describe(x))
+  }
+  items <- lapply(seq_along(x), function(i) {
+    m <- x[[i]]
+    where <- paste0(arg, "$", labels[i])
+    if (is.character(m)) {
+      check_string(m, where)
+    } else if (inherits(m, "torch.nn.modules.module.Module")) {
+      m
+    } else if (is.function(m) || is_py(m)) {
+      as_py_callable(m, where)
+    } else {
+      arg_error(where, "a built-in model name, a torch module or a function returning one", describe(m))
+    }
+  })
+  reticulate::py_dict(as.list(labels), items)
+}

@@ -42,16 +42,24 @@ fashion_mnist <- function(split = "train", limit = NULL, root = NULL) {
   limit <- if (is.null(limit)) NULL else as_py_int(limit, "limit")
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
   py <- call_py(core()$load_fashion_mnist(split, root = root, limit = limit, warn = FALSE))
+  note_subset(py$source, root)
+  new_equivariance_dataset(py)
+}
+
+#' Tell the user when the full data set was not found and the shipped subset is
+#' used instead, unless they asked for the subset.
+#' @noRd
+note_subset <- function(source, root) {
   explicit <- identical(root, "subset") ||
     identical(Sys.getenv("EQUIVARIANCE_FASHION_MNIST"), "subset")
-  if (identical(py$source, "subset") && !explicit) {
-    message(
-      "Fashion-MNIST was not found (install the Debian package dataset-fashion-mnist, ",
-      "or set EQUIVARIANCE_FASHION_MNIST to a folder holding its IDX files); ",
-      "using the subset shipped with equivariance (2,000 training and 1,000 test images)."
-    )
+  if (!identical(source, "subset") || explicit) {
+    return(invisible())
   }
-  new_equivariance_dataset(py)
+  message(
+    "Fashion-MNIST was not found (install the Debian package dataset-fashion-mnist, ",
+    "or set EQUIVARIANCE_FASHION_MNIST to a folder holding its IDX files); ",
+    "using the subset shipped with equivariance (2,000 training and 1,000 test images)."
+  )
 }
 
 new_equivariance_dataset <- function(py) {

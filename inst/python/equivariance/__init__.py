@@ -95,3 +95,9 @@ __all__ += [
     "evaluate",
     "train_step",
 ]
+
+# -- the rotated Fashion-MNIST benchmark (issue 5) --
+from . import benchmark  # noqa: E402
+from .benchmark import BenchmarkResult, rotation_benchmark  # noqa: E402
+
+__all__ += ["benchmark", "BenchmarkResult", "rotation_benchmark"]

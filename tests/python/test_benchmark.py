@@ -1,0 +1,133 @@
+"""Tests for equivariance.benchmark (the rotated Fashion-MNIST benchmark)."""
+
+import csv
+
+import pytest
+import torch
+from torch import nn
+
+import equivariance as eq
+from equivariance import benchmark as B
+
+SMALL = dict(epochs=1, batch_size=64, root="subset", limit=128, test_limit=100, verbose=False)
+
+
+def test_builtin_models_respect_the_parameter_budget():
+    counts = {name: sum(p.numel() for p in B.benchmark_model(name).parameters())
+              for name in B.MODEL_NAMES}
+    assert all(count <= 14000 for count in counts.values()), counts
+    # the regularized model is the plain one, the EqCNN shares its filters
+    assert counts["SimpleCNN"] == counts["SimpleCNN+reg"] == counts["EqCNN"]
+    assert isinstance(B.benchmark_model("C4CNN"), eq.C4CNN)
+
+
+def test_table_rows_columns_and_invariance(capsys):
+    result = eq.rotation_benchmark(["SimpleCNN", "C4CNN"], **SMALL)
+    assert capsys.readouterr().out == ""
+    assert [r["model"] for r in result.rows] == ["SimpleCNN", "C4CNN"]
+    assert result.columns == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
+                              "accuracy_90", "accuracy_180", "accuracy_270", "invariance_error"]
+    simple, c4 = result.rows
+    for row in result.rows:
+        assert 0.0 <= min(row[f"accuracy_{d}"] for d in (0, 90, 180, 270)) <= 1.0
+        assert row["seconds_per_epoch"] > 0
+        assert row["parameters"] == sum(p.numel() for p in result.models[row["model"]].parameters())
+    # the C4 network is exactly invariant: same accuracy at every angle
+    assert c4["invariance_error"] < 1e-4
+    assert len({c4[f"accuracy_{d}"] for d in (0, 90, 180, 270)}) == 1
+    assert simple["invariance_error"] > 1e-3
+    assert result.settings["train_size"] == 128 and result.settings["test_size"] == 100
+    assert result.settings["source"] == "subset"
+    assert len(result.histories["C4CNN"].loss) == 2
+    assert "C4CNN" in str(result) and "acc@90" in str(result)
+
+
+def test_seeded_runs_repeat():
+    a = eq.rotation_benchmark(["SimpleCNN"], seed=3, **SMALL)
+    b = eq.rotation_benchmark(["SimpleCNN"], seed=3, **SMALL)
+    assert a.histories["SimpleCNN"].loss == b.histories["SimpleCNN"].loss
+    assert a.rows[0]["accuracy_90"] == b.rows[0]["accuracy_90"]
+
+
+def test_regularized_model_trains_with_the_regularizer():
+    result = eq.rotation_benchmark(["SimpleCNN+reg"], reg_n=16, reg_lambda=2.0, **SMALL)
+    history = result.histories["SimpleCNN+reg"]
+    assert history.reused_outputs and all(r > 0 for r in history.reg)
+    plain = eq.rotation_benchmark(["SimpleCNN"], **SMALL).histories["SimpleCNN"]
+    assert all(r == 0 for r in plain.reg)
+
+
+def test_benchmark_regularizer_transforms():
+    model = B.benchmark_model("SimpleCNN")
+    reg = B.benchmark_regularizer(model, n=8, num_funcs=2, lambda_eq=0.5)
+    assert reg.n == 8 and reg.num_funcs == 2 and len(reg.transforms) == 3
+    assert all(t.lambda_eq == 0.5 and t.epsilon == 0.0 for t in reg.transforms)
+    # an invariant model has no error under any of the three rotations
+    invariant = B.benchmark_regularizer(B.benchmark_model("C4CNN").eval())
+    assert float(invariant.errors(torch.rand(4, 1, 28, 28)).max()) < 1e-4
+
+
+def test_custom_models_and_csv(tmp_path):
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+
+    given = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    path = tmp_path / "table.csv"
+    result = eq.rotation_benchmark({"linear": make, "given": given, "c4": "C4CNN"}, csv=path,
+                                   rotations=(0, 1), **SMALL)
+    assert result.models["given"] is given
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["linear", "given", "c4"]
+    assert list(rows[0]) == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
+                             "accuracy_90", "invariance_error"]
+    assert int(rows[0]["parameters"]) == 28 * 28 * 10 + 10
+    assert float(rows[2]["accuracy_90"]) == pytest.approx(result.rows[2]["accuracy_90"])
+
+
+def test_escnn_model_in_the_table():
+    pytest.importorskip("escnn")
+    result = eq.rotation_benchmark(["EscnnC4CNN"], **{**SMALL, "limit": 64, "test_limit": 40})
+    assert result.rows[0]["invariance_error"] < 1e-4
+
+
+def test_verbose_prints_progress_and_table(capsys):
+    eq.rotation_benchmark(["SimpleCNN"], **{**SMALL, "verbose": True})
+    out = capsys.readouterr().out
+    assert "== SimpleCNN" in out and "epoch 1/1" in out and "acc@0" in out
+
+
+def test_subset_fallback_warns(tmp_path, monkeypatch):
+    monkeypatch.setattr(eq.data, "DEBIAN_ROOT", tmp_path / "absent")
+    monkeypatch.delenv(eq.data.ENV_VAR, raising=False)
+    with pytest.warns(eq.data.SubsetWarning):
+        result = eq.rotation_benchmark(["SimpleCNN"], **{**SMALL, "root": None})
+    assert result.settings["source"] == "subset"
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(models=["Nope"]), "models"),
+        (dict(models=[]), "models"),
+        (dict(models=42), "models"),
+        (dict(models={"x": 3}), "models"),
+        (dict(models={"a": "C4CNN", "": "C4CNN"}), "models"),
+        (dict(models={"bad": lambda: 3}), "models"),
+        (dict(epochs=0), "epochs"),
+        (dict(epochs=1.5), "epochs"),
+        (dict(batch_size=-1), "batch_size"),
+        (dict(lr=0), "lr"),
+        (dict(seed=-1), "seed"),
+        (dict(rotations=[90]), "rotations"),
+        (dict(reg_n=0), "reg_n"),
+        (dict(reg_lambda=-1.0), "reg_lambda"),
+        (dict(limit=0), "limit"),
+        (dict(csv=str("/nonexistent-folder/table.csv")), "csv"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, match):
+    args = {**SMALL, "models": ["SimpleCNN"], "limit": 32, "test_limit": 20, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=match):
+        eq.rotation_benchmark(**args)
