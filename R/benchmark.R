@@ -52,7 +52,7 @@
 rotation_benchmark <- function(models = c("SimpleCNN", "SimpleCNN+reg", "EqCNN", "C4CNN", "EscnnC4CNN"),
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
-                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
+                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 0.5,
                                csv = NULL, png = NULL, verbose = TRUE) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) png <- path.expand(check_string(png, "png"))

@@ -54,3 +54,31 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
   errors <- as.numeric(unlist(errors))
   data.frame(element = seq_along(errors) - 1L, error = errors)
 }
+
+#' Feature maps after the first layers of a network
+#'
+#' Runs the images `x` through the first `depth` layers of `model` (in evaluation
+#' mode, without gradients) and returns the feature maps as an R array. Useful to
+#' see equivariance: for a C4 network the maps of a turned image are the maps of
+#' the upright image, turned, with each regular field's 4 orientation channels
+#' cyclically shifted.
+#'
+#' @param model A torch `nn.Sequential`, or a network whose `features` is one, such
+#'   as [c4_cnn()] or [simple_cnn()].
+#' @param x Images: an R array of dimension `c(N, C, H, W)` or a torch tensor.
+#' @param depth How many layers to run (from 1).
+#' @return An R array of dimension `c(N, channels, height, width)`.
+#' @seealso [check_equivariance()]
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   x <- array(runif(28 * 28), c(1, 1, 28, 28))
+#'   maps <- feature_maps(c4_cnn(), x, depth = 3)
+#'   dim(maps) # 8 regular fields x 4 orientations
+#'   image(maps[1, 1, , ], axes = FALSE)
+#' }
+feature_maps <- function(model, x, depth = 1) {
+  model <- as_py_module(model, "model")
+  maps <- call_py(core()$feature_maps(model, as_py_tensor(x, "x"), depth = as_py_int(depth, "depth")))
+  as_r_array(maps)
+}

@@ -91,3 +91,33 @@ def test_bad_actions():
         eq.check_equivariance(eq.C4CNN(), x, output=3)
     with pytest.raises(ValueError, match="shape"):
         eq.check_equivariance(eq.C4LiftingConv2d(1, 1, 3), torch.randn(1, 1, 8, 9), output="invariant")
+
+
+def test_feature_maps_rotate_and_shift_with_the_input():
+    torch.manual_seed(0)
+    model = eq.C4CNN().train()
+    x = torch.rand(2, 1, 28, 28)
+    maps = eq.feature_maps(model, x, depth=3)  # lifting conv, batch norm, ReLU
+    assert maps.shape == (2, 32, 28, 28) and model.training
+    turned = eq.feature_maps(model, torch.rot90(x, 1, dims=(-2, -1)), depth=3)
+    assert torch.allclose(turned, eq.rotate_regular(maps, 1), atol=1e-5)
+    assert not torch.allclose(turned, torch.rot90(maps, 1, dims=(-2, -1)), atol=1e-3)
+    plain = eq.feature_maps(torch.nn.Sequential(torch.nn.Identity()), x.numpy())
+    assert torch.equal(plain, x)
+
+
+@pytest.mark.parametrize(
+    "model, x, depth, match",
+    [
+        ("eqcnn", (1, 1, 28, 28), 1, "model"),
+        ("linear", (1, 1, 28, 28), 1, "model"),
+        ("c4", (1, 1, 28, 28), 0, "depth"),
+        ("c4", (1, 1, 28, 28), 99, "depth"),
+        ("c4", (1, 1, 28, 28), 1.5, "depth"),
+        ("c4", (1, 28, 28), 1, "x"),
+    ],
+)
+def test_feature_maps_bad_input(model, x, depth, match):
+    module = {"eqcnn": eq.EqCNN(), "linear": torch.nn.Linear(2, 2), "c4": eq.C4CNN()}[model]
+    with pytest.raises((TypeError, ValueError), match=match):
+        eq.feature_maps(module, torch.rand(*x), depth=depth)

@@ -80,3 +80,24 @@ test_that("bad input gives R errors naming the argument", {
   expect_error(check_equivariance(42, x), "module")
   expect_error(check_equivariance(c4_conv2d(2, 2, 3), x), "8 channels")
 })
+
+test_that("feature_maps() gives R arrays that turn and shift with the input", {
+  skip_if_no_python()
+  torch()$manual_seed(0L)
+  model <- c4_cnn()
+  x <- array(runif(2 * 28 * 28), c(2, 1, 28, 28))
+  maps <- feature_maps(model, x, depth = 3)
+  expect_equal(dim(maps), c(2, 32, 28, 28))
+  rot90 <- function(m) t(m)[ncol(m):1, ]
+  turned_x <- x
+  for (i in 1:2) turned_x[i, 1, , ] <- rot90(x[i, 1, , ])
+  turned <- feature_maps(model, turned_x, depth = 3)
+  # field 1, orientation 2 of the turned image is orientation 1 of the upright one, turned
+  expect_equal(turned[1, 2, , ], rot90(maps[1, 1, , ]), tolerance = 1e-5)
+  expect_equal(turned[2, 5, , ], rot90(maps[2, 8, , ]), tolerance = 1e-5)
+  expect_error(feature_maps(model, x, depth = 0), "depth")
+  expect_error(feature_maps(model, x, depth = 100), "depth")
+  expect_error(feature_maps(eq_cnn(), x), "model")
+  expect_error(feature_maps("model", x), "model")
+  expect_error(feature_maps(model, "x"), "x")
+})

@@ -52,7 +52,7 @@ from .c4 import (  # noqa: E402
     C4MaxPool2d,
     rotate_regular,
 )
-from .checks import check_equivariance  # noqa: E402
+from .checks import check_equivariance, feature_maps  # noqa: E402
 from .networks import C4CNN, C4InvariantLinear, EqCNN, SimpleCNN  # noqa: E402
 
 __all__ += [
@@ -67,6 +67,7 @@ __all__ += [
     "EqCNN",
     "C4CNN",
     "check_equivariance",
+    "feature_maps",
     "escnn_models",
 ]
 

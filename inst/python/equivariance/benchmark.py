@@ -61,7 +61,7 @@ def benchmark_regularizer(
     model: nn.Module,
     n: int = 64,
     num_funcs: int = 1,
-    lambda_eq: float = 1.0,
+    lambda_eq: float = 0.5,
     epsilon: float = 0.0,
 ) -> EquivarianceRegularizer:
     """The regularizer of ``"SimpleCNN+reg"``: invariance of the logits to rotations.
@@ -233,7 +233,7 @@ def rotation_benchmark(
     rotations: Sequence[int] = (0, 1, 2, 3),
     reg_n: int = 64,
     reg_num_funcs: int = 1,
-    reg_lambda: float = 1.0,
+    reg_lambda: float = 0.5,
     csv: str | os.PathLike | None = None,
     verbose: bool = True,
     warn: bool = True,

@@ -16,7 +16,7 @@ from torch import nn
 
 from .c4 import ORDER, rotate, rotate_regular
 
-__all__ = ["check_equivariance", "group_actions"]
+__all__ = ["check_equivariance", "group_actions", "feature_maps"]
 
 Action = Union[str, Callable[[torch.Tensor, int], torch.Tensor]]
 
@@ -226,3 +226,42 @@ def _check_escnn(module, x, output: Action, input: Action) -> list[float]:
              else _resolve(output, module, "output", "output"))
     return _run(wrap_module, module, gt.tensor, f_in, f_out, False)
 
+
+def feature_maps(model: nn.Module, x, depth: int = 1) -> torch.Tensor:
+    """The feature maps of ``x`` after the first ``depth`` layers of ``model``.
+
+    To look at equivariance with one's own eyes: the maps of a turned image are the
+    maps of the upright image, turned, with each regular field's 4 orientation
+    channels cyclically shifted. Runs in eval mode without gradients; the model's
+    mode is restored.
+
+    Args:
+        model: an ``nn.Sequential``, or a model whose ``features`` attribute is one
+            (:class:`~equivariance.SimpleCNN`, :class:`~equivariance.C4CNN`).
+        x: images ``(N, C, H, W)`` (a tensor or an array).
+        depth: how many layers of the sequence to run (from 1).
+
+    Returns:
+        The tensor after layer ``depth``, ``(N, C', H', W')``.
+    """
+    layers = model if isinstance(model, nn.Sequential) else getattr(model, "features", None)
+    if not isinstance(layers, nn.Sequential) or type(model).__name__ == "EqCNN":
+        raise TypeError(
+            "`model` must be an nn.Sequential or a model whose `features` is one, applied "
+            f"to the images directly (SimpleCNN, C4CNN), got {type(model).__name__}"
+        )
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= len(layers):
+        raise ValueError(
+            f"`depth` must be a whole number from 1 to {len(layers)} (the model's layers), "
+            f"got {depth!r}"
+        )
+    x = _as_tensor(x)
+    if x.dim() != 4:
+        raise ValueError(f"`x` must be images of shape (N, C, H, W), got {tuple(x.shape)}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return layers[:depth](x)
+    finally:
+        model.train(was_training)

@@ -21,7 +21,13 @@ from torch import nn
 
 from ._validation import is_whole_number, nonnegative_int, positive_int
 from .c4 import C4MaxPool2d
-from .networks import C4InvariantLinear
+from .networks import (
+    C4CNN_BN_MOMENTUM,
+    C4CNN_FILTER_SCALE,
+    C4InvariantLinear,
+    scale_filters_,
+    soft_spatial_max,
+)
 
 __all__ = [
     "rot2d_on_r2",
@@ -372,11 +378,12 @@ def walkthrough_model(
 class EscnnC4CNN(nn.Module):
     """escnn counterpart of :class:`equivariance.C4CNN`, with plain tensors in and out.
 
-    Same layout: R2Conv lifting to regular fields, InnerBatchNorm, ReLU, a
-    parity-aware stride-2 max pool (pointwise, so equivariant on regular fields and
-    exact for odd and even sizes), two more such blocks, a spatial max and the same
-    shift-invariant head (:class:`equivariance.networks.C4InvariantLinear`). Exactly
-    invariant to 90-degree rotations of its input.
+    Same layout and choices: R2Conv lifting to regular fields, InnerBatchNorm
+    (momentum 0.3), ReLU, a parity-aware stride-2 max pool (pointwise, so
+    equivariant on regular fields and exact for odd and even sizes), two more such
+    blocks, the soft spatial maximum and the same shift-invariant head
+    (:class:`equivariance.networks.C4InvariantLinear`); the filters start at a tenth
+    of escnn's scale. Exactly invariant to 90-degree rotations of its input.
 
     Args:
         in_channels: channels of the input images (trivial fields).
@@ -412,10 +419,12 @@ class EscnnC4CNN(nn.Module):
         self.in_type = field_type(gspace, ["trivial"] * self.in_channels)
         types = [self.in_type] + [field_type(gspace, ["regular"] * w) for w in widths]
         self.blocks = nn.ModuleList(
-            sequential(r2_conv(t_in, t_out, k, padding=k // 2), inner_batch_norm(t_out),
-                       relu(t_out))
+            sequential(r2_conv(t_in, t_out, k, padding=k // 2),
+                       inner_batch_norm(t_out, momentum=C4CNN_BN_MOMENTUM), relu(t_out))
             for t_in, t_out in zip(types[:-1], types[1:])
         )
+        # escnn's filters are a linear function of `weights`: scaling them scales the filters
+        scale_filters_([block[0].weights for block in self.blocks], C4CNN_FILTER_SCALE)
         self.spatial_pool = C4MaxPool2d()
         self.head = C4InvariantLinear(widths[-1], num_classes)
 
@@ -426,5 +435,5 @@ class EscnnC4CNN(nn.Module):
             if i < len(self.blocks) - 1:
                 # pointwise max pooling commutes with the regular representation
                 h = _enn().GeometricTensor(self.spatial_pool(h.tensor), h.type)
-        # spatial max (invariant to rotation), then the shift-invariant head, as C4CNN
-        return self.head(torch.amax(h.tensor, dim=(-2, -1)))
+        # soft spatial max (invariant to rotation), then the shift-invariant head, as C4CNN
+        return self.head(soft_spatial_max(h.tensor))
