@@ -120,20 +120,22 @@ print.rotation_benchmark <- function(x, ...) {
   shown[acc] <- lapply(shown[acc], function(a) round(100 * a, 1))
   names(shown)[acc] <- paste0(sub("^accuracy_", "acc", names(shown)[acc]), "%")
   shown$seconds_per_epoch <- round(shown$seconds_per_epoch, 1)
-  shown$invariance_error <- signif(shown$invariance_error, 2)
+  shown$invariance_error <- format(signif(shown$invariance_error, 2))
+  names(shown)[match(c("parameters", "seconds_per_epoch", "invariance_error"), names(shown))] <-
+    c("params", "s/epoch", "inv.error")
   print(shown, row.names = FALSE)
   invisible(x)
 }
 
 #' @export
-plot.rotation_benchmark <- function(x, y, ...) {
+plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models trained on upright images", ...) {
   acc <- grep("^accuracy_", names(x))
   degrees <- as.numeric(sub("^accuracy_", "", names(x)[acc]))
   values <- t(100 * as.matrix(as.data.frame(x)[acc]))
   colours <- grDevices::hcl.colors(nrow(x), "Dark 3")
   graphics::matplot(degrees, values,
     type = "b", lty = 1, pch = 19, col = colours, xaxt = "n", ylim = c(0, 100),
-    xlab = "rotation of the test images (degrees)", ylab = "test accuracy (%)", ...
+    xlab = "rotation of the test images (degrees)", ylab = "test accuracy (%)", main = main, ...
   )
   graphics::axis(1, at = degrees)
   graphics::legend("bottomleft", x$model, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)

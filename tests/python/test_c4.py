@@ -256,3 +256,31 @@ def test_wrong_input_channels():
         eq.EqCNN()(torch.randn(2, 1, 28, 20))
     with pytest.raises(ValueError, match="mode"):
         eq.C4GroupPool("median")
+
+
+def test_soft_spatial_max_is_a_smooth_maximum():
+    from equivariance.networks import soft_spatial_max
+
+    h = torch.randn(3, 5, 7, 7, requires_grad=True)
+    hard = h.amax(dim=(-2, -1))
+    soft = soft_spatial_max(h)
+    assert soft.shape == (3, 5)
+    # above the maximum by at most log(positions) / temperature
+    assert torch.all(soft >= hard) and torch.all(soft <= hard + math.log(49) / 2)
+    assert torch.allclose(soft_spatial_max(h, temperature=1e3), hard, atol=1e-2)
+    # invariant to rotating the maps, and every position gets a gradient
+    assert torch.allclose(soft_spatial_max(torch.rot90(h, 1, dims=(-2, -1))), soft, atol=1e-6)
+    soft.sum().backward()
+    assert bool((h.grad > 0).all())
+
+
+def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
+    from equivariance.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE
+
+    torch.manual_seed(0)
+    net = eq.C4CNN()
+    torch.manual_seed(0)
+    plain_init = eq.C4LiftingConv2d(1, 8, 3, padding=1)
+    assert torch.allclose(net.features[0].weight, C4CNN_FILTER_SCALE * plain_init.weight)
+    norms = [m for m in net.features if isinstance(m, eq.C4BatchNorm2d)]
+    assert len(norms) == 3 and all(m.momentum == C4CNN_BN_MOMENTUM for m in norms)

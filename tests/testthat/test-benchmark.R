@@ -35,6 +35,7 @@ test_that("rotation_benchmark() returns the table, a CSV file and a PNG plot", {
   expect_true(inherits(attr(result, "models")$C4CNN, "torch.nn.modules.module.Module"))
   expect_equal(attr(result, "settings")$train_size, 128)
   expect_output(print(result), "acc90%")
+  expect_output(print(result), "inv.error")
 })
 
 test_that("rotation_benchmark() takes the user's own models and the regularized CNN", {
