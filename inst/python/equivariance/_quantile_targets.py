@@ -219,7 +219,8 @@ class numpy_target:  # noqa: N801 (used like a function)
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
         flat = q.detach().cpu().double().reshape(-1).numpy()
-        out = np.asarray(self.fn(flat), dtype=np.float64).reshape(-1)
+        # a copy: the function may return a read-only array (R vectors through reticulate)
+        out = np.array(self.fn(flat), dtype=np.float64).reshape(-1)
         if out.size != flat.size:
             raise ValueError(
                 "`target` must return one value per probability: "
