@@ -102,18 +102,22 @@ def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> n
     Returns:
         The ``nn.Module``.
     """
+    _check_model_name(name)
     if name in ("SimpleCNN", "SimpleCNN+reg"):
         return SimpleCNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["SimpleCNN"])
     if name == "EqCNN":
         return EqCNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["EqCNN"])
     if name == "C4CNN":
         return C4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
-    if name == "EscnnC4CNN":
-        from .escnn_models import EscnnC4CNN
+    from .escnn_models import EscnnC4CNN  # the last name left; imports escnn
 
-        return EscnnC4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
-    raise ValueError(f"`models`: unknown model {name!r}; the built-in models are "
-                     f"{', '.join(repr(m) for m in MODEL_NAMES)}")
+    return EscnnC4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
+
+
+def _check_model_name(name: str) -> None:
+    if name not in MODEL_NAMES:
+        raise ValueError(f"`models`: unknown model {name!r}; the built-in models are "
+                         f"{', '.join(repr(m) for m in MODEL_NAMES)}")
 
 
 @dataclass
@@ -167,10 +171,11 @@ class BenchmarkResult:
                 + [f"{row['invariance_error']:.2g}"]
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-        return "\n".join(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-            for line in lines
-        )
+        def aligned(line: list[str]) -> str:
+            cells = zip(line, widths)
+            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells))
+
+        return "\n".join(aligned(line) for line in lines)
 
     def __str__(self) -> str:
         return self.format()
@@ -198,8 +203,7 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], bool]]
         if not isinstance(label, str) or not label:
             raise TypeError(f"`models`: every model needs a non-empty name, got {label!r}")
         if isinstance(value, str):
-            if value not in MODEL_NAMES:
-                benchmark_model(value)  # raises the error listing the names
+            _check_model_name(value)
             specs.append((label, lambda v=value: benchmark_model(v), value == "SimpleCNN+reg"))
         elif isinstance(value, nn.Module):
             specs.append((label, lambda v=value: v, False))
@@ -289,7 +293,9 @@ def rotation_benchmark(
         torch.manual_seed(seed)
         model = build()
         if not isinstance(model, nn.Module):
-            raise TypeError(f"`models[{label!r}]` must give an nn.Module, got {type(model).__name__}")
+            raise TypeError(
+                f"`models[{label!r}]` must give an nn.Module, got {type(model).__name__}"
+            )
         reg = (
             benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda) if regularized else None
         )

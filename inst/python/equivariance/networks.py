@@ -271,8 +271,8 @@ class C4CNN(nn.Module):
             C4Conv2d(f1, f2, k, padding=p), norm(f2), nn.ReLU(), C4MaxPool2d(),
             C4Conv2d(f2, f3, k, padding=p), norm(f3), nn.ReLU(),
         )
-        scale_filters_([m.weight for m in self.features if isinstance(m, (C4LiftingConv2d, C4Conv2d))],
-                       C4CNN_FILTER_SCALE)
+        convs = [m for m in self.features if isinstance(m, (C4LiftingConv2d, C4Conv2d))]
+        scale_filters_([m.weight for m in convs], C4CNN_FILTER_SCALE)
         self.head = C4InvariantLinear(f3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
