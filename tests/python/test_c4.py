@@ -284,3 +284,17 @@ def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
     assert torch.allclose(net.features[0].weight, C4CNN_FILTER_SCALE * plain_init.weight)
     norms = [m for m in net.features if isinstance(m, eq.C4BatchNorm2d)]
     assert len(norms) == 3 and all(m.momentum == C4CNN_BN_MOMENTUM for m in norms)
+
+
+def test_spatial_summary_keeps_regular_fields():
+    from equivariance.networks import spatial_summary
+
+    h = torch.randn(2, 8, 7, 7)  # 2 regular fields
+    out = spatial_summary(h)
+    assert out.shape == (2, 16)
+    assert torch.allclose(out[:, 8:], h.mean(dim=(-2, -1)))
+    # turning the maps and shifting the orientations shifts the orientations of the summary
+    turned = spatial_summary(eq.rotate_regular(h, 1))
+    expected = torch.cat([torch.roll(out[:, :8].view(2, 2, 4), 1, dims=2).reshape(2, 8),
+                          torch.roll(out[:, 8:].view(2, 2, 4), 1, dims=2).reshape(2, 8)], dim=1)
+    assert torch.allclose(turned, expected, atol=1e-5)

@@ -26,7 +26,7 @@ from .networks import (
     C4CNN_FILTER_SCALE,
     C4InvariantLinear,
     scale_filters_,
-    soft_spatial_max,
+    spatial_summary,
 )
 
 __all__ = [
@@ -381,7 +381,7 @@ class EscnnC4CNN(nn.Module):
     Same layout and choices: R2Conv lifting to regular fields, InnerBatchNorm
     (momentum 0.3), ReLU, a parity-aware stride-2 max pool (pointwise, so
     equivariant on regular fields and exact for odd and even sizes), two more such
-    blocks, the soft spatial maximum and the same shift-invariant head
+    blocks, the soft maximum and mean over space and the same shift-invariant head
     (:class:`equivariance.networks.C4InvariantLinear`); the filters start at a tenth
     of escnn's scale. Exactly invariant to 90-degree rotations of its input.
 
@@ -426,7 +426,7 @@ class EscnnC4CNN(nn.Module):
         # escnn's filters are a linear function of `weights`: scaling them scales the filters
         scale_filters_([block[0].weights for block in self.blocks], C4CNN_FILTER_SCALE)
         self.spatial_pool = C4MaxPool2d()
-        self.head = C4InvariantLinear(widths[-1], num_classes)
+        self.head = C4InvariantLinear(2 * widths[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = geometric_tensor(x, self.in_type, name="x")
@@ -435,5 +435,6 @@ class EscnnC4CNN(nn.Module):
             if i < len(self.blocks) - 1:
                 # pointwise max pooling commutes with the regular representation
                 h = _enn().GeometricTensor(self.spatial_pool(h.tensor), h.type)
-        # soft spatial max (invariant to rotation), then the shift-invariant head, as C4CNN
-        return self.head(soft_spatial_max(h.tensor))
+        # soft maximum and mean over space (invariant to rotation), then the
+        # shift-invariant head, as C4CNN
+        return self.head(spatial_summary(h.tensor))

@@ -207,6 +207,23 @@ def soft_spatial_max(h: torch.Tensor, temperature: float = C4CNN_POOL_TEMPERATUR
     return torch.logsumexp(temperature * h.flatten(2), dim=2) / temperature
 
 
+def spatial_summary(h: torch.Tensor) -> torch.Tensor:
+    """The soft maximum and the mean of every channel over space, side by side.
+
+    Both ignore where a value sits, so the result is invariant to rotations of the
+    maps; the maximum says whether a pattern occurs, the mean how much of the image
+    it covers. For regular fields the result is again regular fields (the soft
+    maxima of all fields, then their means), ready for :class:`C4InvariantLinear`.
+
+    Args:
+        h: feature maps ``(N, C, H, W)``.
+
+    Returns:
+        ``(N, 2 * C)``.
+    """
+    return torch.cat([soft_spatial_max(h), h.mean(dim=(-2, -1))], dim=1)
+
+
 def scale_filters_(convs: Sequence[nn.Parameter], scale: float) -> None:
     """Multiply freshly initialised filters by ``scale`` in place (see :class:`C4CNN`)."""
     with torch.no_grad():
@@ -218,11 +235,11 @@ class C4CNN(nn.Module):
     """C4 group-convolution classifier, exactly invariant to 90-degree rotations.
 
     Lifting conv -> BN -> ReLU -> pool -> group conv -> BN -> ReLU -> pool -> group
-    conv -> BN -> ReLU -> soft maximum over space (:func:`soft_spatial_max`) ->
-    :class:`C4InvariantLinear`. All convolutions use ``padding = kernel_size // 2``
+    conv -> BN -> ReLU -> soft maximum and mean over space (:func:`spatial_summary`)
+    -> :class:`C4InvariantLinear`. All convolutions use ``padding = kernel_size // 2``
     and the poolings are :class:`C4MaxPool2d`, so every intermediate map is rotated
     exactly (odd and even sizes alike) and the logits are invariant up to float
-    rounding, in train and eval mode. The defaults have 13,098 parameters.
+    rounding, in train and eval mode. The defaults have 13,898 parameters.
 
     Three choices make a short training run (2 epochs of Fashion-MNIST with Adam)
     count, about 2 points of accuracy together:
@@ -233,7 +250,8 @@ class C4CNN(nn.Module):
     - batch norm keeps its running statistics with momentum 0.3
       (:data:`C4CNN_BN_MOMENTUM`) instead of 0.1, so the statistics used in eval mode
       follow the quickly changing filters;
-    - the spatial pooling is a soft maximum, whose gradient reaches every position.
+    - the spatial pooling keeps a soft maximum, whose gradient reaches every
+      position, and the mean of every channel.
 
     Args:
         in_channels: channels of the input images (trivial fields).
@@ -273,10 +291,10 @@ class C4CNN(nn.Module):
         )
         convs = [m for m in self.features if isinstance(m, (C4LiftingConv2d, C4Conv2d))]
         scale_filters_([m.weight for m in convs], C4CNN_FILTER_SCALE)
-        self.head = C4InvariantLinear(f3, num_classes)
+        self.head = C4InvariantLinear(2 * f3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self.in_channels, "C4CNN")
         h = self.features(x)
         # the pooling is invariant to rotation; the head to the orientation shift
-        return self.head(soft_spatial_max(h))
+        return self.head(spatial_summary(h))
