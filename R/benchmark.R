@@ -55,7 +55,10 @@ rotation_benchmark <- function(models = c("SimpleCNN", "SimpleCNN+reg", "EqCNN",
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 0.5,
                                csv = NULL, png = NULL, verbose = TRUE) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
-  if (!is.null(png)) png <- path.expand(check_string(png, "png"))
+  if (!is.null(png)) {
+    png <- path.expand(check_string(png, "png"))
+    if (!dir.exists(dirname(png))) arg_error("png", "a file in an existing folder", png)
+  }
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
   py <- call_py(core()$rotation_benchmark(
     models = as_py_models(models, "models"),

@@ -124,7 +124,8 @@ def test_subset_fallback_warns(tmp_path, monkeypatch):
         (dict(reg_n=0), "reg_n"),
         (dict(reg_lambda=-1.0), "reg_lambda"),
         (dict(limit=0), "limit"),
-        (dict(csv=str("/nonexistent-folder/table.csv")), "csv"),
+        (dict(csv="/nonexistent-folder/table.csv"), "csv"),
+        (dict(csv=3), "csv"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, match):

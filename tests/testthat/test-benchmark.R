@@ -68,4 +68,6 @@ test_that("rotation_benchmark() names the argument it cannot use", {
   expect_error(small_benchmark(models = "SimpleCNN", reg_lambda = -1), "reg_lambda")
   expect_error(small_benchmark(models = "SimpleCNN", csv = 3), "csv")
   expect_error(small_benchmark(models = "SimpleCNN", png = NA_character_), "png")
+  expect_error(small_benchmark(models = "SimpleCNN", png = "/no/such/folder/plot.png"), "png")
+  expect_error(small_benchmark(models = "SimpleCNN", csv = "/no/such/folder/table.csv"), "csv")
 })

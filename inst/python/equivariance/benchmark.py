@@ -149,10 +149,7 @@ class BenchmarkResult:
 
     def to_csv(self, path: str | os.PathLike) -> str:
         """Write the table as CSV (accuracies in [0, 1]); returns the path."""
-        path = os.fspath(path)
-        folder = os.path.dirname(path)
-        if folder and not os.path.isdir(folder):
-            raise ValueError(f"`csv`: folder {folder!r} does not exist")
+        path = _csv_path(path)
         with open(path, "w", newline="") as fh:
             writer = _csv.DictWriter(fh, fieldnames=self.columns)
             writer.writeheader()
@@ -179,6 +176,17 @@ class BenchmarkResult:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def _csv_path(path: Any) -> str:
+    """``path`` as a string, checked: its folder must exist."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`csv` must be a file path, got {type(path).__name__}")
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        raise ValueError(f"`csv`: folder {folder!r} does not exist")
+    return path
 
 
 def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], bool]]:
@@ -280,6 +288,8 @@ def rotation_benchmark(
     reg_num_funcs = positive_int(reg_num_funcs, "reg_num_funcs")
     reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
     verbose = bool(verbose)
+    if csv is not None:
+        csv = _csv_path(csv)  # before the training, not after it
 
     # one warning at most when the shipped subset stands in for the full data set
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
