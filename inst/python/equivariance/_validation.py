@@ -62,3 +62,13 @@ def nonnegative_real(value: Any, name: str) -> float:
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative finite number, got {value!r}")
     return value
+
+
+def positive_real(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a finite real > 0, else raise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a positive number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
+    return value

@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from . import transforms as T
-from ._validation import nonnegative_int, nonnegative_real, positive_int
+from ._validation import nonnegative_int, nonnegative_real, positive_int, positive_real
 from .data import load_fashion_mnist
 from .networks import C4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
-from .training import History, _positive_real, _rotations, evaluate, fit
+from .training import History, _rotations, evaluate, fit
 
 __all__ = [
     "MODEL_NAMES",
@@ -281,7 +281,7 @@ def rotation_benchmark(
     specs = _model_specs(models)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
-    lr = _positive_real(lr, "lr")
+    lr = positive_real(lr, "lr")
     seed = nonnegative_int(seed, "seed")
     ks = _rotations(rotations)
     reg_n = positive_int(reg_n, "reg_n")

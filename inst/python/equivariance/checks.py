@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .c4 import ORDER, rotate, rotate_regular
+from .networks import EqCNN
 
 __all__ = ["check_equivariance", "group_actions", "feature_maps"]
 
@@ -245,7 +246,8 @@ def feature_maps(model: nn.Module, x, depth: int = 1) -> torch.Tensor:
         The tensor after layer ``depth``, ``(N, C', H', W')``.
     """
     layers = model if isinstance(model, nn.Sequential) else getattr(model, "features", None)
-    if not isinstance(layers, nn.Sequential) or type(model).__name__ == "EqCNN":
+    # EqCNN's features run on the 4 stacked rotations, not on the images
+    if not isinstance(layers, nn.Sequential) or isinstance(model, EqCNN):
         raise TypeError(
             "`model` must be an nn.Sequential or a model whose `features` is one, applied "
             f"to the images directly (SimpleCNN, C4CNN), got {type(model).__name__}"

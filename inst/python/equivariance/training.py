@@ -28,7 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from ._validation import is_whole_number, positive_int
+from ._validation import is_whole_number, positive_int, positive_real
 from .regularizer import EquivarianceRegularizer
 
 __all__ = [
@@ -266,15 +266,6 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     return optimizer
 
 
-def _positive_real(value: Any, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"`{name}` must be a positive number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
-    return value
-
-
 def fit(
     model: nn.Module,
     data: Any,
@@ -326,7 +317,7 @@ def fit(
     x, y = as_tensors(data, "data")
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
-    lr = _positive_real(lr, "lr")
+    lr = positive_real(lr, "lr")
     if seed is not None:
         if not is_whole_number(seed):
             raise ValueError(f"`seed` must be a whole number or None, got {seed!r}")
