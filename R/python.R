@@ -108,7 +108,23 @@ core <- function() {
   }
   path <- system.file("python", package = "equivariance")
   .equivariance$core <- reticulate::import_from_path("equivariance", path = path)
+  install_memory_release(.equivariance$core)
   .equivariance$core
+}
+
+#' Give freed heap pages back to the system during R training loops.
+#'
+#' R keeps every Python object it received until its own garbage collector runs,
+#' so a loop written by hand in R splits the C heap and grows the process. The
+#' core's memory module trims the heap when the resident memory has grown; it is
+#' installed here, explicitly, rather than as a side effect of importing Python.
+#' Set `EQUIVARIANCE_RELEASE_MEMORY=0` to leave it out.
+#' @noRd
+install_memory_release <- function(py) {
+  if (!identical(Sys.getenv("EQUIVARIANCE_RELEASE_MEMORY", "1"), "0")) {
+    py$memory$release_memory_after_steps()
+  }
+  invisible()
 }
 
 #' The torch module.

@@ -116,7 +116,3 @@ def test_bad_arguments(train):
     with pytest.raises(ValueError, match="rotations"):
         eq.evaluate(model, train[:10], rotations=[])
 
-
-def test_release_free_memory():
-    assert T.release_free_memory() in (True, False)
-    assert T.release_memory_after_steps(None) is False

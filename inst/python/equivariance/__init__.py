@@ -82,12 +82,13 @@ def __getattr__(name: str):
 
 
 # -- data and training (issue 5) --
-from . import data, training  # noqa: E402
+from . import data, memory, training  # noqa: E402
 from .data import FashionMNIST, load_fashion_mnist  # noqa: E402
 from .training import History, evaluate, fit, train_step  # noqa: E402
 
 __all__ += [
     "data",
+    "memory",
     "training",
     "FashionMNIST",
     "load_fashion_mnist",

@@ -12,7 +12,6 @@ last two dimensions) and how far the model's logits move under each rotation.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
 import sys
@@ -38,8 +37,6 @@ __all__ = [
     "train_step",
     "as_tensors",
     "mode_dependent_modules",
-    "release_free_memory",
-    "release_memory_after_steps",
 ]
 
 
@@ -527,85 +524,3 @@ def evaluate(
         }
         for k in ks
     ]
-
-
-# -- memory --------------------------------------------------------------------------------
-
-_LIBC: Any = None
-_HOOK: Any = None
-
-
-def release_free_memory() -> bool:
-    """Return the C heap's free pages to the system (glibc's ``malloc_trim(0)``).
-
-    Activation buffers freed after a step are reused by the next one, unless small
-    objects that outlive the step (R keeps every Python object it received until its
-    garbage collector runs) were carved out of them: then the next step's buffers
-    come from fresh memory and the process grows by about one activation per step.
-    ``malloc_trim`` gives the free pages inside the heap back, so the resident memory
-    no longer grows. Returns whether it could be called (glibc only).
-    """
-    global _LIBC
-    if _LIBC is None:
-        try:
-            lib = ctypes.CDLL("libc.so.6")
-            lib.malloc_trim.argtypes = [ctypes.c_size_t]
-            _LIBC = lib
-        except (OSError, AttributeError):
-            _LIBC = False
-    if not _LIBC:
-        return False
-    _LIBC.malloc_trim(0)
-    return True
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def release_memory_after_steps(grown_mb: float | None = 16.0) -> bool:
-    """After every optimizer step (of any optimizer: a global ``torch.optim`` step
-    hook), call :func:`release_free_memory` if the process's resident memory grew by
-    more than ``grown_mb`` since the last release. ``None`` removes the hook.
-
-    Installed when the package is imported from R, where a training loop written by
-    hand keeps its tensors until R's garbage collector runs. The check reads
-    ``/proc/self/statm`` (microseconds); a loop whose memory does not grow never
-    trims. Set the environment variable ``EQUIVARIANCE_RELEASE_MEMORY=0`` before
-    loading the package to leave it out. Returns whether a hook is installed.
-    """
-    global _HOOK
-    if _HOOK is not None:
-        _HOOK.remove()
-        _HOOK = None
-    if grown_mb is None:
-        return False
-    if isinstance(grown_mb, bool) or not isinstance(grown_mb, (int, float)) or grown_mb < 0:
-        raise ValueError(f"`grown_mb` must be a non-negative number or None, got {grown_mb!r}")
-    if _rss_bytes() is None or not release_free_memory():
-        return False
-    limit = float(grown_mb) * 2**20
-    floor = [_rss_bytes()]
-
-    def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
-        rss = _rss_bytes()
-        if rss is None:
-            return
-        if rss < floor[0]:
-            floor[0] = rss
-        elif rss - floor[0] > limit:
-            release_free_memory()
-            floor[0] = _rss_bytes() or rss
-
-    from torch.optim.optimizer import register_optimizer_step_post_hook
-
-    _HOOK = register_optimizer_step_post_hook(hook)
-    return True
-
-
-if "rpycall" in sys.modules and os.environ.get("EQUIVARIANCE_RELEASE_MEMORY", "1") != "0":
-    release_memory_after_steps()
