@@ -123,6 +123,7 @@ core <- function() {
 install_memory_release <- function(py) {
   if (!identical(Sys.getenv("EQUIVARIANCE_RELEASE_MEMORY", "1"), "0")) {
     py$memory$release_memory_after_steps()
+    .equivariance$memory <- py$memory
   }
   invisible()
 }

@@ -15,6 +15,10 @@
 #                         given back and the process grows by ~1 MB per step
 #   no regularizer        the loop without reg()
 #   train_step()          the same step done in Python by train_step(), R holds no tensor
+#   reg(); backward       v <- reg(); v$backward(), with no optimizer at all
+#   reg(R array)          v <- reg(xr); v$backward() where xr is an R array, which is
+#                         converted to a tensor at every call; with and without an
+#                         optimizer step, and without the fix
 #
 # Usage: Rscript bench/memory_loop.R [steps]
 
@@ -50,6 +54,7 @@ run_child <- function(variant, steps) {
     ),
     n = 32, num_funcs = 1
   )
+  xr <- array(runif(32 * 28 * 28), c(32, 1, 28, 28))
   criterion <- torch$nn$CrossEntropyLoss()
   optimizer <- torch$optim$Adam(model$parameters(), lr = 1e-3)
   step <- switch(variant,
@@ -61,6 +66,20 @@ run_child <- function(variant, steps) {
     },
     train_step = function() {
       train_step(model, optimizer, x, y, regularizer = reg)
+    },
+    reg_backward = function() {
+      v <- reg()
+      v$backward()
+    },
+    reg_array_backward = function() {
+      v <- reg(xr)
+      v$backward()
+    },
+    reg_array_step = function() {
+      optimizer$zero_grad()
+      v <- reg(xr)
+      v$backward()
+      optimizer$step()
     },
     function() {
       optimizer$zero_grad()
@@ -92,7 +111,11 @@ variants <- list(
   list(name = "hand-written loop", variant = "loop", env = character()),
   list(name = "  without the fix", variant = "loop", env = "EQUIVARIANCE_RELEASE_MEMORY=0"),
   list(name = "  no regularizer", variant = "noreg", env = character()),
-  list(name = "train_step()", variant = "train_step", env = character())
+  list(name = "train_step()", variant = "train_step", env = character()),
+  list(name = "reg(); backward, no step", variant = "reg_backward", env = character()),
+  list(name = "reg(R array); backward, no step", variant = "reg_array_backward", env = character()),
+  list(name = "  without the fix", variant = "reg_array_backward", env = "EQUIVARIANCE_RELEASE_MEMORY=0"),
+  list(name = "reg(R array); backward; step", variant = "reg_array_step", env = character())
 )
 cat(sprintf("Resident memory growth over %d steps after 100 warm-up steps\n", steps))
 cat("(simple_cnn(), batch 128, reg(): 3 rotations, n = 32, num_funcs = 1; target <= 50 MB)\n\n")

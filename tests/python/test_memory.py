@@ -24,3 +24,21 @@ def test_importing_the_package_installs_no_optimizer_hook():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "0"
+
+
+def test_memory_grew_compares_with_the_floor():
+    import pytest
+    import torch
+
+    memory.reset_memory_floor()
+    assert memory.memory_grew(1e6) is False
+    held = torch.ones(64 * 2**20 // 4)  # 64 MB, touched so it is resident
+    held += 1
+    assert memory.memory_grew(16) is True
+    memory.reset_memory_floor()
+    assert memory.memory_grew(16) is False
+    del held
+    with pytest.raises(ValueError, match="`grown_mb`"):
+        memory.memory_grew(float("nan"))
+    with pytest.raises(ValueError, match="`grown_mb`"):
+        memory.memory_grew(True)

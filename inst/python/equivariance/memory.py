@@ -11,7 +11,12 @@ import ctypes
 import os
 from typing import Any
 
-__all__ = ["release_free_memory", "release_memory_after_steps"]
+__all__ = [
+    "memory_grew",
+    "release_free_memory",
+    "release_memory_after_steps",
+    "reset_memory_floor",
+]
 
 _LIBC: Any = None
 _HOOK: Any = None
@@ -87,3 +92,32 @@ def release_memory_after_steps(grown_mb: float | None = 16.0) -> bool:
 
     _HOOK = register_optimizer_step_post_hook(hook)
     return True
+
+
+_FLOOR: list[int | None] = [None]
+
+
+def memory_grew(grown_mb: float = 64.0) -> bool:
+    """Whether the resident memory grew by more than ``grown_mb`` since the last
+    :func:`reset_memory_floor` (or the first call).
+
+    The R layer asks this after its calls into the core: tensors that R received are
+    freed only when R's garbage collector runs, which R does not do for memory it
+    does not own. When this returns True the caller collects (R's ``gc()``), calls
+    :func:`release_free_memory` and then :func:`reset_memory_floor`. Reads
+    ``/proc/self/statm`` (microseconds); False where that file does not exist.
+    """
+    if isinstance(grown_mb, bool) or not isinstance(grown_mb, (int, float)) or not grown_mb >= 0:
+        raise ValueError(f"`grown_mb` must be a non-negative number, got {grown_mb!r}")
+    rss = _rss_bytes()
+    if rss is None:
+        return False
+    if _FLOOR[0] is None or rss < _FLOOR[0]:
+        _FLOOR[0] = rss
+        return False
+    return rss - _FLOOR[0] > float(grown_mb) * 2**20
+
+
+def reset_memory_floor() -> None:
+    """Take the current resident memory as the level :func:`memory_grew` compares to."""
+    _FLOOR[0] = _rss_bytes()
