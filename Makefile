@@ -11,11 +11,12 @@ SHELL := /bin/bash
 VENV_ROOT ?= $(or $(RETICULATE_VIRTUALENV_ROOT),$(WORKON_HOME),$(HOME)/.virtualenvs)
 VENV      ?= $(VENV_ROOT)/r-equivariance
 PY        := $(VENV)/bin/python
-REQS      := inst/python/requirements.txt
+REQS      := requirements-dev.txt inst/python/requirements.txt
 PYTHON3   ?= python3
 
 DEB_PACKAGES := r-base-core r-cran-reticulate r-cran-testthat r-cran-knitr \
-                r-cran-rmarkdown pandoc gfortran dataset-fashion-mnist
+                r-cran-rmarkdown r-cran-pkgdown pandoc gfortran dataset-fashion-mnist \
+                libjs-mathjax chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Any R test that needs Python fails instead of skipping (see tests/testthat/helper-python.R).
@@ -25,7 +26,7 @@ PKG_VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL     := equivariance_$(PKG_VERSION).tar.gz
 STAMP       := $(VENV)/.equivariance-requirements
 
-.PHONY: all setup system-deps python-env r-install pytest rcheck test demo bench clean
+.PHONY: all setup system-deps python-env r-install pytest rcheck site site-check test demo bench clean
 
 all: test
 
@@ -46,18 +47,25 @@ python-env: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(PY) || $(PYTHON3) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r $(REQS)
-	cp $(REQS) $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	cat $(REQS) > $(STAMP)
 
-r-install: system-deps python-env
-	R CMD INSTALL --no-test-load . >/dev/null
+# The built package (with its vignettes), made once for both installing and checking.
+PKG_SOURCES := DESCRIPTION NAMESPACE $(shell find R man inst vignettes -type f \
+                 -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
+
+$(TARBALL): $(PKG_SOURCES) | system-deps python-env
+	R CMD build . >/dev/null
+
+# Installed from the built tarball, so that vignette() finds the vignettes.
+r-install: $(TARBALL)
+	R CMD INSTALL --no-test-load $(TARBALL) >/dev/null
 
 pytest: python-env
 	$(PY) -m pytest -q tests/python
 
-rcheck: system-deps python-env
-	rm -rf equivariance.Rcheck $(TARBALL)
-	R CMD build .
+rcheck: $(TARBALL)
+	rm -rf equivariance.Rcheck
 	R CMD check --no-manual $(TARBALL) 2>&1 | tee .rcheck.log
 	@grep -q '^Status: ' .rcheck.log || { echo "R CMD check did not finish"; exit 1; }
 	@if grep -E '^Status: .*(ERROR|WARNING)' .rcheck.log; then echo "R CMD check failed"; exit 1; fi
@@ -66,7 +74,17 @@ rcheck: system-deps python-env
 	 grep -qE '\[ FAIL 0 \| WARN [0-9]+ \| SKIP 0 \| PASS [1-9][0-9]* \]' $$out \
 	   || { echo "R tests failed, were skipped or did not run"; exit 1; }
 
-test: setup pytest rcheck
+# The documentation site (pkgdown) in docs/, self-contained so that it works offline:
+# pkgdown/ holds the scripts pkgdown would load from CDNs; MathJax comes from Debian.
+site: r-install
+	rm -rf docs
+	Rscript -e 'options(pkgdown.internet = FALSE); pkgdown::build_site(preview = FALSE, install = FALSE, new_process = FALSE)'
+	cp -rL /usr/share/javascript/mathjax docs/mathjax
+
+site-check: site
+	$(PY) tools/check_site.py docs
+
+test: setup pytest rcheck site-check
 
 demo: setup
 	Rscript demo/main.R

@@ -3,9 +3,9 @@
 #' Creates (or updates) a Python virtual environment named `envname` in
 #' reticulate's default location (`~/.virtualenvs` unless `WORKON_HOME` or
 #' `RETICULATE_VIRTUALENV_ROOT` say otherwise) and installs the Python requirements
-#' of the package's core into it: `torch`, `numpy`, `escnn` and `pytest`. The list
-#' is read from the file `python/requirements.txt` shipped with the package, the
-#' same file the project's `Makefile` installs from.
+#' of the package's core into it: `torch` and `numpy` (the ranges in the file
+#' `python/requirements.txt` shipped with the package, which `pyproject.toml` also
+#' reads), and `escnn` for the `escnn_*()` functions.
 #'
 #' In a new R session, `library(equivariance)` finds this environment without any
 #' configuration (it sets `RETICULATE_PYTHON_ENV` for the session when Python has
@@ -32,7 +32,7 @@ install_equivariance <- function(envname = "r-equivariance", python = NULL, ...)
       reticulate::virtualenv_create(envname, python = python)
     }
   }
-  reticulate::virtualenv_install(envname, packages = python_requirements(), ...)
+  reticulate::virtualenv_install(envname, packages = c(python_requirements(), "escnn"), ...)
   if (reticulate::py_available(initialize = FALSE)) {
     message("Restart R to use the new environment.")
   }

@@ -1,105 +1,76 @@
 """equivariance: tools for neural networks that respect symmetries.
 
-The public API is re-exported here. Importing this package does not import escnn:
-the escnn helpers live in :mod:`equivariance.escnn_models` and load it on first use.
+The public API is flat: every name in the ``__all__`` of the modules listed in
+``_FLAT_MODULES`` is available as ``equivariance.<name>``, and ``__all__`` here is
+built from theirs, so a new public name is declared once, in the module that owns
+it. Transforms and distances stay in their namespaces (``equivariance.transforms
+.rot90``, ``equivariance.distances.p_distance``): their short names would read
+ambiguously at the top level.
+
+Importing this package does not import escnn: :mod:`equivariance.escnn_models` loads
+it on first access.
 """
 
-from . import distances, transforms
-from .regularizer import EquivarianceError, EquivarianceRegularizer
+from __future__ import annotations
+
+import importlib
+
+from . import (
+    benchmark,
+    c4,
+    checks,
+    data,
+    distances,
+    memory,
+    networks,
+    quantile_maps,
+    regularizer,
+    training,
+    transforms,
+)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "EquivarianceRegularizer",
-    "EquivarianceError",
+_FLAT_MODULES = (regularizer, quantile_maps, c4, networks, checks, data, training, benchmark, memory)
+
+# `c4.rotate(x, k)` turns by quarter turns; at the top level `rotate(x, 45)` would read
+# as degrees, so it stays `equivariance.c4.rotate` (degrees: `transforms.rotate`).
+_NAMESPACED_ONLY = frozenset({"rotate"})
+
+_MODULE_NAMES = [
+    "benchmark",
+    "c4",
+    "checks",
+    "data",
     "distances",
+    "escnn_models",
+    "memory",
+    "networks",
+    "quantile_maps",
+    "regularizer",
+    "training",
     "transforms",
 ]
 
-# -- quantile maps (issue 3) --
-from . import quantile_maps  # noqa: E402
-from .quantile_maps import (  # noqa: E402
-    GroupMap,
-    InstanceMap,
-    LayerMap,
-    cauchy,
-    gaussian,
-    laplace,
-    logistic,
-    sparse,
-    uniform,
-)
 
-__all__ += [
-    "GroupMap",
-    "LayerMap",
-    "InstanceMap",
-    "uniform",
-    "gaussian",
-    "cauchy",
-    "laplace",
-    "logistic",
-    "sparse",
-    "quantile_maps",
-]
+def _flat_names() -> list[str]:
+    names: dict[str, str] = {}
+    for module in _FLAT_MODULES:
+        for name in module.__all__:
+            if name in _NAMESPACED_ONLY:
+                continue
+            owner = names.setdefault(name, module.__name__)
+            if owner != module.__name__:
+                raise ImportError(f"{name!r} is public in both {owner} and {module.__name__}")
+            globals()[name] = getattr(module, name)
+    return list(names)
 
-# -- C4 networks and checks (issue 4) --
-from .c4 import (  # noqa: E402
-    C4BatchNorm2d,
-    C4Conv2d,
-    C4GroupPool,
-    C4LiftingConv2d,
-    C4MaxPool2d,
-    rotate_regular,
-)
-from .checks import check_equivariance, feature_maps  # noqa: E402
-from .networks import C4CNN, C4InvariantLinear, EqCNN, SimpleCNN  # noqa: E402
 
-__all__ += [
-    "C4LiftingConv2d",
-    "C4Conv2d",
-    "C4BatchNorm2d",
-    "C4GroupPool",
-    "C4MaxPool2d",
-    "C4InvariantLinear",
-    "rotate_regular",
-    "SimpleCNN",
-    "EqCNN",
-    "C4CNN",
-    "check_equivariance",
-    "feature_maps",
-    "escnn_models",
-]
+__all__ = _flat_names() + _MODULE_NAMES
 
 
 def __getattr__(name: str):
     """Import :mod:`equivariance.escnn_models` (and so escnn) on first access only."""
     if name == "escnn_models":
-        import importlib
-
         return importlib.import_module(".escnn_models", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# -- data and training (issue 5) --
-from . import data, memory, training  # noqa: E402
-from .data import FashionMNIST, load_fashion_mnist  # noqa: E402
-from .training import History, evaluate, fit, train_step  # noqa: E402
-
-__all__ += [
-    "data",
-    "memory",
-    "training",
-    "FashionMNIST",
-    "load_fashion_mnist",
-    "History",
-    "fit",
-    "evaluate",
-    "train_step",
-]
-
-# -- the rotated Fashion-MNIST benchmark (issue 5) --
-from . import benchmark  # noqa: E402
-from .benchmark import BenchmarkResult, rotation_benchmark  # noqa: E402
-
-__all__ += ["benchmark", "BenchmarkResult", "rotation_benchmark"]

@@ -36,9 +36,6 @@ __all__ = [
     "read_idx",
     "write_idx",
     "CLASSES",
-    "ENV_VAR",
-    "DEBIAN_ROOT",
-    "SUBSET_ROOT",
     "SubsetWarning",
 ]
 
