@@ -4,13 +4,14 @@
 #' reticulate's default location (`~/.virtualenvs` unless `WORKON_HOME` or
 #' `RETICULATE_VIRTUALENV_ROOT` say otherwise) and installs the Python requirements
 #' of the package's core into it: `torch` and `numpy` (the ranges in the file
-#' `python/requirements.txt` shipped with the package, which `pyproject.toml` also
+#' `python/requirements.txt` shipped with the package, which `setup.py` also
 #' reads), and `escnn` for the `escnn_*()` functions.
 #'
 #' In a new R session, `library(equivariance)` finds this environment without any
-#' configuration (it sets `RETICULATE_PYTHON_ENV` for the session when Python has
-#' not started yet). `RETICULATE_PYTHON` or `RETICULATE_PYTHON_ENV`, when set, take
-#' precedence. Set `options(equivariance.envname = )` before loading the package to
+#' configuration: it hints reticulate towards it with
+#' `reticulate::use_virtualenv(required = FALSE)` when Python has not started yet,
+#' and sets no environment variable. `RETICULATE_PYTHON` or `RETICULATE_PYTHON_ENV`,
+#' when set, take precedence. Set `options(equivariance.envname = )` before loading the package to
 #' use an environment of another name.
 #'
 #' @param envname Name of the virtual environment.
@@ -55,11 +56,11 @@ equivariance_envname <- function() {
 
 #' Point reticulate at the package's virtualenv unless the user chose a Python.
 #'
-#' Called from .onLoad, before Python starts. The environment is named through
-#' RETICULATE_PYTHON_ENV, which reticulate ranks just below RETICULATE_PYTHON: a
-#' weaker hint (use_virtualenv(required = FALSE)) loses to reticulate's project
-#' detection, which mistakes any pyproject.toml above the working directory for a
-#' Poetry project, warns, and may pick another interpreter.
+#' Called from .onLoad, before Python starts. It uses reticulate's own hint for
+#' packages, use_virtualenv(required = FALSE): reticulate records the preference
+#' and nothing else in the process changes (no environment variable is set).
+#' RETICULATE_PYTHON or RETICULATE_PYTHON_ENV, use_python(required = TRUE) and an
+#' already started Python all win over the hint, as reticulate documents.
 #' @noRd
 select_python <- function() {
   user_choice <- nzchar(Sys.getenv("RETICULATE_PYTHON")) ||
@@ -70,19 +71,17 @@ select_python <- function() {
   envname <- equivariance_envname()
   found <- isTRUE(tryCatch(reticulate::virtualenv_exists(envname), error = function(e) FALSE))
   if (found) {
-    python <- reticulate::virtualenv_python(envname)
-    Sys.setenv(RETICULATE_PYTHON_ENV = dirname(dirname(python)))
+    reticulate::use_virtualenv(envname, required = FALSE)
   }
   invisible(found)
 }
 
 missing_python_error <- function(what) {
-  stop(
+  abort_equivariance(paste0(
     "equivariance needs Python with the packages torch and numpy (", what, ").\n",
     "Run install_equivariance() once to create the environment '",
-    equivariance_envname(), "', then restart R.",
-    call. = FALSE
-  )
+    equivariance_envname(), "', then restart R."
+  ), class = "setup")
 }
 
 #' The Python core (the `equivariance` module), imported on first use.

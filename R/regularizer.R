@@ -24,11 +24,12 @@
 #'   lambda)` (also with those names), or `list(f, epsilon, lambda)` when input and
 #'   output use the same function `f`. Functions are [transforms] or R functions of a
 #'   tensor; `epsilon` (a threshold) and `lambda` (a weight) are non-negative numbers.
-#' @param dist Distance between outputs: a number `p >= 1` (p-norm per sample),
-#'   `Inf` or `"inf"` (largest absolute difference), `"cross_entropy"` (outputs are
-#'   probabilities: \eqn{-\sum_c a_c \log b_c}{-sum_c a_c log b_c} with a safe log),
-#'   `"cross_entropy_logits"` (outputs are logits: the cross-entropy of their
-#'   softmaxes), or an R `function(a, b)` returning a scalar or one value per sample.
+#' @param dist Distance between `a = f_out(model(v))` and `b = model(f_in(v))`,
+#'   computed per sample and averaged over the points. Every named distance is 0
+#'   exactly when the two outputs agree, so the model is equivariant exactly when the
+#'   term vanishes (with `epsilon = 0`); see the table in Details. An R
+#'   `function(a, b)` must return a tensor (or number) holding a scalar or one value
+#'   per sample; `NA` or `NaN` is an error.
 #' @param n Number of points sampled when `reg()` is called without points.
 #' @param num_funcs Number of transforms drawn per call (without replacement when
 #'   `num_funcs <= length(transforms)`).
@@ -38,6 +39,31 @@
 #'   batch norm in training mode (normalizing with the regularizer's batch) but still
 #'   switches dropout off.
 #' @param chunk_size Largest batch given to the model at once (`NULL`: one pass).
+#' @details
+#' \tabular{lll}{
+#'   `dist` \tab outputs \tab value per sample; 0 exactly when \cr
+#'   a number `p >= 1` \tab any \tab \eqn{\|a - b\|_p}{||a - b||_p} over all entries; `a == b` \cr
+#'   `Inf` or `"inf"` \tab any \tab \eqn{\max |a - b|}{max |a - b|}; `a == b` \cr
+#'   `"cross_entropy"` \tab probabilities along the class dimension (the second) \tab
+#'     \eqn{\|\log a - \log b\|_2}{||log a - log b||_2} with a safe log (a zero
+#'     probability counts as the smallest normal number, not as \eqn{\log 0 = 0}{log 0 = 0});
+#'     `a == b` \cr
+#'   `"cross_entropy_logits"` \tab logits along that dimension \tab
+#'     \eqn{\|\mathrm{log\_softmax}(a) - \mathrm{log\_softmax}(b)\|_2}{||log_softmax(a) - log_softmax(b)||_2};
+#'     `softmax(a) == softmax(b)` \cr
+#'   `"kl_logits"` \tab logits \tab symmetric Kullback-Leibler divergence
+#'     \eqn{KL(p \| q) + KL(q \| p)}{KL(p||q) + KL(q||p)} between \eqn{p = softmax(a)},
+#'     \eqn{q = softmax(b)}; `p == q` \cr
+#'   `"js_logits"` \tab logits \tab Jensen-Shannon divergence
+#'     \eqn{(KL(p \| m) + KL(q \| m)) / 2}{(KL(p||m) + KL(q||m)) / 2}, \eqn{m = (p + q) / 2}
+#'     (at most \eqn{\log 2}{log 2}); `p == q` \cr
+#'   `function(a, b)` \tab any \tab its value (a scalar, or one value per sample, then averaged)
+#' }
+#' The two cross-entropy names compute, on outputs of dimension `c(N, C)`, the same
+#' values as the reference Python package `equivariance-regularizer` 0.1.1, except
+#' for the safe log. `"kl_logits"` and `"js_logits"` are real divergences: use them
+#' when the outputs are class scores and you want an information-theoretic measure.
+#'
 #' @return An object of class `equivariance_regularizer`: a function `reg(x = NULL)`.
 #' @seealso [equivariance_errors()], [transforms]
 #' @export
@@ -62,23 +88,59 @@
 equivariance_regularizer <- function(model, shape, transforms, dist = 2, n = 1,
                                      num_funcs = 1, bounds = c(0, 1),
                                      mode = c("eval", "train"), chunk_size = NULL) {
-  mode <- match.arg(mode)
+  mode <- default_choice(mode, c("eval", "train"))
   model <- as_py_callable(model, "model")
-  py <- call_py(core()$EquivarianceRegularizer(
+  py <- r_transform_index(call_py(core()$EquivarianceRegularizer(
     model,
     shape = as_py_shape(shape, "shape"),
     transforms = as_py_transforms(transforms),
-    dist = as_py_dist(dist),
+    dist = regularizer_dist(dist),
     n = as_py_int(n, "n"),
     num_funcs = as_py_int(num_funcs, "num_funcs"),
     bounds = as_py_bounds(bounds, "bounds"),
     mode = mode,
     chunk_size = if (is.null(chunk_size)) NULL else as_py_int(chunk_size, "chunk_size")
-  ))
+  )))
   reg <- function(x = NULL) {
     call_py(py(regularizer_points(x)))
   }
   structure(reg, class = c("equivariance_regularizer", "function"), py = py)
+}
+
+# Distance names are checked by the core, whose message lists every accepted name.
+# An R function is wrapped so that an NA it returns reaches the core as NaN (which
+# the core rejects, naming `dist`) rather than as True, which is how reticulate
+# passes a logical NA and which would count as a distance of 1.
+regularizer_dist <- function(dist) {
+  if (is.character(dist) && length(dist) == 1 && !is.na(dist)) {
+    return(dist)
+  }
+  if (is.function(dist)) {
+    return(na_as_nan(dist))
+  }
+  as_py_dist(dist)
+}
+
+#' Evaluate `expr`; in the core's messages, Python's 0-based `transforms[i]` becomes
+#' R's 1-based `transforms[[i + 1]]`, the index the R user wrote.
+#' @noRd
+r_transform_index <- function(expr) {
+  tryCatch(expr, equivariance_error = function(e) {
+    m <- gregexpr("transforms\\[[0-9]+\\]", e$message)
+    regmatches(e$message, m) <- lapply(regmatches(e$message, m), function(hits) {
+      sprintf("transforms[[%d]]", as.integer(gsub("\\D", "", hits)) + 1L)
+    })
+    stop(e)
+  })
+}
+
+na_as_nan <- function(fn) {
+  force(fn)
+  function(a, b) {
+    value <- fn(a, b)
+    if (is.logical(value) && length(value) > 0 && all(is.na(value))) value <- as.double(value)
+    value
+  }
 }
 
 regularizer_points <- function(x) {

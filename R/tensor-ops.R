@@ -1,9 +1,11 @@
 #' Arithmetic on torch tensors from R
 #'
-#' reticulate before 1.29 has no arithmetic operators for Python objects. These
-#' methods let R code combine torch tensors with each other and with R numbers, as
-#' in a training loop: `loss <- criterion(model(x), y) + reg()`. They call Python's
-#' operators, so gradients flow as in Python.
+#' reticulate before 1.29 has no arithmetic operators for Python objects. With
+#' such a reticulate, loading the package registers these operators for torch
+#' tensors, so that R code combines them with each other and with R numbers, as in
+#' a training loop: `loss <- criterion(model(x), y) + reg()`. They call Python's
+#' operators, so gradients flow as in Python. A reticulate with operators of its
+#' own keeps them: nothing is registered then.
 #'
 #' @param e1,e2 Torch tensors or R numbers.
 #' @return A torch tensor (or a tensor of booleans for comparisons).
@@ -19,19 +21,18 @@
 NULL
 
 #' @rdname tensor-ops
-#' @export
-Ops.torch.Tensor <- function(e1, e2) {
+tensor_ops <- function(e1, e2) {
   op <- reticulate::import("operator")
   fn <- switch(.Generic,
     "+" = op$add, "-" = op$sub, "*" = op$mul, "/" = op$truediv, "^" = op$pow,
     "%%" = op$mod, "%/%" = op$floordiv,
     "==" = op$eq, "!=" = op$ne, "<" = op$lt, "<=" = op$le, ">" = op$gt, ">=" = op$ge,
-    stop("operator ", .Generic, " is not supported for torch tensors", call. = FALSE)
+    abort_equivariance(paste0("operator ", .Generic, " is not supported for torch tensors"), "type")
   )
   if (missing(e2)) {
     if (.Generic == "-") return(op$neg(e1))
     if (.Generic == "+") return(e1)
-    stop("unary ", .Generic, " is not supported for torch tensors", call. = FALSE)
+    abort_equivariance(paste0("unary ", .Generic, " is not supported for torch tensors"), "type")
   }
   fn(tensor_operand(e1), tensor_operand(e2))
 }
@@ -41,7 +42,7 @@ tensor_operand <- function(x) {
     return(x)
   }
   if (!is.numeric(x) || length(x) != 1) {
-    stop("torch tensors combine with tensors or single numbers, got ", describe(x), call. = FALSE)
+    abort_equivariance(paste0("torch tensors combine with tensors or single numbers, got ", describe(x)), "type")
   }
   reticulate::r_to_py(as.double(x))
 }
@@ -63,4 +64,20 @@ tensor_operand <- function(x) {
 #' }
 as.array.torch.Tensor <- function(x, ...) {
   as_r_array(x)
+}
+
+#' Register tensor_ops() as the Ops method of torch tensors, unless reticulate
+#' already has operators for Python objects (it does from 1.29 on).
+#' @noRd
+register_tensor_ops <- function() {
+  if (reticulate_has_operators()) {
+    return(invisible(FALSE))
+  }
+  registerS3method("Ops", "torch.Tensor", tensor_ops, envir = asNamespace("equivariance"))
+  invisible(TRUE)
+}
+
+reticulate_has_operators <- function() {
+  # reticulate 1.29 added "+.python.builtin.object" and the other Ops methods
+  exists("+.python.builtin.object", envir = asNamespace("reticulate"), inherits = FALSE)
 }

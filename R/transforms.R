@@ -14,12 +14,23 @@
 #'   reproducible); the regularizer applies the same draw to input and output.
 #' * `transform_translate(dx, dy)` shifts cyclically by `dx` pixels along the width
 #'   and `dy` along the height.
+#' * `transform_rotate(degrees)` rotates by any angle, counterclockwise (the direction
+#'   of `transform_rot90(1)`), about the image centre, by bilinear resampling; pixels
+#'   that come from outside the image are 0. `transform_rotate(90)` equals
+#'   `transform_rot90(1)` on square images up to float rounding.
+#' * `transform_random_rotate(max_degrees)` rotates by an angle drawn uniformly in
+#'   `[-max_degrees, max_degrees]` (one per sample, or one per batch with
+#'   `per_sample = FALSE`); like `transform_random_rot90()`, the regularizer's form
+#'   `list(f, epsilon, lambda)` rotates input and output by the same angles.
+#'   The two continuous rotations need floating-point tensors.
 #'
 #' Any R `function(x)` taking and returning a torch tensor can be used in their place.
 #'
 #' @param k Number of quarter turns, a whole number (taken modulo 4).
-#' @param per_sample Draw one rotation per sample (`TRUE`) or one per batch.
+#' @param per_sample Draw one rotation per sample (`TRUE`) or one per batch (`FALSE`).
 #' @param dx,dy Shifts in pixels, whole numbers.
+#' @param degrees Angle in degrees, a finite number (positive: counterclockwise).
+#' @param max_degrees Largest angle in degrees, a non-negative finite number.
 #' @return A Python callable transform.
 #' @name transforms
 #' @examples
@@ -28,6 +39,10 @@
 #'   x <- torch$arange(4)$reshape(c(1L, 1L, 2L, 2L))
 #'   transform_rot90(1)(x)
 #'   transform_translate(1, 0)(x)
+#'   img <- torch$rand(c(2L, 1L, 8L, 8L))
+#'   transform_rotate(30)(img)$shape
+#'   torch$manual_seed(1L)
+#'   transform_random_rotate(15)(img)$shape
 #' }
 NULL
 
@@ -58,14 +73,37 @@ transform_vflip <- function() {
 #' @rdname transforms
 #' @export
 transform_random_rot90 <- function(per_sample = TRUE) {
-  if (!is.logical(per_sample) || length(per_sample) != 1 || is.na(per_sample)) {
-    arg_error("per_sample", "TRUE or FALSE", describe(per_sample))
-  }
-  core()$transforms$random_rot90(per_sample)
+  core()$transforms$random_rot90(as_py_flag(per_sample, "per_sample"))
 }
 
 #' @rdname transforms
 #' @export
 transform_translate <- function(dx = 1, dy = 0) {
   core()$transforms$translate(as_py_int(dx, "dx", min = -Inf), as_py_int(dy, "dy", min = -Inf))
+}
+
+#' @rdname transforms
+#' @export
+transform_rotate <- function(degrees) {
+  call_py(core()$transforms$rotate(as_py_angle(degrees, "degrees")))
+}
+
+#' @rdname transforms
+#' @export
+transform_random_rotate <- function(max_degrees, per_sample = TRUE) {
+  call_py(core()$transforms$random_rotate(
+    as_py_angle(max_degrees, "max_degrees"),
+    as_py_flag(per_sample, "per_sample")
+  ))
+}
+
+# One number -> Python float; whether it is finite or in range is the core's rule
+# (its message names the argument), but a missing value must not reach Python as
+# True, which is how reticulate passes a logical NA.
+as_py_angle <- function(x, arg) {
+  if (is_py_tensor(x)) x <- x$item()
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || (is.na(x) && !is.nan(x))) {
+    arg_error(arg, "a finite number", describe(x))
+  }
+  as.double(x)
 }

@@ -5,5 +5,6 @@
   # Only *points* reticulate at the package's environment; nothing is imported
   # here, so library(equivariance) never fails for lack of Python.
   select_python()
+  register_tensor_ops()
   invisible()
 }

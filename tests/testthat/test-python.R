@@ -1,7 +1,10 @@
 test_that("the Python requirements come from the one shipped list", {
   reqs <- python_requirements()
-  expect_true("torch==2.13.0" %in% reqs)
-  expect_true(all(c("numpy", "escnn", "pytest") %in% reqs))
+  # ranges that install anywhere, not this machine's pins; no test tools
+  expect_true(any(grepl("^torch>=", reqs)))
+  expect_true(any(grepl("^numpy", reqs)))
+  expect_false(any(grepl("==", reqs, fixed = TRUE)))
+  expect_false(any(grepl("pytest", reqs, fixed = TRUE)))
   expect_false(any(grepl("^#", reqs)))
 })
 
@@ -14,7 +17,8 @@ test_that("the core loads from the package's own Python files", {
 })
 
 test_that("a missing Python module stops with an error naming install_equivariance()", {
-  expect_error(missing_python_error("test"), "install_equivariance\\(\\)")
+  expect_error(missing_python_error("test"), "install_equivariance\\(\\)",
+    class = "equivariance_setup_error")
 })
 
 test_that("without a usable Python, library() works and the first call names install_equivariance()", {

@@ -73,6 +73,51 @@ test_that("dist accepts p, Inf, names and R functions", {
   expect_gt(value(2), value(Inf))
   expect_equal(value(function(a, b) (a - b)$abs()$sum(1L)), value(1), tolerance = 1e-6)
   expect_gt(value("cross_entropy_logits"), 0)
+  expect_gt(value("kl_logits"), 0)
+  expect_gt(value("js_logits"), 0)
+})
+
+test_that("every named distance is 0 for an exactly invariant model (issue 9)", {
+  skip_if_no_python()
+  th <- torch()
+  nn <- th$nn
+  th$manual_seed(3L)
+  g <- nn$Sequential(nn$Flatten(), nn$Linear(64L, 5L))
+  gp <- nn$Sequential(g, nn$Softmax(dim = 1L))
+  flip_invariant <- function(h) function(x) h(x + x$flip(-1L))
+  tr <- list(list(transform_hflip(), 0, 1))
+  for (dist in list(1, 2, Inf, "cross_entropy", "cross_entropy_logits", "kl_logits", "js_logits")) {
+    h <- if (identical(dist, "cross_entropy")) gp else g
+    inv <- equivariance_regularizer(flip_invariant(h), c(1, 8, 8), tr, dist = dist, n = 4)
+    plain <- equivariance_regularizer(h, c(1, 8, 8), tr, dist = dist, n = 4)
+    expect_equal(inv()$item(), 0, tolerance = 1e-6, label = format(dist))
+    expect_gt(plain()$item(), 1e-4, label = format(dist))
+  }
+})
+
+test_that("a dist function returning NA or NaN is an error naming dist (issue 14)", {
+  skip_if_no_python()
+  tr <- list(list(transform_rot90(1), 0, 1))
+  for (f in list(function(a, b) NA, function(a, b) NA_real_, function(a, b) c(1, NA),
+                 function(a, b) "far")) {
+    reg <- equivariance_regularizer(small_cnn(), c(1, 8, 8), tr, dist = f, n = 2)
+    expect_error(reg(), "`dist`")
+  }
+  reg <- equivariance_regularizer(small_cnn(), c(1, 8, 8), tr, dist = function(a, b) NaN, n = 2)
+  expect_error(reg(), "`dist`.*NaN")
+  ok <- equivariance_regularizer(small_cnn(), c(1, 8, 8), tr, dist = function(a, b) 0.5, n = 2)
+  expect_equal(ok()$item(), 0.5)
+})
+
+test_that("non-finite points are an error naming x (issue 14)", {
+  skip_if_no_python()
+  reg <- equivariance_regularizer(small_cnn(), c(1, 8, 8), rot_transforms())
+  x <- array(0.5, c(2, 1, 8, 8))
+  x[2, 1, 3, 4] <- Inf
+  expect_error(reg(x), "`x`.*finite")
+  expect_error(equivariance_errors(reg, x), "`x`.*finite")
+  x[2, 1, 3, 4] <- NaN
+  expect_error(reg(x), "`x`")
 })
 
 test_that("bounds accept every R form and samples lie inside", {
@@ -170,13 +215,19 @@ test_that("bad input gives R errors naming the argument", {
   expect_error(equivariance_regularizer(m, shp, tr, bounds = list(lower = 1, upper = 0)), "`bounds`")
   expect_error(equivariance_regularizer(m, shp, tr, bounds = array(0, c(3, 3, 2))), "`bounds`")
   expect_error(equivariance_regularizer(m, shp, tr, dist = "hamming"), "`dist`")
+  # the message lists every accepted name
+  for (name in c("inf", "cross_entropy", "cross_entropy_logits", "kl_logits", "js_logits")) {
+    expect_error(equivariance_regularizer(m, shp, tr, dist = "hamming"), name, fixed = TRUE)
+  }
   expect_error(equivariance_regularizer(m, shp, tr, dist = 0.5), "`dist`")
   expect_error(equivariance_regularizer(m, shp, list()), "`transforms`")
   expect_error(equivariance_regularizer(m, shp, list(transform_rot90(1), 0, 1)), "`transforms`")
   expect_error(equivariance_regularizer(m, shp, list(list(transform_rot90(1), 0))), "transforms\\[\\[1\\]\\]")
   expect_error(equivariance_regularizer(m, shp, list(list(1, 2, 3, 4, 5))), "transforms\\[\\[1\\]\\]")
-  expect_error(equivariance_regularizer(m, shp, list(list("f", 0, 1))), "f` must be a function")
+  expect_error(equivariance_regularizer(m, shp, list(list("f", 0, 1))), "transforms[[1]]`: `f` must be callable", fixed = TRUE)
   expect_error(equivariance_regularizer(m, shp, list(list(transform_rot90(1), -1, 1))), "epsilon")
+  expect_error(equivariance_regularizer(m, shp, list(list(transform_rot90(1), 0, 1), list(transform_rot90(1), NaN, 1))),
+    "^[^`]*`[^`]+` must", class = "error")
   expect_error(equivariance_regularizer(m, shp, list(list(transform_rot90(1), 0, -1))), "lambda")
   expect_error(equivariance_regularizer(m, shp, list(list(f = transform_rot90(1), eps = 0, lambda = 1))), "eps")
   expect_error(transform_rot90(1.5), "`k`")

@@ -12,16 +12,16 @@ It keeps the interface of the reference package ``equivariance-regularizer`` 0.1
 and fixes its defects: evaluation at given points no longer changes ``n``; the
 3-element form ``(f, epsilon, lambda_eq)`` applies ``f`` to the input and to the
 output (the reference concatenated inputs with outputs, which breaks for any model
-whose output shape differs from its input shape); cross-entropies are real
-cross-entropies; transforms are drawn with torch's generator; the model is run once,
-batched, in a deterministic mode that leaves its buffers untouched; and samples follow
-the model's device and dtype.
+whose output shape differs from its input shape); ``'cross_entropy'`` uses a safe log
+instead of mapping ``log 0`` to 0; transforms are drawn with torch's generator; the
+model is run once, batched, in a deterministic mode that leaves its buffers
+untouched; and samples follow the model's device and dtype. Every named distance is 0
+exactly when the outputs agree (see :mod:`equivariance.distances` for the table).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -29,119 +29,14 @@ import torch
 from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from ._validation import nonnegative_real, positive_int, shape_tuple
+from .._validation import positive_int, shape_tuple
 from .distances import resolve_distance
+from .specs import TransformSpec, parse_bounds, parse_transforms
 from .transforms import identity
 
 __all__ = ["EquivarianceRegularizer", "EquivarianceError"]
 
 _MODES = ("eval", "train")
-
-
-@dataclass(frozen=True)
-class TransformSpec:
-    """One parsed transform: output map, input map, threshold and weight."""
-
-    f_out: Callable
-    f_in: Callable
-    epsilon: float
-    lambda_eq: float
-    label: str
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.item()
-    return nonnegative_real(value, name)
-
-
-def _label(f: Callable, position: int) -> str:
-    from .transforms import Transform
-
-    if isinstance(f, Transform):
-        return repr(f)
-    name = getattr(f, "__name__", None)
-    if isinstance(name, str) and name.isidentifier() and name not in ("<lambda>", "python_function"):
-        return name
-    return f"transform {position}"
-
-
-def parse_transform(item: Any, index: int) -> TransformSpec:
-    """Validate one transform ``(f_out, f_in, epsilon, lambda_eq)`` or ``(f, epsilon,
-    lambda_eq)`` (``index`` counts from 0 and is used in messages)."""
-    where = f"`transforms[{index}]`"
-    if isinstance(item, (str, bytes)) or not isinstance(item, Sequence):
-        raise TypeError(
-            f"{where} must be a tuple (f_out, f_in, epsilon, lambda_eq) or "
-            f"(f, epsilon, lambda_eq), got {type(item).__name__}"
-        )
-    if len(item) not in (3, 4):
-        raise ValueError(
-            f"{where} must have 3 elements (f, epsilon, lambda_eq) or 4 elements "
-            f"(f_out, f_in, epsilon, lambda_eq), got {len(item)}"
-        )
-    funcs, (epsilon, lambda_eq) = item[:-2], item[-2:]
-    for j, f in enumerate(funcs):
-        if not callable(f):
-            role = "f" if len(funcs) == 1 else ("f_out", "f_in")[j]
-            raise TypeError(f"{where}: `{role}` must be callable, got {type(f).__name__}")
-    epsilon = _real(epsilon, f"{where} epsilon")
-    lambda_eq = _real(lambda_eq, f"{where} lambda_eq")
-    if len(funcs) == 1:
-        label = _label(funcs[0], index + 1)
-        return TransformSpec(funcs[0], funcs[0], epsilon, lambda_eq, label)
-    f_out, f_in = funcs
-    label = f"{_label(f_out, index + 1)} | {_label(f_in, index + 1)}"
-    return TransformSpec(f_out, f_in, epsilon, lambda_eq, label)
-
-
-def parse_transforms(transforms: Any) -> list[TransformSpec]:
-    """Validate the whole list of transforms."""
-    if isinstance(transforms, (str, bytes)) or not isinstance(transforms, Sequence):
-        raise TypeError(
-            "`transforms` must be a list of tuples (f_out, f_in, epsilon, lambda_eq) "
-            f"or (f, epsilon, lambda_eq), got {type(transforms).__name__}"
-        )
-    if len(transforms) == 0:
-        raise ValueError("`transforms` must contain at least one transform, got an empty list")
-    if callable(transforms[0]) and not isinstance(transforms[0], Sequence):
-        raise TypeError(
-            "`transforms` must be a list of transform tuples; got a single tuple. "
-            "Wrap it in a list: [(f, epsilon, lambda_eq)]"
-        )
-    return [parse_transform(t, i) for i, t in enumerate(transforms)]
-
-
-def parse_bounds(bounds: Any, shape: tuple[int, ...]) -> torch.Tensor:
-    """Return bounds as a float64 tensor of shape ``shape + (2,)`` (lower, upper)."""
-    try:
-        if isinstance(bounds, torch.Tensor):
-            b = bounds.detach().to("cpu", torch.float64)
-        else:
-            b = torch.as_tensor(np.array(bounds, dtype=np.float64))
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"`bounds` must be numbers, e.g. [0, 1] or an array whose last dimension is 2: {err}"
-        ) from None
-    if b.dim() == 0 or b.shape[-1] != 2:
-        raise ValueError(
-            "`bounds` must have a last dimension of 2 (lower, upper), "
-            f"got shape {tuple(b.shape)}"
-        )
-    try:
-        b = torch.broadcast_to(b, shape + (2,)).clone()
-    except RuntimeError:
-        raise ValueError(
-            f"`bounds` of shape {tuple(b.shape)} is not broadcastable to shape + (2,) = "
-            f"{shape + (2,)}"
-        ) from None
-    if not torch.isfinite(b).all():
-        raise ValueError("`bounds` must be finite numbers")
-    if (b[..., 0] > b[..., 1]).any():
-        raise ValueError("`bounds`: a lower bound is above its upper bound")
-    return b
 
 
 def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
@@ -183,9 +78,20 @@ class EquivarianceRegularizer:
         transforms: list of ``(f_out, f_in, epsilon, lambda_eq)`` or
             ``(f, epsilon, lambda_eq)``; in the 3-element form ``f`` is applied to input
             and output. ``f_out`` is always called with torch's generator in the state
-            ``f_in`` saw, so a random transform makes the same draw on both sides.
-        dist: p >= 1, ``'inf'``, ``'cross_entropy'``, ``'cross_entropy_logits'`` or a
-            callable ``(a, b) -> scalar or (N,)`` (see :mod:`equivariance.distances`).
+            ``f_in`` saw, so a random transform makes the same draw on both sides;
+            afterwards the generator is where the draws of ``f_in`` and of the model's
+            forward pass left it, as after a plain forward pass.
+        dist: how far ``a = f_out(model(v))`` is from ``b = model(f_in(v))``, per sample;
+            every name is 0 exactly when the outputs agree (table in
+            :mod:`equivariance.distances`):
+
+            * a number ``p >= 1``: ``||a - b||_p``; ``'inf'``: ``max |a - b|``;
+            * ``'cross_entropy'`` (probabilities): ``||log a - log b||_2``, safe log;
+            * ``'cross_entropy_logits'`` (logits): ``||log_softmax(a) -
+              log_softmax(b)||_2``, softmax along dim 1;
+            * ``'kl_logits'``: symmetric KL between the softmaxes;
+            * ``'js_logits'``: Jensen-Shannon divergence between the softmaxes;
+            * a callable ``(a, b) -> scalar or (N,)`` (then averaged; NaN is an error).
         n: number of points sampled uniformly in ``bounds`` when called without points.
         num_funcs: transforms drawn per call with torch's generator, without replacement
             when ``num_funcs <= len(transforms)``, with replacement otherwise.
@@ -309,6 +215,14 @@ class EquivarianceRegularizer:
                 f"`x` must have shape (N, {', '.join(map(str, self.shape))}) with N >= 1, "
                 f"got {tuple(v.shape)}"
             )
+        bad = ~torch.isfinite(v)
+        if bad.any():
+            # A NaN or Inf point would make the term NaN without saying why.
+            count, first = int(bad.sum()), bad.nonzero()[0].tolist()
+            raise ValueError(
+                f"`x` must hold finite numbers, got {count} NaN or infinite value(s) "
+                f"(the first at index {tuple(first)}: {v[tuple(first)].item()})"
+            )
         return v
 
     def _draw(self) -> list[int]:
@@ -329,8 +243,10 @@ class EquivarianceRegularizer:
         for spec in specs:
             states.append(_RngState(v.device))
             inputs.append(v if spec.f_in is identity else spec.f_in(v))
-        after = _RngState(v.device)
         outputs = self._forward(inputs, known=y0)
+        # Taken after the forward pass: restoring it at the end undoes only the replays,
+        # not the model's own draws (a model drawing noise must not see it again).
+        after = _RngState(v.device)
         y0, dists = outputs[0], []
         for spec, state, y in zip(specs, states, outputs[1:]):
             state.restore()

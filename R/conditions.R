@@ -1,0 +1,120 @@
+# Errors a user can cause, as classed R conditions. The Python core raises
+# ValueError or TypeError with a message that names the argument; with_py_errors()
+# turns them into R conditions of class equivariance_value_error or
+# equivariance_type_error (both equivariance_error), carrying Python's message
+# only. Errors raised in R by the package itself use the same classes, through
+# abort_equivariance(), so a caller can catch any of them with one handler:
+#   tryCatch(fit_model(...), equivariance_error = function(e) conditionMessage(e))
+
+#' Signal an equivariance error.
+#'
+#' @param message The message, which names the argument in backticks.
+#' @param class `"value"` (a value out of range, the R counterpart of Python's
+#'   ValueError), `"type"` (a value of the wrong kind, TypeError) or `"setup"`
+#'   (Python or one of its packages is missing).
+#' @param call The call shown with the message; by default the call of the
+#'   exported function the user called.
+#' @noRd
+abort_equivariance <- function(message, class = c("value", "type", "setup"), call = user_call()) {
+  class <- match.arg(class)
+  stop(equivariance_condition(message, class, call))
+}
+
+equivariance_condition <- function(message, class, call) {
+  sub <- if (is.null(class)) NULL else paste0("equivariance_", class, "_error")
+  structure(
+    class = c(sub, "equivariance_error", "error", "condition"),
+    list(message = message, call = call)
+  )
+}
+
+#' The call of the outermost function of this package on the stack.
+#'
+#' That is the function the user called (or the closure they were given, such
+#' as the regularizer's `reg(x)`); internal helpers are called by it, so they
+#' sit deeper. NULL when no package function is on the stack.
+#' @noRd
+user_call <- function() {
+  ns <- topenv(environment(user_call))
+  calls <- sys.calls()
+  for (i in seq_along(calls)) {
+    f <- sys.function(i)
+    env <- environment(f)
+    if (!is.null(env) && identical(topenv(env), ns) && !identical(f, user_call)) {
+      return(calls[[i]])
+    }
+  }
+  NULL
+}
+
+#' Evaluate a call into Python, turning Python's ValueError and TypeError into
+#' classed R conditions whose message is Python's (no traceback).
+#'
+#' Other Python exceptions (a missing file, say) become plain `equivariance_error`s
+#' whose message keeps the exception's type, as "FileNotFoundError: ..."; their
+#' traceback stays available from reticulate::py_last_error(). R errors are
+#' re-signalled unchanged.
+#' @noRd
+with_py_errors <- function(expr, call = user_call()) {
+  tryCatch(expr, error = function(e) {
+    if (inherits(e, "equivariance_error")) stop(e)
+    kind <- python_error_kind(e)
+    if (is.null(kind)) stop(e)
+    msg <- python_error_message(e, keep_type = kind == "other")
+    stop(equivariance_condition(msg, if (kind == "other") NULL else kind, call))
+  })
+}
+
+#' The former name of with_py_errors(), used throughout the R layer.
+#' @noRd
+call_py <- function(expr) {
+  with_py_errors(expr, call = user_call())
+}
+
+#' "value" or "type" when `e` is a Python ValueError or TypeError (or a subclass),
+#' "other" for another Python exception, NULL for an R error.
+#'
+#' reticulate before 1.26 signals a plain Rcpp::exception whose message starts
+#' with the exception's type; the exception itself is kept by py_last_error().
+#' Later versions signal a condition of class python.builtin.ValueError etc.
+#' @noRd
+python_error_kind <- function(e) {
+  if (inherits(e, "python.builtin.TypeError")) {
+    return("type")
+  }
+  if (inherits(e, "python.builtin.ValueError")) {
+    return("value")
+  }
+  if (inherits(e, "python.builtin.BaseException")) {
+    return("other")
+  }
+  if (!inherits(e, "Rcpp::exception")) {
+    return(NULL)
+  }
+  last <- tryCatch(reticulate::py_last_error(), error = function(err) NULL)
+  exception <- attr(last, "exception")
+  # py_last_error() outlives its error: use it only if it is this one
+  if (is.null(exception) || !startsWith(conditionMessage(e), paste0(last$type, ":"))) {
+    return(NULL)
+  }
+  builtins <- reticulate::import_builtins(convert = FALSE)
+  is_a <- function(cls) reticulate::py_to_r(builtins$isinstance(exception, cls))
+  if (is_a(builtins$TypeError)) {
+    return("type")
+  }
+  if (is_a(builtins$ValueError)) {
+    return("value")
+  }
+  "other"
+}
+
+#' Python's message of the exception: the text after "ValueError: " (kept with
+#' `keep_type`), without reticulate's traceback or its hint to run py_last_error().
+#' @noRd
+python_error_message <- function(e, keep_type = FALSE) {
+  msg <- conditionMessage(e)
+  msg <- sub("\n*Detailed traceback:.*$", "", msg)
+  msg <- sub("\n*Run `reticulate::py_last_error\\(\\)` for details\\.?.*$", "", msg)
+  if (!keep_type) msg <- sub("^[A-Za-z_.]+: ", "", msg)
+  trimws(msg)
+}
