@@ -17,10 +17,15 @@
 #' @param kernel_size Side of the square filter.
 #' @param stride Convolution stride.
 #' @param padding Zero padding on every side.
-#' @param bias Learn one bias per output field (shared by its 4 orientations).
+#' @param bias `TRUE` or `FALSE`: learn one bias per output field (shared by its 4
+#'   orientations).
 #' @return A Python `C4LiftingConv2d` torch module mapping tensors of shape
 #'   `(N, in_channels, H, W)` to `(N, 4 * out_fields, H', W')`. Its `export()`
-#'   method returns a plain `nn.Conv2d` giving the same output.
+#'   method returns a plain `nn.Conv2d` giving the same output. The expanded filter
+#'   is computed from the current weights on every call (also in evaluation mode),
+#'   so any update of the weights, even through `$data`, shows in the next output;
+#'   a module saved whole with `torch$save()` holds its weights, not the expanded
+#'   filter.
 #' @seealso [c4_conv2d()], [check_equivariance()]
 #' @export
 #' @examples
@@ -73,8 +78,9 @@ c4_conv2d <- function(in_fields, out_fields, kernel_size, stride = 1, padding = 
 #' commutes with 90-degree rotations.
 #'
 #' @param num_fields Number of regular fields (`4 * num_fields` channels).
-#' @param eps Added to the variance for numerical stability.
-#' @param momentum Momentum of the running statistics.
+#' @param eps Added to the variance for numerical stability (a finite number >= 0).
+#' @param momentum Weight of each batch in the running statistics, a number in
+#'   \[0, 1\], or `NULL` for a cumulative average.
 #' @return A Python `C4BatchNorm2d` torch module.
 #' @export
 #' @examples
@@ -82,10 +88,12 @@ c4_conv2d <- function(in_fields, out_fields, kernel_size, stride = 1, padding = 
 #'   c4_batch_norm2d(8)
 #' }
 c4_batch_norm2d <- function(num_fields, eps = 1e-5, momentum = 0.1) {
+  # the core checks the range of momentum (it names the argument and the value)
+  if (!is.null(momentum)) momentum <- as_py_nonneg(momentum, "momentum")
   call_py(core()$C4BatchNorm2d(
     as_py_int(num_fields, "num_fields"),
     eps = as_py_nonneg(eps, "eps"),
-    momentum = as_py_nonneg(momentum, "momentum")
+    momentum = momentum
   ))
 }
 

@@ -16,6 +16,19 @@
 #' through running quantile estimates, independently of the rest of the batch;
 #' otherwise eval mode uses the batch, like training mode.
 #'
+#' Every finite input gives a finite output and a finite gradient (a derivative too
+#' large for the input's type, as for values a few subnormal steps apart, is
+#' clamped to the type's largest number). Infinite inputs (torch tensors may hold
+#' them; R arrays with `Inf` are refused) are ordered beyond every finite value:
+#' `Inf` gets the largest output the map gives and `-Inf` the smallest, both finite,
+#' with zero gradient. `NaN` is an error.
+#'
+#' A target function must return a number for every probability in (0, 1); `NA`,
+#' `NaN` or infinite values are an error naming `target`. Save a trained map with
+#' `torch$save(m$state_dict(), path)` and load the weights into a map built with
+#' the same target: a map whose target is an R function cannot be saved whole
+#' (`torch$save(m, path)` says so).
+#'
 #' @param num_groups Number of groups the channels are divided into (a whole number).
 #' @param num_channels Number of channels of the input (a whole number divisible by
 #'   `num_groups`).
@@ -35,8 +48,8 @@
 #' @param grad `"transport"` or `"none"` (see Details).
 #' @param track_running_stats Keep running quantile estimates and use them in eval
 #'   mode.
-#' @param momentum Weight of each batch in the running estimates, or `NULL` for a
-#'   cumulative average.
+#' @param momentum Weight of each batch in the running estimates, a number in
+#'   \[0, 1\], or `NULL` for a cumulative average.
 #' @param num_knots Number of running quantile knots.
 #' @param dtype `NULL`, `"float32"` or `"float64"`: the type of the parameters.
 #' @return A Python `torch.nn.Module` (`GroupMap`, `LayerMap` or `InstanceMap`) that

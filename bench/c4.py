@@ -4,7 +4,9 @@ For 4, 16 and 32 regular fields (16, 64, 128 channels), batch 64, 28x28 images,
 3x3 filters with padding 1, it times
 
 - training: forward + backward (gradients for the input and the parameters);
-- evaluation: forward without gradients, also for ``C4Conv2d.export()``;
+- evaluation: forward without gradients, also for ``C4Conv2d.export()``; C4Conv2d
+  expands its filter again in every call (no cache that could serve stale weights,
+  issue 14), so the eval column C4/plain shows what that gather costs;
 
 and the construction of a 64-field layer in both libraries. Every time is the
 minimum over interleaved rounds (the candidates alternate, so a burst of load from
@@ -182,7 +184,8 @@ def main() -> None:
     speedup = theirs / ours
     print(f"\nconstruction of a 64-field 3x3 layer: C4Conv2d {1e3 * ours:.2f} ms, "
           f"escnn R2Conv {1e3 * theirs:.1f} ms, speed-up {speedup:.0f}x")
-    checks.append((f"construction speed-up {speedup:.0f}x >= {TARGETS['construction_speedup']:.0f}x",
+    limit = TARGETS["construction_speedup"]
+    checks.append((f"construction speed-up {speedup:.0f}x >= {limit:.0f}x",
                    speedup >= TARGETS["construction_speedup"]))
     print("\ntargets:")
     for text, ok in checks:

@@ -16,7 +16,7 @@ mode's Kolmogorov distance to the exact mode on Gaussian, uniform and Cauchy inp
 prints whether each target of issue 3 is met.
 
 Our exact mode sorts order-preserving integer keys of the floats in one 1-D sort (see
-``_SortedRows`` in ``quantile_maps.py``), which is why it can beat the float argsort
+``_SortedRows`` in ``quantile_maps/sorting.py``), which is why it can beat the float argsort
 floor; the floor and the reference are kept exactly as issue 3 defines them.
 
 Usage: python bench/quantile_maps.py [--threads 1] [--rounds 11]
@@ -120,6 +120,72 @@ def kolmogorov(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (fa - fb).abs().amax(dim=-1)
 
 
+MODES = ("fwd", "fwd+bwd")
+
+
+def print_timings(methods: dict, best: dict, median: dict) -> None:
+    """The timing table: minimum and median per method and mode, with their ratios."""
+    gn = {mode: best[("GroupNorm", mode)] for mode in MODES}
+    gn_med = {mode: median[("GroupNorm", mode)] for mode in MODES}
+    floor = {mode: best[("argsort (floor)", mode)] for mode in MODES}
+    header = (f"{'method':20s} {'mode':8s} {'min ms':>9s} {'median ms':>10s} "
+              f"{'x GroupNorm':>12s} {'(median)':>9s} {'x argsort':>10s}")
+    print(header)
+    print("-" * len(header))
+    for name in methods:
+        for mode in MODES:
+            t, tm = best[(name, mode)], median[(name, mode)]
+            print(f"{name:20s} {mode:8s} {t * 1e3:9.1f} {tm * 1e3:10.1f} {t / gn[mode]:12.2f} "
+                  f"{tm / gn_med[mode]:9.2f} {t / floor[mode]:10.2f}")
+    print("(ratios against the minimum, and in brackets median against median; argsort and "
+          "the reference give the input no gradient: their fwd+bwd is a forward plus, for "
+          "the reference, the affine parameters' backward)")
+
+
+def sketch_accuracy() -> dict[str, float]:
+    """Print and return the worst per-group Kolmogorov distance of sketch to exact mode."""
+    exact = GroupMap(GROUPS, SHAPE[1], affine=False)
+    sketch = GroupMap(GROUPS, SHAPE[1], affine=False, method="sketch")
+    inputs = {
+        "gaussian": torch.randn(SHAPE),
+        "uniform": torch.rand(SHAPE),
+        "cauchy": torch.distributions.Cauchy(0.0, 1.0).sample(SHAPE),
+    }
+    print()
+    print(f"{'input':10s} {'KS max':>9s} {'KS mean':>9s}   (sketch vs exact, per group)")
+    ks_max = {}
+    with torch.no_grad():
+        for name, data in inputs.items():
+            rows = (SHAPE[0] * GROUPS, -1)
+            ks = kolmogorov(sketch(data).reshape(rows), exact(data).reshape(rows))
+            ks_max[name] = ks.max().item()
+            print(f"{name:10s} {ks_max[name]:9.5f} {ks.mean().item():9.5f}")
+    return ks_max
+
+
+def print_targets(best: dict, ks_max: dict[str, float]) -> None:
+    """Whether each target of issue 3 is met (ratios of minimums, same run)."""
+    floor = {mode: best[("argsort (floor)", mode)] for mode in MODES}
+    exact_f = best[("GroupMap exact", "fwd")]
+    exact_fb = best[("GroupMap exact", "fwd+bwd")]
+    ref_f = best[("reference formula", "fwd")]
+    ref_fb = best[("reference formula", "fwd+bwd")]
+    sketch_fb = best[("GroupMap sketch", "fwd+bwd")]
+    checks = [
+        ("exact fwd <= 1.2 x argsort floor", exact_f / floor["fwd"], 1.2),
+        ("exact fwd+bwd <= 1.2 x argsort floor", exact_fb / floor["fwd+bwd"], 1.2),
+        ("exact fwd <= reference formula fwd", exact_f / ref_f, 1.0),
+        ("exact fwd+bwd <= reference formula fwd+bwd", exact_fb / ref_fb, 1.0),
+        ("sketch fwd+bwd <= 5 x GroupNorm fwd+bwd", sketch_fb / best[("GroupNorm", "fwd+bwd")],
+         5.0),
+    ] + [(f"sketch KS to exact <= 0.01 ({name})", value, 0.01) for name, value in ks_max.items()]
+    print()
+    print("Targets (issue 3; timings: ratio of minimums, same run, same thread count):")
+    for label, value, limit in checks:
+        verdict = "met" if value <= limit else "NOT MET"
+        print(f"  {label:46s} {value:8.3f}  (limit {limit:g})  {verdict}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1,
@@ -154,57 +220,8 @@ def main() -> None:
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {load_after} "
           f"({os.cpu_count()} CPUs)")
     print()
-    gn = {mode: best[("GroupNorm", mode)] for mode in ("fwd", "fwd+bwd")}
-    gn_med = {mode: median[("GroupNorm", mode)] for mode in ("fwd", "fwd+bwd")}
-    floor = {mode: best[("argsort (floor)", mode)] for mode in ("fwd", "fwd+bwd")}
-    header = (f"{'method':20s} {'mode':8s} {'min ms':>9s} {'median ms':>10s} "
-              f"{'x GroupNorm':>12s} {'(median)':>9s} {'x argsort':>10s}")
-    print(header)
-    print("-" * len(header))
-    for name in methods:
-        for mode in ("fwd", "fwd+bwd"):
-            t, tm = best[(name, mode)], median[(name, mode)]
-            print(f"{name:20s} {mode:8s} {t * 1e3:9.1f} {tm * 1e3:10.1f} {t / gn[mode]:12.2f} "
-                  f"{tm / gn_med[mode]:9.2f} {t / floor[mode]:10.2f}")
-    print("(ratios against the minimum, and in brackets median against median; argsort and "
-          "the reference give the input no gradient: their fwd+bwd is a forward plus, for "
-          "the reference, the affine parameters' backward)")
-
-    # accuracy of the sketch against the exact mode, per group
-    exact = GroupMap(GROUPS, SHAPE[1], affine=False)
-    sketch = GroupMap(GROUPS, SHAPE[1], affine=False, method="sketch")
-    inputs = {
-        "gaussian": torch.randn(SHAPE),
-        "uniform": torch.rand(SHAPE),
-        "cauchy": torch.distributions.Cauchy(0.0, 1.0).sample(SHAPE),
-    }
-    print()
-    print(f"{'input':10s} {'KS max':>9s} {'KS mean':>9s}   (sketch vs exact, per group)")
-    ks_max = {}
-    with torch.no_grad():
-        for name, data in inputs.items():
-            rows = (SHAPE[0] * GROUPS, -1)
-            ks = kolmogorov(sketch(data).reshape(rows), exact(data).reshape(rows))
-            ks_max[name] = ks.max().item()
-            print(f"{name:10s} {ks_max[name]:9.5f} {ks.mean().item():9.5f}")
-
-    exact_f = best[("GroupMap exact", "fwd")]
-    exact_fb = best[("GroupMap exact", "fwd+bwd")]
-    ref_f = best[("reference formula", "fwd")]
-    ref_fb = best[("reference formula", "fwd+bwd")]
-    sketch_fb = best[("GroupMap sketch", "fwd+bwd")]
-    checks = [
-        ("exact fwd <= 1.2 x argsort floor", exact_f / floor["fwd"], 1.2),
-        ("exact fwd+bwd <= 1.2 x argsort floor", exact_fb / floor["fwd+bwd"], 1.2),
-        ("exact fwd <= reference formula fwd", exact_f / ref_f, 1.0),
-        ("exact fwd+bwd <= reference formula fwd+bwd", exact_fb / ref_fb, 1.0),
-        ("sketch fwd+bwd <= 5 x GroupNorm fwd+bwd", sketch_fb / gn["fwd+bwd"], 5.0),
-    ] + [(f"sketch KS to exact <= 0.01 ({name})", value, 0.01) for name, value in ks_max.items()]
-    print()
-    print("Targets (issue 3; timings: ratio of minimums, same run, same thread count):")
-    for label, value, limit in checks:
-        verdict = "met" if value <= limit else "NOT MET"
-        print(f"  {label:46s} {value:8.3f}  (limit {limit:g})  {verdict}")
+    print_timings(methods, best, median)
+    print_targets(best, sketch_accuracy())
     print(f"\n(total {time.perf_counter() - t0:.0f} s; load average at the end: "
           f"{load_average()})")
 

@@ -1,9 +1,12 @@
 """C4 layers and networks: exact equivariance, export, initialisation, bad input."""
 
+import copy
+import io
 import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -109,23 +112,25 @@ def test_batch_norm_shares_statistics_within_fields():
     assert bn.running_mean[1] > bn.running_mean[0]
 
 
+# SimpleCNN's and EqCNN's own layouts are tested in test_networks.py
+
+
 @pytest.mark.parametrize("cls", [eq.SimpleCNN, eq.EqCNN, eq.C4CNN])
 def test_networks_output_shape(cls):
     net = cls(num_classes=7)
     assert net(torch.randn(3, 1, 28, 28)).shape == (3, 7)
     net = cls(in_channels=3, widths=(2, 3, 4))
-    assert net(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+    assert net(torch.randn(2, 3, 28, 28)).shape == (2, 10)
 
 
-def test_parameter_counts():
-    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(eq.SimpleCNN()) == count(eq.EqCNN())
-    assert 8_000 <= count(eq.C4CNN()) <= 14_000
+def test_c4cnn_any_size_and_parameter_count():
+    net = eq.C4CNN(in_channels=3, widths=(2, 3, 4))
+    assert net(torch.randn(2, 3, 5, 7)).shape == (2, 10)
+    assert 8_000 <= sum(p.numel() for p in eq.C4CNN().parameters()) <= 14_000
 
 
-@pytest.mark.parametrize("cls", [eq.EqCNN, eq.C4CNN])
+@pytest.mark.parametrize("cls,size", [(eq.EqCNN, 28), (eq.C4CNN, 28), (eq.C4CNN, 17)])
 @pytest.mark.parametrize("train", MODES)
-@pytest.mark.parametrize("size", [28, 17])
 def test_networks_are_invariant(cls, train, size):
     net = cls().train(train)
     x = torch.randn(4, 1, size, size)
@@ -175,17 +180,143 @@ def test_export_gives_same_output(layer, channels):
     assert torch.equal(conv.weight, before)
 
 
-def test_eval_cache_follows_parameter_updates():
-    layer = eq.C4Conv2d(2, 2, 3).eval()
-    x = torch.randn(1, 8, 7, 7)
+def reference_lifting(layer: eq.C4LiftingConv2d, x: torch.Tensor) -> torch.Tensor:
+    """The lifting convolution computed from its definition, from the current weight."""
+    w = layer.weight.detach()
+    weight = torch.stack([torch.rot90(w, r, dims=(-2, -1)) for r in range(4)], dim=1)
+    bias = layer.bias.detach().repeat_interleave(4)
+    return torch.nn.functional.conv2d(x, weight.flatten(0, 1), bias, padding=layer.padding)
+
+
+def _fused_adam_step(layer):
+    opt = torch.optim.Adam(layer.parameters(), lr=0.1, fused=True)
+    layer.train()
+    layer(torch.randn(2, 1, 6, 6)).square().sum().backward()
+    opt.step()
+
+
+def _ema_through_data(layer):
+    target = torch.randn_like(layer.weight)
+    layer.weight.data.mul_(0.5).add_(target, alpha=0.5)
+
+
+def _load_through_data(layer):
+    layer.weight.data.copy_(torch.randn_like(layer.weight))
+    layer.bias.data.copy_(torch.randn_like(layer.bias))
+
+
+@pytest.mark.parametrize("update", [
+    _fused_adam_step,
+    lambda layer: layer.weight.data.mul_(2),
+    _ema_through_data,
+    _load_through_data,
+    lambda layer: layer.load_state_dict({"weight": layer.weight * 0, "bias": layer.bias}),
+], ids=["adam_fused", "data_mul", "ema_data", "load_data", "load_state_dict"])
+def test_no_grad_forward_uses_the_current_weights(update):
+    # issue 14: a cache keyed on weight._version served stale filters after updates
+    # that do not bump the version counter
+    torch.manual_seed(0)
+    layer = eq.C4LiftingConv2d(1, 2, 3, padding=1).eval()
     with torch.no_grad():
-        y1 = layer(x)
-        layer.weight.mul_(2)
-        y2 = layer(x)
-    torch.testing.assert_close(y2, 2 * y1)
-    layer.load_state_dict({"weight": layer.weight * 0, "bias": layer.bias})
+        layer.bias.normal_()
+    x = torch.randn(2, 1, 6, 6)
     with torch.no_grad():
-        assert layer(x).abs().max() == 0
+        before = layer(x)  # an eval pass, as a cache would have kept
+    torch.testing.assert_close(before, reference_lifting(layer, x))
+    update(layer)
+    layer.eval()
+    with torch.no_grad():
+        after = layer(x)
+    assert not torch.equal(after, before)
+    torch.testing.assert_close(after, reference_lifting(layer, x))
+    torch.testing.assert_close(layer.export()(x), after)
+
+
+def _pickled_size(obj) -> int:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.tell()
+
+
+def test_pickled_conv_carries_no_scratch_buffers():
+    layer = eq.C4Conv2d(16, 16, 3, padding=1).eval()
+    x = torch.randn(1, 64, 5, 5)
+    with torch.no_grad():
+        y = layer(x)
+    whole, weights = _pickled_size(layer), _pickled_size(layer.state_dict())
+    # the expanded filter and its index are 4x the base filter each: not pickled
+    assert whole < weights + 20_000, (whole, weights)
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), y)
+    assert torch.equal(back._index, layer._index)
+    assert "_index" not in back.state_dict()
+    twin = copy.deepcopy(layer)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), y)
+
+
+def test_flags_rates_and_elements_are_not_coerced():
+    # issue 14: bias="False" kept the bias, k=1.5 acted as 1, momentum 5 was accepted
+    for cls, args in ((eq.C4LiftingConv2d, (1, 2, 3)), (eq.C4Conv2d, (1, 2, 3))):
+        for bad in ("False", 0, None):
+            with pytest.raises(TypeError, match="`bias`"):
+                cls(*args, bias=bad)
+        assert cls(*args, bias=np.bool_(False)).bias is None
+    x = torch.randn(1, 4, 3, 3)
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValueError, match="`k` must be a whole number"):
+            eq.rotate_regular(x, bad)
+        with pytest.raises(ValueError, match="`k` must be a whole number"):
+            rotate(x, bad)
+    for bad in ("1", True, None):
+        with pytest.raises(TypeError, match="`k`"):
+            eq.rotate_regular(x, bad)
+    assert torch.equal(eq.rotate_regular(x, np.int64(5)), eq.rotate_regular(x, 1))
+    assert torch.equal(eq.rotate_regular(x, 2.0), eq.rotate_regular(x, 2))
+    for bad in (5.0, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="`momentum` must be a number in \\[0, 1\\]"):
+            eq.C4BatchNorm2d(2, momentum=bad)
+    with pytest.raises(TypeError, match="`momentum`"):
+        eq.C4BatchNorm2d(2, momentum="0.1")
+    for bad in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(ValueError, match="`eps`"):
+            eq.C4BatchNorm2d(2, eps=bad)
+    with pytest.raises(TypeError, match="`affine`"):
+        eq.C4BatchNorm2d(2, affine="False")
+    with pytest.raises(TypeError, match="`track_running_stats`"):
+        eq.C4BatchNorm2d(2, track_running_stats=1)
+    bn = eq.C4BatchNorm2d(np.int64(2), momentum=None, affine=np.bool_(False))
+    assert bn.momentum is None and bn.weight is None and bn.num_fields == 2
+    conv = eq.C4Conv2d(np.int64(2), np.int64(3), np.int64(3), stride=np.int64(1),
+                       padding=np.int64(1), bias=np.bool_(True))
+    assert conv.kernel_size == 3 and type(conv.padding) is int and conv.bias is not None
+
+
+def test_running_variance_follows_the_data_with_full_momentum():
+    bn = eq.C4BatchNorm2d(1, momentum=1.0)
+    x = 3.0 * torch.randn(64, 4, 8, 8)
+    bn(x)
+    n = x.numel()
+    assert bn.running_var.item() == pytest.approx(x.var().item() * n / (n - 1), rel=1e-4)
+
+
+@pytest.mark.parametrize("cls", [eq.C4CNN, eq.C4InvariantLinear])
+@pytest.mark.parametrize("train", MODES)
+def test_empty_batch(cls, train):
+    # issue 14: C4CNN failed on an empty batch with a reshape error
+    if cls is eq.C4CNN:
+        net, x, out = cls(), torch.zeros(0, 1, 28, 28), (0, 10)
+    else:
+        net, x, out = cls(3, 5), torch.zeros(0, 12), (0, 5)
+    assert net.train(train)(x).shape == out
+    layers = (eq.C4LiftingConv2d(1, 2, 3), eq.C4Conv2d(2, 2, 3), eq.C4BatchNorm2d(2).train(train))
+    inputs = (torch.zeros(0, 1, 5, 5), torch.zeros(0, 8, 5, 5), torch.zeros(0, 8, 5, 5))
+    for layer, x in zip(layers, inputs):
+        assert layer(x).shape[0] == 0
 
 
 def test_gradients_match_exported_conv():
@@ -216,7 +347,7 @@ def test_parameters_are_shared_across_orientations():
     assert layer.weight.shape == (2, 1, 3, 3)
     assert layer.bias.shape == (2,)
     w, b = layer.expanded()
-    assert w.shape == (8, 1, 3, 3)
+    assert w.shape == (8, 1, 3, 3) and b.shape == (8,)
     for r in range(4):
         assert torch.equal(w[r], torch.rot90(layer.weight[0], r, dims=(-2, -1)))
     reg = eq.C4Conv2d(2, 3, 3)

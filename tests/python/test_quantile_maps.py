@@ -1,5 +1,7 @@
 """Tests of the quantile maps (GroupMap, LayerMap, InstanceMap)."""
 
+import copy
+import io
 import math
 
 import numpy as np
@@ -41,7 +43,7 @@ def kolmogorov(a, b):
     return (fa - fb).abs().amax(-1)
 
 
-# -- output distribution ------------------------------------------------------------------
+# -- output distribution -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,fn", [
     ("gaussian", eq.gaussian), ("uniform", eq.uniform), ("cauchy", eq.cauchy),
@@ -144,7 +146,7 @@ def test_linspace_mode_matches_reference_formula():
     torch.testing.assert_close(ours, reference_formula(x, 4, lambda q: q))
 
 
-# -- gradients -------------------------------------------------------------------------------
+# -- gradients ---------------------------------------------------------------------------------
 
 def test_transport_gradient_is_about_one_over_sigma():
     sigma = 3.0
@@ -289,7 +291,7 @@ def test_custom_target_works_in_eval_mode_with_gradient():
     assert torch.isfinite(x.grad).all() and (x.grad > 0).all()
 
 
-# -- sketch mode -----------------------------------------------------------------------------------
+# -- sketch mode -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["gaussian", "uniform", "cauchy"])
 def test_sketch_accuracy(kind):
@@ -325,7 +327,7 @@ def test_eps_noise_is_applied():
     assert torch.unique(GroupMap(1, 2, affine=False)(x)).numel() == 1
 
 
-# -- modules -----------------------------------------------------------------------------------------
+# -- modules -----------------------------------------------------------------------------------
 
 def test_module_api():
     m = GroupMap(2, 4, device="cpu", dtype=torch.float64)
@@ -344,7 +346,7 @@ def test_module_api():
     assert 0 < y.min() and y.max() < 1
 
 
-# -- bad input -----------------------------------------------------------------------------------------
+# -- bad input ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call,match", [
     (lambda: GroupMap(3, 8), "num_channels"),
@@ -406,156 +408,88 @@ def test_infinite_inputs_are_ranked():
         assert y[0, 0, 0] == y.max() and y[0, 1, 1] == y.min()
 
 
-# -- integer-key sort (exact mode) and blocked sketch ----------------------------------------
+# -- targets returning NaN, flags and rates (issue 14) ------------------------------------------
 
-def _tie_averaged_reference(x, num_groups):
-    """Exact-mode output from a float sort: Q at the midpoints, ties given their mean."""
-    rows = x.detach().double().reshape(x.shape[0] * num_groups, -1)
-    n = rows.shape[1]
-    q = eq.gaussian(midpoints(n))
-    out = torch.empty_like(rows)
-    for r in range(rows.shape[0]):
-        values, inverse = torch.unique(rows[r], return_inverse=True)
-        rank = torch.argsort(torch.argsort(rows[r], stable=True), stable=True)
-        sums = torch.zeros(values.numel(), dtype=torch.float64).index_add_(0, inverse, q[rank])
-        counts = torch.bincount(inverse, minlength=values.numel())
-        out[r] = (sums / counts)[inverse]
-    return out.reshape(x.shape)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_float_keys_are_ordered_like_the_floats(dtype):
-    qm = eq.quantile_maps
-    special = torch.tensor([0.0, -0.0, 1e-40, -1e-40, float("inf"), -float("inf"), -3.5, 3.5,
-                            torch.finfo(dtype).max, -torch.finfo(dtype).max,
-                            torch.finfo(dtype).tiny, -torch.finfo(dtype).tiny], dtype=dtype)
-    x = torch.cat([special, torch.randn(500, dtype=dtype) * 10.0 ** torch.randint(-5, 6, (500,))])
-    keys = qm._float_keys(x)
-    assert keys.dtype == (torch.int32 if dtype == torch.float32 else torch.int64)
-    # same order and same ties as the floats (-0.0 == +0.0)
-    order = torch.argsort(keys, stable=True)
-    assert torch.all(x[order][1:] >= x[order][:-1])
-    same = x.unsqueeze(0) == x.unsqueeze(1)
-    assert torch.equal(same, keys.unsqueeze(0) == keys.unsqueeze(1))
-    # the map is its own inverse (up to the sign of zero)
-    back = qm._key_values(keys, dtype)
-    assert torch.equal(back, x + 0.0)
-    assert torch.equal(torch.signbit(back[:2]), torch.tensor([False, False]))
+def test_target_returning_nan_is_an_error_naming_target():
+    with pytest.raises(ValueError, match="`target`.*finite"):
+        GroupMap(2, 4, target=lambda q: q * float("nan"))
+    # finite on the probe grid, NaN near 0: found when first used
+    odd = GroupMap(1, 1, target=lambda q: torch.where(q < 1e-3, float("nan"), q))
+    with pytest.raises(ValueError, match="`target`.*NaN or infinite"):
+        odd(torch.randn(1, 1, 1000))
+    # an R NA is a logical vector: it must not read as 1
+    with pytest.raises(ValueError, match="`target` must return numbers, got logical"):
+        GroupMap(2, 4, target=eq.quantile_maps.numpy_target(lambda q: np.full(q.shape, True)))
+    with pytest.raises(ValueError, match="`target` must return numbers, got logical"):
+        GroupMap(2, 4, target=lambda q: q > 0.5)
+    nan_later = eq.quantile_maps.numpy_target(lambda q: np.where(q < 1e-3, np.nan, q))
+    with pytest.raises(ValueError, match="`target`"):
+        GroupMap(1, 1, target=nan_later)(torch.randn(1, 1, 1000))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
-def test_exact_mode_matches_a_float_sort(dtype):
-    torch.manual_seed(3)
-    x = (torch.randn(3, 6, 40) * 4).round() / 4  # negative values and many ties
-    x[0, :3] = -x[0, :3].abs()  # an all-negative group
-    x[1, 0, :5] = -0.0  # signed zeros: ties with +0.0
-    x[1, 1, :5] = 0.0
-    # equal values at the end of one group and the start of the next are not ties
-    x[2, :3] = torch.linspace(-1, 1, 120).view(3, 40)
-    x[2, 3:] = torch.linspace(1, 3, 120).view(3, 40)
-    x = x.to(dtype)
-    y = GroupMap(2, 6, affine=False, dtype=dtype)(x)
-    want = _tie_averaged_reference(x, 2).to(dtype)
-    tol = {torch.float16: 2e-3}.get(dtype, 1e-6)
-    torch.testing.assert_close(y, want, atol=tol, rtol=tol)
-    # -0.0 and +0.0 map to the same value
-    assert torch.unique(y[1, :2, :5]).numel() == 1
-    # the boundary values of neighbouring groups keep their own (untied) values
-    assert y[2, 2, -1] == want[2, 2, -1] and y[2, 3, 0] == want[2, 3, 0]
+@pytest.mark.parametrize("kwargs,match,error", [
+    ({"momentum": 5.0}, "`momentum` must be a number in \\[0, 1\\]", ValueError),
+    ({"momentum": -0.5}, "`momentum`", ValueError),
+    ({"momentum": float("nan")}, "`momentum`", ValueError),
+    ({"momentum": "0.1"}, "`momentum`", TypeError),
+    ({"eps": float("nan")}, "`eps`", ValueError),
+    ({"affine": "False"}, "`affine` must be True or False", TypeError),
+    ({"track_running_stats": 1}, "`track_running_stats`", TypeError),
+])
+def test_rates_and_flags_are_not_coerced(kwargs, match, error):
+    with pytest.raises(error, match=match):
+        GroupMap(2, 4, **kwargs)
 
 
-def test_exact_gradient_matches_the_order_statistics_formula():
-    torch.manual_seed(4)
-    n = 3 * 50
-    x = torch.randn(4, 6, 50, dtype=torch.float64, requires_grad=True)
-    GroupMap(2, 6, affine=False, dtype=torch.float64)(x).sum().backward()
-    h = round(math.sqrt(n))
-    q = eq.gaussian(midpoints(n))
-    j = torch.arange(n)
-    hi, lo = (j + h).clamp(max=n - 1), (j - h).clamp(min=0)
-    rows = x.detach().reshape(8, n)
-    s, idx = rows.sort(dim=-1)
-    slopes = (q[hi] - q[lo]) / (s[:, hi] - s[:, lo])
-    want = torch.empty_like(rows).scatter_(-1, idx, slopes).reshape(x.shape)
-    torch.testing.assert_close(x.grad, want)
+def test_numpy_flags_and_counts_are_accepted():
+    m = GroupMap(np.int64(2), np.int64(4), affine=np.bool_(False),
+                 track_running_stats=np.bool_(True), num_knots=np.int64(5),
+                 momentum=np.float64(0.5))
+    assert m.affine is False and m.track_running_stats is True and m.num_knots == 5
+    lm = LayerMap(np.int64(6), elementwise_affine=np.bool_(True), bias=np.bool_(False))
+    assert lm.bias is None and lm.weight.shape == (6,)
+    assert InstanceMap(np.int32(3), affine=np.bool_(True)).weight.shape == (3,)
 
 
-def test_negative_nan_is_found():
-    x = torch.randn(2, 4, 30)
-    x[1, 1, 4] = -torch.tensor(float("nan"))  # sign bit set: sorts first, not last
-    assert torch.signbit(x[1, 1, 4])
-    for dtype in (torch.float32, torch.float64):
-        with pytest.raises(ValueError, match="NaN"):
-            GroupMap(2, 4, dtype=dtype)(x.to(dtype))
+# -- pickling (issue 14) ----------------------------------------------------------------------
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
-def test_one_sort_and_row_sorts_agree(monkeypatch):
-    torch.manual_seed(8)
-    x = (torch.randn(4, 6, 50) * 8).round() / 8  # ties
-    x[0, :, :3] = -0.0
-    smooth = torch.randn(4, 6, 50)  # no ties: gradients must agree too
-
-    def run(data):
-        xg = data.clone().requires_grad_()
-        y = GroupMap(2, 6, affine=False, track_running_stats=True)(xg)
-        y.sum().backward()
-        return y.detach(), xg.grad
-
-    flat_ties, flat_smooth = run(x), run(smooth)
-    monkeypatch.setattr(eq.quantile_maps, "_CPU_RADIX_SORT", False)  # one sort per row
-    rows_ties, rows_smooth = run(x), run(smooth)
-    assert torch.equal(flat_ties[0], rows_ties[0])
-    assert torch.equal(flat_smooth[0], rows_smooth[0])
-    torch.testing.assert_close(flat_smooth[1], rows_smooth[1])
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_sketch_blocks_give_the_same_result(monkeypatch, dtype):
-    torch.manual_seed(5)
-    x = torch.distributions.Cauchy(0.0, 2.0).sample((6, 4, 3000)) + torch.arange(4.0).view(1, 4, 1)
-    x = x.to(dtype)
-    w = torch.randn(6, 4, 3000, dtype=dtype)
-
-    def run():
-        torch.manual_seed(0)
-        m = GroupMap(2, 4, method="sketch", track_running_stats=True, dtype=dtype)
-        xg = x.clone().requires_grad_()
-        y = m(xg)
-        (y * w).sum().backward()
-        return y.detach(), xg.grad, m.weight.grad, m.running_quantiles
-
-    one = run()
-    monkeypatch.setattr(eq.quantile_maps, "_BLOCK", 5000)  # 12 rows of 6000: 12 blocks
-    many = run()
-    for a, b in zip(one, many):
-        assert torch.equal(a, b)
-
-
-def test_sketch_retained_graph_and_constant_upstream_gradient():
-    torch.manual_seed(6)
-    x = (2 * torch.randn(2, 4, 64, 64)).requires_grad_()
-    m = GroupMap(2, 4, method="sketch")
+def test_pickled_map_carries_no_workspace_and_round_trips():
+    torch.manual_seed(12)
+    m = GroupMap(2, 8, method="sketch", sketch_bins=16, track_running_stats=True)
+    x = torch.randn(4, 8, 32, 32)
+    m(x)  # fills the sketch workspace and the target tables
+    assert m._workspace and m._cache
+    m.eval()
     with torch.no_grad():
-        m.weight.uniform_(0.5, 2)
-    out = m(x)
-    g1 = torch.autograd.grad(out.sum(), x, retain_graph=True)[0]
-    g2 = torch.autograd.grad(out.sum(), x)[0]
-    torch.testing.assert_close(g1, g2)
-    # a constant upstream gradient (out.sum()) and an explicit one give the same result
-    x2 = x.detach().clone().requires_grad_()
-    (m(x2) * torch.ones(2, 4, 64, 64)).sum().backward()
-    torch.testing.assert_close(g1, x2.grad)
-    assert torch.isfinite(g1).all() and g1.abs().sum() > 0
-
-
-@pytest.mark.parametrize("kind", ["gaussian", "uniform", "cauchy"])
-def test_sketch_accuracy_with_per_group_location_and_scale(kind):
-    torch.manual_seed(7)
-    shape = (8, 8, 28, 28)  # groups of 6272, as in bench/quantile_maps.py
-    x = {"gaussian": torch.randn(shape), "uniform": torch.rand(shape),
-         "cauchy": torch.distributions.Cauchy(0.0, 1.0).sample(shape)}[kind]
-    x = x * 10.0 ** torch.randint(-3, 4, (8, 1, 1, 1)) + torch.randn(8, 1, 1, 1) * 100
+        want = m(x)
+    whole, weights = len(_saved(m)), len(_saved(m.state_dict()))
+    assert whole < weights + 20_000, (whole, weights)
+    back = torch.load(io.BytesIO(_saved(m)), weights_only=False)
+    assert not back._workspace and not back._cache
     with torch.no_grad():
-        a = GroupMap(1, 8, affine=False, method="sketch")(x).reshape(8, -1)
-        b = GroupMap(1, 8, affine=False)(x).reshape(8, -1)
-    assert kolmogorov(a, b).max() <= 0.01
+        torch.testing.assert_close(back(x), want)
+    back.train()(x)  # the workspace is rebuilt on use
+    assert back._workspace
+
+
+def test_pickling_a_map_with_a_lambda_target_says_to_save_the_state_dict():
+    for target in (lambda q: 2 * q, eq.quantile_maps.numpy_target(lambda q: q * 3)):
+        m = GroupMap(2, 4, target=target)
+        with pytest.raises(TypeError, match="`target`.*cannot be saved.*state_dict"):
+            _saved(m)
+        # copies in memory do not pickle: they still work, sharing the function
+        twin = copy.deepcopy(m)
+        x = torch.randn(2, 4, 5)
+        torch.testing.assert_close(twin(x), m(x))
+    # named targets and distributions are saved with the module
+    for target in ("cauchy", torch.distributions.Normal(0.0, 2.0)):
+        m = GroupMap(2, 4, target=target)
+        back = torch.load(io.BytesIO(_saved(m)), weights_only=False)
+        x = torch.randn(2, 4, 5)
+        torch.testing.assert_close(back(x), m(x))

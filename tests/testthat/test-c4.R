@@ -17,10 +17,13 @@ test_that("every layer and network is equivariant in train and eval mode", {
   skip_if_no_python()
   x_img <- array(rnorm(2 * 13 * 13), c(2, 1, 13, 13))
   x_reg <- array(rnorm(2 * 8 * 12 * 12), c(2, 8, 12, 12))
+  # eq_cnn()'s unpadded filters need larger images; c4_cnn() takes any size
+  x_big <- array(rnorm(2 * 28 * 28), c(2, 1, 28, 28))
   for (train in c(TRUE, FALSE)) {
-    for (net in list(c4_cnn(), eq_cnn())) {
+    for (case in list(list(c4_cnn(), x_img), list(eq_cnn(), x_big))) {
+      net <- case[[1]]
       net$train(train)
-      res <- check_equivariance(net, x_img)
+      res <- check_equivariance(net, case[[2]])
       expect_s3_class(res, "data.frame")
       expect_named(res, c("element", "error"))
       expect_equal(res$element, 0:3)
@@ -100,4 +103,51 @@ test_that("feature_maps() gives R arrays that turn and shift with the input", {
   expect_error(feature_maps(eq_cnn(), x), "model")
   expect_error(feature_maps("model", x), "model")
   expect_error(feature_maps(model, "x"), "x")
+})
+
+test_that("a forward pass without gradients uses the current weights", {
+  skip_if_no_python()
+  th <- torch()
+  layer <- c4_lifting_conv2d(1, 2, 3)
+  layer$eval()
+  x <- randn(1, 1, 6, 6)
+  ctx <- th$no_grad()
+  ctx$`__enter__`()
+  before <- as_r_array(layer(x))
+  ctx$`__exit__`(NULL, NULL, NULL)
+  # an update through .data does not bump the version counter a cache was keyed on
+  layer$weight$data$mul_(2)
+  ctx <- th$no_grad()
+  ctx$`__enter__`()
+  after <- as_r_array(layer(x))
+  ctx$`__exit__`(NULL, NULL, NULL)
+  expect_equal(after, 2 * before, tolerance = 1e-6)
+})
+
+test_that("flags, rates and elements are not coerced into another meaning", {
+  skip_if_no_python()
+  expect_error(c4_lifting_conv2d(1, 2, 3, bias = "FALSE"), "`bias`")
+  expect_error(c4_conv2d(1, 2, 3, bias = 0), "`bias`")
+  expect_error(c4_batch_norm2d(2, momentum = 5), "`momentum` must be a number in \\[0, 1\\]",
+               class = "equivariance_value_error")
+  expect_error(c4_batch_norm2d(2, momentum = NaN), "`momentum`")
+  expect_error(c4_batch_norm2d(2, eps = NaN), "`eps`")
+  expect_equal(c4_batch_norm2d(2, momentum = 1)$momentum, 1)
+  x <- randn(1, 4, 3, 3)
+  expect_error(core()$rotate_regular(x, 1.5), "`k` must be a whole number")
+})
+
+test_that("a saved C4 convolution holds its weights, not its expanded filter", {
+  skip_if_no_python()
+  th <- torch()
+  layer <- c4_conv2d(8, 8, 3)
+  whole <- tempfile(fileext = ".pt")
+  weights <- tempfile(fileext = ".pt")
+  on.exit(unlink(c(whole, weights)))
+  th$save(layer, whole)
+  th$save(layer$state_dict(), weights)
+  expect_lt(file.size(whole), file.size(weights) + 20000)
+  back <- th$load(whole, weights_only = FALSE)
+  x <- randn(1, 32, 5, 5)
+  expect_equal(as_r_array(back(x)), as_r_array(layer(x)), tolerance = 1e-6)
 })

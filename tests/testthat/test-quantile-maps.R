@@ -107,3 +107,42 @@ test_that("bad inputs give errors naming the problem", {
   expect_error(m(bad), "NaN")
   expect_error(map_r(m, x[, 1:3, ]), "channels")
 })
+
+test_that("a target returning NA or NaN is an error naming `target`", {
+  skip_if_no_python()
+  # a logical NA reaches Python as True, which read as 1 mapped everything to 1
+  expect_error(group_map(2, 4, target = function(q) rep(NA, length(q))),
+               "`target` must return numbers", class = "equivariance_value_error")
+  expect_error(group_map(2, 4, target = function(q) rep(NaN, length(q))), "`target`",
+               class = "equivariance_value_error")
+  # finite on the probe grid, NaN near 0: found when first used
+  m <- group_map(1, 1, target = function(q) ifelse(q < 0.001, NaN, qnorm(q)))
+  expect_error(m(torch()$randn(1L, 1L, 1000L)), "`target`.*NaN or infinite")
+})
+
+test_that("infinite inputs give finite outputs after training on a constant", {
+  skip_if_no_python()
+  th <- torch()
+  m <- group_map(1, 2, affine = FALSE, track_running_stats = TRUE, momentum = NULL)
+  m(th$full(c(4L, 2L, 10L), 3))
+  m$eval()
+  x <- th$tensor(c(Inf, -Inf, 3, 2, 4))$view(c(1L, 1L, 5L))$expand(c(1L, 2L, 5L))
+  y <- as_r_array(m(x))
+  expect_true(all(is.finite(y)))
+  expect_equal(y[1, 1, 1], max(y))
+  expect_equal(y[1, 1, 2], min(y))
+})
+
+test_that("saving a map with an R function target says to save the state dict", {
+  skip_if_no_python()
+  th <- torch()
+  path <- tempfile(fileext = ".pt")
+  on.exit(unlink(path))
+  m <- group_map(2, 4, target = function(q) qexp(q))
+  expect_error(th$save(m, path), "`target`.*cannot be saved.*state_dict")
+  th$save(m$state_dict(), path)
+  fresh <- group_map(2, 4, target = function(q) qexp(q))
+  fresh$load_state_dict(th$load(path))
+  x <- th$randn(2L, 4L, 5L)
+  expect_equal(as_r_array(fresh(x)), as_r_array(m(x)))
+})

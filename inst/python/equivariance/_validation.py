@@ -7,9 +7,11 @@ of message everywhere: the argument's name and what was expected.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 
 def is_whole_number(value: Any) -> bool:
@@ -72,3 +74,142 @@ def positive_real(value: Any, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
     return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """Return ``value`` as a bool if it is ``True``/``False`` (a numpy ``bool_`` too).
+
+    Nothing else passes: the string ``"False"`` or the number 0 must not be taken as a
+    flag (``bool("False")`` is ``True``).
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
+
+
+def optional_flag(value: Any, name: str) -> bool | None:
+    """``None`` or :func:`flag`."""
+    if value is None:
+        return None
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be None, True or False, got {value!r}")
+    return bool(value)
+
+
+#: The seeds torch's generators take: whole numbers from 0 to 2**64 - 1.
+SEED_MAX = 2**64 - 1
+
+
+def seed(value: Any, name: str = "seed") -> int | None:
+    """``None`` or a whole number in ``[0, SEED_MAX]``, as an ``int``."""
+    if value is None:
+        return None
+    if not is_whole_number(value) or not 0 <= int(value) <= SEED_MAX:
+        raise ValueError(
+            f"`{name}` must be None or a whole number from 0 to 2**64 - 1 "
+            f"(18446744073709551615), got {value!r}"
+        )
+    return int(value)
+
+
+def optional_callable(value: Any, name: str, expected: str) -> Any:
+    """``None`` or a callable; ``expected`` says what is accepted."""
+    if value is not None and not callable(value):
+        raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def function_list(value: Any, name: str) -> list:
+    """``None`` (no function), a function, or a list or tuple of functions, as a list."""
+    if value is None:
+        return []
+    items = [value] if callable(value) else value
+    if not isinstance(items, (list, tuple)) or not all(callable(f) for f in items):
+        raise TypeError(f"`{name}` must be None or a list of functions, got {value!r}")
+    return list(items)
+
+
+def class_names_list(value: Any, name: str = "class_names") -> list[str] | None:
+    """``None`` or a non-empty sequence of distinct non-empty strings, as plain strings."""
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(n, str) and n for n in value) or len(set(value)) != len(value):
+        raise ValueError(f"`{name}` must be None or a list of distinct non-empty strings, "
+                         f"got {value!r}")
+    return [str.__str__(n) for n in value]  # numpy's str_ is a subclass
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Return ``x`` if every element is finite (no NaN, no infinity), else raise."""
+    if (x.is_floating_point() or x.is_complex()) and x.numel():
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(
+                f"`{name}` must hold finite numbers only, got {bad} NaN or infinite "
+                f"value(s) among {x.numel()}"
+            )
+    return x
+
+
+def as_tensor(value: Any, name: str, *, dims: int | None = None, min_dims: int = 1) -> torch.Tensor:
+    """A tensor argument: converted from an array if needed, its shape and values checked.
+
+    Args:
+        value: a tensor, a numpy array or a (nested) sequence of numbers.
+        name: the argument's name, for messages.
+        dims: the exact number of dimensions required (``None``: at least ``min_dims``).
+        min_dims: the least number of dimensions.
+
+    Returns:
+        A tensor of finite numbers (its dtype kept: the caller converts it to the
+        model's, see :func:`equivariance.devices.as_model_input`).
+    """
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"`{name}` must be a tensor or an array of numbers, got {type(value).__name__}"
+            ) from None
+    if dims is not None and value.dim() != dims:
+        raise ValueError(f"`{name}` must have {dims} dimensions, got shape {tuple(value.shape)}")
+    if value.dim() < min_dims:
+        raise ValueError(
+            f"`{name}` must have at least {min_dims} dimension(s), got shape {tuple(value.shape)}"
+        )
+    return check_finite(value, name)
+
+
+def unit_interval(value: Any, name: str, allow_none: bool = False) -> float | None:
+    """Return ``value`` as a float if it is a number in [0, 1] (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    expected = "a number in [0, 1]" + (" or None" if allow_none else "")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be {expected}, got {value!r}")
+    if not 0.0 <= float(value) <= 1.0:  # False for NaN too
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}")
+    return float(value)
+
+
+def quarter_turns(value: Any, name: str = "rotations") -> list[int]:
+    """A whole number or a non-empty sequence of them, each 0, 1, 2 or 3 quarter turns.
+
+    Degrees (90, 180, ...) and other numbers are rejected rather than reduced modulo
+    4: ``[45]`` is not 45 quarter turns.
+    """
+    if is_whole_number(value):
+        value = [value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray, range)):
+        raise TypeError(
+            f"`{name}` must be a sequence of quarter turns 0, 1, 2 or 3 (for 0, 90, 180 "
+            f"and 270 degrees), got {value!r}"
+        )
+    items = list(value)
+    if not items or not all(is_whole_number(k) and 0 <= int(k) <= 3 for k in items):
+        raise ValueError(
+            f"`{name}` must be a non-empty sequence of quarter turns 0, 1, 2 or 3 (for 0, "
+            f"90, 180 and 270 degrees), got {value!r}"
+        )
+    return [int(k) for k in items]

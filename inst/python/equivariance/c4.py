@@ -17,18 +17,26 @@ rotations of the filter (and, between regular fields, the matching cyclic shift 
 the input orientations). The expansion is a single gather through a precomputed index
 tensor, so a training step costs the same as a plain convolution with the same
 channel counts; :meth:`export` returns that plain convolution.
+
+The expansion is recomputed on every forward pass, also without gradients. A cache
+keyed on the parameters' version counters would serve stale filters after updates
+that do not bump them (fused optimizers, writes through ``.data``), and the gather
+costs little next to the convolution (``bench/c4.py`` measures both).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import nonnegative_int, positive_int
+from ._validation import (flag, is_whole_number, nonnegative_int, nonnegative_real,
+                          positive_int, unit_interval)
 
 __all__ = [
     "C4LiftingConv2d",
@@ -46,6 +54,19 @@ ORDER = 4  # number of elements of C4
 # --------------------------------------------------------------------- actions
 
 
+def _element(k: object) -> int:
+    """The group element ``k`` (a whole number of quarter turns) modulo 4, or raise.
+
+    ``1.5`` or ``True`` are refused: truncating them would silently turn another angle.
+    """
+    if is_whole_number(k):
+        return int(k) % ORDER
+    message = f"`k` must be a whole number of quarter turns, got {k!r}"
+    if isinstance(k, numbers.Real) and not isinstance(k, (bool, np.bool_)):
+        raise ValueError(message)
+    raise TypeError(message)
+
+
 def rotate(x: torch.Tensor, k: int) -> torch.Tensor:
     """Rotate the feature maps of ``x`` by element ``k`` of C4 (``k`` quarter turns).
 
@@ -55,8 +76,11 @@ def rotate(x: torch.Tensor, k: int) -> torch.Tensor:
 
     Returns:
         ``torch.rot90(x, k, dims=(-2, -1))``.
+
+    Raises:
+        ValueError, TypeError: ``k`` is not a whole number.
     """
-    return torch.rot90(x, int(k) % ORDER, dims=(-2, -1))
+    return torch.rot90(x, _element(k), dims=(-2, -1))
 
 
 def rotate_regular(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -76,9 +100,12 @@ def rotate_regular(x: torch.Tensor, k: int) -> torch.Tensor:
 
     Shape:
         ``(N, 4F, H, W) -> (N, 4F, H, W)`` (or ``W, H``).
+
+    Raises:
+        ValueError, TypeError: ``x`` does not hold regular fields, ``k`` is not whole.
     """
     _check_regular(x, "x")
-    k = int(k) % ORDER
+    k = _element(k)
     n, c = x.shape[:2]
     fields = x.reshape(n, c // ORDER, ORDER, *x.shape[2:])
     # roll by k: new orientation r holds old orientation r - k
@@ -165,7 +192,7 @@ def _expand(base: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class _C4ConvBase(nn.Module):
-    """Shared machinery: expansion, cached eval weight, forward, export."""
+    """Shared machinery: expansion, forward, export, pickling without the index."""
 
     #: how C4 acts on the input / output (used by :func:`check_equivariance`)
     c4_input = "regular"
@@ -184,49 +211,47 @@ class _C4ConvBase(nn.Module):
         self.stride = positive_int(stride, "stride")
         self.padding = nonnegative_int(padding, "padding")
 
-    def _setup(self, base_shape: tuple, index: torch.Tensor, fan_in: int, bias: bool) -> None:
+    def _setup(self, base_shape: tuple, fan_in: int, bias: bool) -> None:
         # He initialisation: each expanded output channel is a sum over `fan_in`
         # distinct base weights, exactly like a plain conv with that fan-in, so the
         # variance is computed in closed form (no basis to sample or orthogonalise).
         std = math.sqrt(2.0 / fan_in)
         self.weight = nn.Parameter(torch.randn(base_shape) * std)
-        self.bias = nn.Parameter(torch.zeros(self.out_fields)) if bias else None
-        self.register_buffer("_index", index, persistent=False)
-        self._cache: Optional[tuple] = None
+        self.bias = nn.Parameter(torch.zeros(self.out_fields)) if flag(bias, "bias") else None
+        # a buffer (not state) so that .to() and .cuda() move it with the weight
+        self.register_buffer("_index", self._build_index(), persistent=False)
 
-    def _cache_key(self) -> tuple:
-        b = self.bias
-        return (
-            self.weight._version,
-            self.weight.data_ptr(),
-            None if b is None else (b._version, b.data_ptr()),
-        )
+    def _build_index(self) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        """The pickled state, without the expansion index (as large as the expanded
+        filter, and a function of the geometry only): :meth:`__setstate__` rebuilds it."""
+        state = super().__getstate__()
+        buffers = state["_buffers"]
+        state["_buffers"] = type(buffers)((k, v) for k, v in buffers.items() if k != "_index")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.register_buffer("_index", self._build_index().to(self.weight.device),
+                             persistent=False)
 
     def expanded(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """The plain ``Conv2d`` weight and bias this layer applies.
+
+        Computed from the current parameters on every call (see the module's
+        docstring for why nothing is cached).
 
         Returns:
             ``(weight, bias)`` with weight of shape ``(4 * out_fields, in_channels,
             k, k)`` and bias ``(4 * out_fields,)`` or ``None``. Differentiable with
             respect to the base parameters.
         """
-        if not torch.is_grad_enabled():
-            # no graph needed (eval / inference): reuse the last expansion while the
-            # parameters are unchanged, as a plain conv would
-            key = self._cache_key()
-            if self._cache is not None and self._cache[0] == key:
-                return self._cache[1], self._cache[2]
         weight = _expand(self.weight, self._index)
         # a field's bias is shared by its 4 orientations (invariant under shifts)
         bias = None if self.bias is None else self.bias.repeat_interleave(ORDER)
-        if not torch.is_grad_enabled():
-            self._cache = (self._cache_key(), weight, bias)
         return weight, bias
-
-    def _apply(self, fn, *args, **kwargs):  # noqa: D401 - torch hook
-        # moving or casting the module invalidates the cached expansion
-        self._cache = None
-        return super()._apply(fn, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels, type(self).__name__, self._input_description())
@@ -283,7 +308,8 @@ class C4LiftingConv2d(_C4ConvBase):
         kernel_size: side of the square filter.
         stride: convolution stride.
         padding: zero padding on every side.
-        bias: learn one bias per output field (shared by its 4 orientations).
+        bias: learn one bias per output field (shared by its 4 orientations);
+            ``True`` or ``False``.
 
     Shape:
         ``(N, in_channels, H, W) -> (N, 4 * out_fields, H', W')`` with
@@ -305,9 +331,11 @@ class C4LiftingConv2d(_C4ConvBase):
         self.in_channels = positive_int(in_channels, "in_channels")
         self._set_geometry(out_fields, kernel_size, stride, padding)
         k = self.kernel_size
-        index = _lifting_index(self.out_fields, self.in_channels, k)
-        self._setup((self.out_fields, self.in_channels, k, k), index,
-                    fan_in=self.in_channels * k * k, bias=bool(bias))
+        self._setup((self.out_fields, self.in_channels, k, k),
+                    fan_in=self.in_channels * k * k, bias=bias)
+
+    def _build_index(self) -> torch.Tensor:
+        return _lifting_index(self.out_fields, self.in_channels, self.kernel_size)
 
     def _input_description(self) -> str:
         return f"in_channels={self.in_channels}"
@@ -327,7 +355,8 @@ class C4Conv2d(_C4ConvBase):
         kernel_size: side of the square filter.
         stride: convolution stride.
         padding: zero padding on every side.
-        bias: learn one bias per output field (shared by its 4 orientations).
+        bias: learn one bias per output field (shared by its 4 orientations);
+            ``True`` or ``False``.
 
     Shape:
         ``(N, 4 * in_fields, H, W) -> (N, 4 * out_fields, H', W')``.
@@ -347,9 +376,11 @@ class C4Conv2d(_C4ConvBase):
         self.in_channels = ORDER * self.in_fields
         self._set_geometry(out_fields, kernel_size, stride, padding)
         k = self.kernel_size
-        index = _regular_index(self.out_fields, self.in_fields, k)
-        self._setup((self.out_fields, self.in_fields, ORDER, k, k), index,
-                    fan_in=self.in_channels * k * k, bias=bool(bias))
+        self._setup((self.out_fields, self.in_fields, ORDER, k, k),
+                    fan_in=self.in_channels * k * k, bias=bias)
+
+    def _build_index(self) -> torch.Tensor:
+        return _regular_index(self.out_fields, self.in_fields, self.kernel_size)
 
     def _input_description(self) -> str:
         return f"{self.in_fields} regular fields x 4 orientations"
@@ -366,7 +397,10 @@ class C4BatchNorm2d(nn.BatchNorm2d):
 
     Args:
         num_fields: number of regular fields (``4 * num_fields`` channels).
-        eps, momentum, affine, track_running_stats: as in ``nn.BatchNorm2d``.
+        eps: added to the variance, a finite number >= 0.
+        momentum: weight of the batch in the running statistics, a number in [0, 1],
+            or ``None`` for a cumulative average.
+        affine, track_running_stats: ``True`` or ``False``, as in ``nn.BatchNorm2d``.
 
     Shape:
         ``(N, 4 * num_fields, H, W) -> (N, 4 * num_fields, H, W)``.
@@ -384,8 +418,12 @@ class C4BatchNorm2d(nn.BatchNorm2d):
         track_running_stats: bool = True,
     ):
         num_fields = positive_int(num_fields, "num_fields")
-        super().__init__(num_fields, eps=eps, momentum=momentum, affine=affine,
-                         track_running_stats=track_running_stats)
+        # nn.BatchNorm2d takes any of these (momentum 5 gives a running variance of 41
+        # for data of variance 9): check them here
+        super().__init__(num_fields, eps=nonnegative_real(eps, "eps"),
+                         momentum=unit_interval(momentum, "momentum", allow_none=True),
+                         affine=flag(affine, "affine"),
+                         track_running_stats=flag(track_running_stats, "track_running_stats"))
         self.num_fields = num_fields
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """Image classifiers compared in the rotated Fashion-MNIST benchmark.
 
 - :class:`SimpleCNN`: a plain CNN, the baseline of the "regular equivariant CNN"
-  article (convolutions 1-8-16-16 with SiLU and max pooling, then Linear 16-10).
+  article (convolutions 1-8-16-16 with SiLU and max pooling, then Linear 16-10;
+  13,978 parameters).
 - :class:`EqCNN`: that article's equivariant design: the input stacked in its 4
-  rotations, one Conv3d with ``(1, k, k)`` kernels shared across them, and a max over
-  the rotations at the end.
+  rotations, Conv3d layers with ``(1, k, k)`` kernels shared across them, and a max
+  over the rotations at the end (7,834 parameters).
 - :class:`C4CNN`: a true C4 group-convolution network (lifting conv, group convs,
   batch norm, orientation pooling), exactly invariant to 90-degree rotations.
 
@@ -13,13 +14,13 @@ All take ``(N, in_channels, H, W)`` images and return ``(N, num_classes)`` logit
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validation import positive_int
+from ._validation import is_whole_number, nonnegative_int, positive_int
 from .c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
 
 __all__ = ["SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"]
@@ -37,6 +38,49 @@ def _widths(value: Sequence[int], name: str, length: int) -> tuple[int, ...]:
     return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(items))
 
 
+def _three(value: Any, name: str, check: Callable[[Any, str], int], what: str) -> tuple[int, ...]:
+    """One whole number for all three convolutions, or three of them."""
+    if is_whole_number(value):
+        return (check(value, name),) * 3
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"`{name}` must be {what} or a sequence of three, got {value!r}")
+    if len(value) != 3:
+        raise ValueError(f"`{name}` must have 3 entries, got {len(value)}")
+    return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(value))
+
+
+def _conv_layout(kernel_size: Any, padding: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(kernel sizes, paddings)`` of the three convolutions, validated."""
+    ks = _three(kernel_size, "kernel_size", positive_int, "a positive whole number")
+    if isinstance(padding, str):
+        if padding != "same":
+            raise ValueError(f"`padding` must be \"same\", a non-negative whole number or "
+                             f"three of them, got {padding!r}")
+        return ks, tuple(k // 2 for k in ks)  # odd filters keep the map's size
+    pads = _three(padding, "padding", nonnegative_int,
+                  "\"same\", a non-negative whole number")
+    return ks, pads
+
+
+def _final_side(side: int, ks: Sequence[int], pads: Sequence[int]) -> int:
+    """Side of the last feature map for an input side (conv, pool 2, conv, pool 2, conv)."""
+    for i, (k, p) in enumerate(zip(ks, pads)):
+        side = side + 2 * p - k + 1
+        if side < 1:
+            return 0
+        if i < 2:
+            side //= 2
+    return side
+
+
+def _min_side(ks: Sequence[int], pads: Sequence[int]) -> int:
+    """The smallest input side that leaves a last feature map of at least 1 x 1."""
+    side = 1
+    while _final_side(side, ks, pads) < 1:
+        side += 1
+    return side
+
+
 def _check_image(x: torch.Tensor, channels: int, name: str) -> None:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor input, got {type(x).__name__}")
@@ -46,21 +90,40 @@ def _check_image(x: torch.Tensor, channels: int, name: str) -> None:
         )
 
 
+def _check_side(x: torch.Tensor, net: nn.Module, name: str) -> None:
+    """A clear error, instead of torch's, for images too small for the filters."""
+    if min(x.shape[-2:]) < net.min_side:
+        raise ValueError(
+            f"{name} with kernel_size {net.kernel_size} and padding {net.padding} needs "
+            f"images of at least {net.min_side} x {net.min_side} pixels, got "
+            f"{x.shape[-2]} x {x.shape[-1]}"
+        )
+
+
 class SimpleCNN(nn.Module):
-    """Plain CNN baseline: three 3x3 convolutions with SiLU, max pooling, a linear head.
+    """Plain CNN baseline of the "regular equivariant CNN" article.
 
     Conv(in, c1) -> SiLU -> MaxPool(2) -> Conv(c1, c2) -> SiLU -> MaxPool(2) ->
-    Conv(c2, c3) -> SiLU -> global max pool -> Linear(c3, num_classes). Not
-    rotation invariant: the baseline the equivariant models are compared with.
+    Conv(c2, c3) -> SiLU -> max over the remaining positions -> Linear(c3,
+    num_classes). The defaults are the article's network layer for layer: 3x3
+    filters with padding 1, then a 7x7 filter without padding that covers the whole
+    7 x 7 map of a 28 x 28 image (13,978 parameters). Not rotation invariant: the
+    baseline the equivariant models are compared with. ``kernel_size=3,
+    padding="same"`` gives three 3x3 filters that keep the size and a global max
+    pool (the benchmark's wider variant, see
+    :data:`~equivariance.benchmark.BENCHMARK_WIDTHS`).
 
     Args:
         in_channels: channels of the input images.
         num_classes: number of output logits.
         widths: output channels of the three convolutions.
-        kernel_size: side of the square filters (padding keeps the size).
+        kernel_size: side of the square filters, one for all three or one each.
+        padding: zero padding of each convolution, one for all three, one each, or
+            ``"same"`` (``kernel_size // 2``, which keeps the size of odd filters).
 
     Shape:
-        ``(N, in_channels, H, W) -> (N, num_classes)``.
+        ``(N, in_channels, H, W) -> (N, num_classes)``, with ``H, W`` at least
+        :attr:`min_side` (28 for the defaults); ``N = 0`` gives ``(0, num_classes)``.
     """
 
     def __init__(
@@ -68,23 +131,26 @@ class SimpleCNN(nn.Module):
         in_channels: int = 1,
         num_classes: int = 10,
         widths: Sequence[int] = (8, 16, 16),
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = (3, 3, 7),
+        padding: int | str | Sequence[int] = (1, 1, 0),
     ):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
         num_classes = positive_int(num_classes, "num_classes")
         c1, c2, c3 = _widths(widths, "widths", 3)
-        k = positive_int(kernel_size, "kernel_size")
-        p = k // 2
+        self.kernel_size, self.padding = _conv_layout(kernel_size, padding)
+        self.min_side = _min_side(self.kernel_size, self.padding)
+        (k1, k2, k3), (p1, p2, p3) = self.kernel_size, self.padding
         self.features = nn.Sequential(
-            nn.Conv2d(self.in_channels, c1, k, padding=p), nn.SiLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, k, padding=p), nn.SiLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, k, padding=p), nn.SiLU(),
+            nn.Conv2d(self.in_channels, c1, k1, padding=p1), nn.SiLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k2, padding=p2), nn.SiLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, k3, padding=p3), nn.SiLU(),
         )
         self.head = nn.Linear(c3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_image(x, self.in_channels, "SimpleCNN")
+        _check_side(x, self, "SimpleCNN")
         h = self.features(x)
         return self.head(torch.amax(h, dim=(-2, -1)))
 
@@ -93,20 +159,25 @@ class EqCNN(nn.Module):
     """The article's rotation-invariant CNN: shared filters over the 4 input rotations.
 
     The input is stacked in its 4 rotations along a depth axis, ``(N, C, 4, H, W)``;
-    Conv3d layers with ``(1, k, k)`` kernels apply the same 2-D filters to each
-    rotation, and after global spatial pooling a max over the 4 rotations gives
-    features that are exactly invariant (rotating the input only permutes the
-    rotations). Same parameter count as :class:`SimpleCNN` with the same widths.
+    Conv3d layers with ``(1, k, k)`` kernels apply the same 2-D filters (Conv ->
+    SiLU -> MaxPool(2), twice, then Conv -> SiLU) to each rotation, and after a max
+    over the remaining positions a max over the 4 rotations gives features that are
+    exactly invariant: rotating the input only permutes the rotations. The defaults
+    are the article's network: no padding (28 -> 26 -> 13 -> 11 -> 5), 3x3 filters,
+    then a 5x5 one that leaves 1 x 1, and a Linear(16, 10) (7,834 parameters).
     Needs square images (the 4 rotations must stack).
 
     Args:
         in_channels: channels of the input images.
         num_classes: number of output logits.
         widths: output channels of the three convolutions.
-        kernel_size: side of the square filters (padding keeps the size).
+        kernel_size: side of the square filters, one for all three or one each.
+        padding: zero padding of each convolution, one for all three, one each, or
+            ``"same"`` (``kernel_size // 2``).
 
     Shape:
-        ``(N, in_channels, H, H) -> (N, num_classes)``.
+        ``(N, in_channels, H, H) -> (N, num_classes)``, with ``H`` at least
+        :attr:`min_side` (26 for the defaults); ``N = 0`` gives ``(0, num_classes)``.
     """
 
     def __init__(
@@ -114,18 +185,25 @@ class EqCNN(nn.Module):
         in_channels: int = 1,
         num_classes: int = 10,
         widths: Sequence[int] = (8, 16, 16),
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = (3, 3, 5),
+        padding: int | str | Sequence[int] = 0,
     ):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
         num_classes = positive_int(num_classes, "num_classes")
         c1, c2, c3 = _widths(widths, "widths", 3)
-        k = positive_int(kernel_size, "kernel_size")
-        kernel, pad, pool = (1, k, k), (0, k // 2, k // 2), (1, 2, 2)
+        self.kernel_size, self.padding = _conv_layout(kernel_size, padding)
+        self.min_side = _min_side(self.kernel_size, self.padding)
+        pool = (1, 2, 2)
+
+        def conv(cin: int, cout: int, i: int) -> nn.Conv3d:
+            k, p = self.kernel_size[i], self.padding[i]
+            return nn.Conv3d(cin, cout, (1, k, k), padding=(0, p, p))
+
         self.features = nn.Sequential(
-            nn.Conv3d(self.in_channels, c1, kernel, padding=pad), nn.SiLU(), nn.MaxPool3d(pool),
-            nn.Conv3d(c1, c2, kernel, padding=pad), nn.SiLU(), nn.MaxPool3d(pool),
-            nn.Conv3d(c2, c3, kernel, padding=pad), nn.SiLU(),
+            conv(self.in_channels, c1, 0), nn.SiLU(), nn.MaxPool3d(pool),
+            conv(c1, c2, 1), nn.SiLU(), nn.MaxPool3d(pool),
+            conv(c2, c3, 2), nn.SiLU(),
         )
         self.head = nn.Linear(c3, num_classes)
 
@@ -133,10 +211,12 @@ class EqCNN(nn.Module):
         _check_image(x, self.in_channels, "EqCNN")
         if x.shape[-2] != x.shape[-1]:
             raise ValueError(f"EqCNN needs square images, got {tuple(x.shape[-2:])}")
+        _check_side(x, self, "EqCNN")
         n = x.shape[0]
         stacked = torch.cat([rotate(x, k) for k in range(4)], dim=0)  # (4N, C, H, W)
         per_rotation = torch.amax(self._features_2d(stacked), dim=(-2, -1))  # (4N, c3)
-        return self.head(per_rotation.view(4, n, -1).amax(dim=0))
+        # explicit sizes: a -1 is ambiguous for an empty batch
+        return self.head(per_rotation.reshape(4, n, per_rotation.shape[1]).amax(dim=0))
 
     def _features_2d(self, h: torch.Tensor) -> torch.Tensor:
         # A (1, k, k) Conv3d filters each rotation on its own, so running its weight
@@ -181,7 +261,8 @@ class C4InvariantLinear(nn.Module):
         n = v.shape[0]
         fields = v.reshape(n, self.in_fields, 4)
         shifts = torch.stack([torch.roll(fields, k, dims=2) for k in range(4)], dim=0)
-        return self.linear(shifts.reshape(4, n, -1)).amax(dim=0)
+        # explicit sizes: a -1 is ambiguous for an empty batch
+        return self.linear(shifts.reshape(4, n, 4 * self.in_fields)).amax(dim=0)
 
 
 #: C4CNN's choices for a short training run (see :class:`C4CNN`).

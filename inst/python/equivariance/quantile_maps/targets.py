@@ -5,12 +5,19 @@ CDF) of the distribution the activations are mapped onto. It may be one of the n
 in :data:`TARGETS`, a callable ``q -> x`` on tensors, a ``torch.distributions`` object
 with ``icdf``, or (through :func:`numpy_target`) a function on numpy arrays such as an
 R function. :func:`resolve_target` turns any of these into a :class:`Target` after
-checking it on a probe grid.
+checking it on a probe grid; every later evaluation is checked again for non-finite
+values, so a target that returns NaN (an R ``NA``) is an error, not a silent output.
+
+A :class:`Target` pickles with its function, which works for named functions and
+distributions; a lambda, a local function or an R function cannot be pickled, and
+pickling a module that holds one raises a ``TypeError`` that says to save the
+module's ``state_dict()`` instead.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any, Callable
 
 import numpy as np
@@ -149,9 +156,26 @@ class _FiniteDifferenceGrad(torch.autograd.Function):
         return grad_out * dq.to(grad_out.dtype), None, None
 
 
+def _numbers(out: Any) -> Any:
+    """Refuse logical results: an R ``NA`` arrives as ``True``, which would read as 1."""
+    if torch.is_tensor(out):
+        logical = out.dtype == torch.bool
+    else:
+        try:
+            logical = np.asarray(out).dtype.kind == "b"
+        except (TypeError, ValueError):  # not an array: the caller's conversion says so
+            logical = False
+    if logical:
+        raise ValueError(
+            "`target` must return numbers, got logical values (an R NA is logical: "
+            "a quantile function must give a number for every probability in (0, 1))"
+        )
+    return out
+
+
 def _call(fn: Callable, q: torch.Tensor) -> torch.Tensor:
     """Call a quantile function and return a tensor like ``q`` (same shape and dtype)."""
-    out = fn(q)
+    out = _numbers(fn(q))
     if not torch.is_tensor(out):
         out = torch.as_tensor(np.asarray(out, dtype=np.float64))
     if out.numel() != q.numel():
@@ -160,6 +184,18 @@ def _call(fn: Callable, q: torch.Tensor) -> torch.Tensor:
             f"given {q.numel()} probabilities it returned {out.numel()} values"
         )
     return out.reshape(q.shape).to(device=q.device, dtype=q.dtype)
+
+
+def _finite(out: torch.Tensor, q: torch.Tensor, name: str) -> torch.Tensor:
+    """``out`` if every value is finite, else a ValueError naming ``target``."""
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        at = q.detach().reshape(-1)[bad.reshape(-1)][:3].tolist()
+        raise ValueError(
+            f"`target` ({name}) must return finite numbers on (0, 1), got NaN or "
+            f"infinite values at probabilities {at}"
+        )
+    return out
 
 
 class Target:
@@ -181,19 +217,43 @@ class Target:
         self.autograd = autograd
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
-        """Evaluate ``Q(q)`` without gradient tracking. Shape: same as ``q``."""
+        """Evaluate ``Q(q)`` without gradient tracking. Shape: same as ``q``.
+
+        Raises:
+            ValueError: ``Q`` returned NaN or infinite values (``q`` must lie in (0, 1)).
+        """
         with torch.no_grad():
-            return _call(self.fn, q)
+            return _finite(_call(self.fn, q), q, self.name)
 
     def with_grad(self, q: torch.Tensor) -> torch.Tensor:
-        """Evaluate ``Q(q)`` so that gradients flow back to ``q``."""
+        """Evaluate ``Q(q)`` so that gradients flow back to ``q`` (checked as ``__call__``)."""
         if not q.requires_grad:
             return self(q)
         if self.autograd:
             out = _call(self.fn, q)
             if out.requires_grad:
-                return out
+                return _finite(out, q, self.name)
         return _FiniteDifferenceGrad.apply(q, self(q), self.fn)
+
+    def __reduce__(self) -> tuple:
+        """Pickle with the function, or say why it cannot be saved (a lambda, an R function)."""
+        try:
+            pickle.dumps(self.fn)
+        except Exception as err:  # noqa: BLE001 (pickle raises several kinds)
+            raise TypeError(
+                f"`target` ({self.name}) cannot be saved with the module: its function "
+                f"cannot be pickled ({type(err).__name__}: {err}); a lambda, a local "
+                "function or an R function never can. Save the weights with "
+                "`torch.save(module.state_dict(), path)` and load them into a module "
+                "built with the same target (`load_state_dict`)."
+            ) from None
+        return (Target, (self.fn, self.name, self.unbounded, self.autograd))
+
+    def __copy__(self) -> "Target":
+        return self  # immutable: copies share it, as they would share a function
+
+    def __deepcopy__(self, memo: dict) -> "Target":
+        return self
 
     def __repr__(self) -> str:
         return self.name
@@ -218,9 +278,10 @@ class numpy_target:  # noqa: N801 (used like a function)
         self.name = name
 
     def __call__(self, q: torch.Tensor) -> torch.Tensor:
+        """Call the function on ``q`` as a float64 numpy array. Shape: same as ``q``."""
         flat = q.detach().cpu().double().reshape(-1).numpy()
         # a copy: the function may return a read-only array (R vectors through reticulate)
-        out = np.array(self.fn(flat), dtype=np.float64).reshape(-1)
+        out = np.array(_numbers(self.fn(flat)), dtype=np.float64).reshape(-1)
         if out.size != flat.size:
             raise ValueError(
                 "`target` must return one value per probability: "
@@ -236,8 +297,10 @@ def _probe(fn: Callable, name: str) -> None:
     """Check ``fn`` on a grid inside (0, 1): right shape, finite, non-decreasing."""
     probe = torch.linspace(0.001, 0.999, 999, dtype=torch.float64)
     try:
-        out = fn(probe)
+        out = _numbers(fn(probe))
     except Exception as err:  # report the user's error with the argument's name
+        if str(err).startswith("`target`"):  # already says what is wrong
+            raise
         raise ValueError(f"`target` failed on a probe of probabilities in (0, 1): {err}") from err
     if not torch.is_tensor(out):
         try:
@@ -253,7 +316,9 @@ def _probe(fn: Callable, name: str) -> None:
         )
     out = out.detach().reshape(-1).double()
     if not torch.isfinite(out).all():
-        raise ValueError(f"`target` ({name}) must be finite on (0, 1); a probe gave non-finite values")
+        raise ValueError(
+            f"`target` ({name}) must be finite on (0, 1); a probe gave non-finite values"
+        )
     if (out[1:] < out[:-1] - 1e-9 * (1.0 + out[:-1].abs())).any():
         raise ValueError(
             f"`target` ({name}) must be a non-decreasing quantile function on (0, 1); "
