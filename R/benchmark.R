@@ -9,6 +9,10 @@
 #'
 #' The built-in models, each with at most about 14,000 parameters:
 #' * `"SimpleCNN"`: a plain CNN (see [simple_cnn()]), the baseline;
+#' * `"SimpleCNN+aug"`: the same network trained on randomly turned images, each
+#'   training image turned by a random quarter turn drawn anew at every step
+#'   (`augment = transform_random_rot90()` in [fit_model()]): the baseline a user
+#'   would try first;
 #' * `"SimpleCNN+reg"`: the same network trained with an equivariance regularizer
 #'   that asks its logits to be invariant to quarter turns of the training batch
 #'   (transforms `list(transform_identity(), transform_rot90(k), 0, reg_lambda)`
@@ -49,7 +53,10 @@
 #'   result
 #'   plot(result)
 #' }
-rotation_benchmark <- function(models = c("SimpleCNN", "SimpleCNN+reg", "EqCNN", "C4CNN", "EscnnC4CNN"),
+rotation_benchmark <- function(models = c(
+                                 "SimpleCNN", "SimpleCNN+aug", "SimpleCNN+reg", "EqCNN",
+                                 "C4CNN", "EscnnC4CNN"
+                               ),
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 0.5,

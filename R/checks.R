@@ -35,15 +35,11 @@
 #'   check_equivariance(simple_cnn(), x)
 #' }
 check_equivariance <- function(module, x, group = "C4", output = "auto", input = "auto") {
-  if (is.function(module)) {
-    module <- as_py_callable(module, "module")
-  } else if (!is_py(module) || !reticulate::py_has_attr(module, "__call__")) {
-    arg_error("module", "a torch module, an escnn module or a function", describe(module))
-  }
+  # the rules on `module` and `group` live in Python: R converts, Python checks
+  if (is.function(module)) module <- as_py_callable(module, "module")
   if (!(is_py(x) && inherits(x, "escnn.nn.geometric_tensor.GeometricTensor"))) {
     x <- as_py_tensor(x, "x")
   }
-  if (!is_py(group)) group <- check_string(group, "group")
   errors <- call_py(core()$check_equivariance(
     module, x,
     group = group,

@@ -12,6 +12,13 @@
 #' layers (whose output differs between training and evaluation): then the
 #' regularizer runs its own deterministic pass.
 #'
+#' The model trains in training mode, except the layers you put in evaluation mode
+#' inside it (a batch norm frozen with `model$bn$eval()` stays frozen); every
+#' layer's mode is restored afterwards. Training stops with an error naming the
+#' epoch and the step at the first loss that is not finite (NaN or infinite),
+#' before that step changes the model, and says whether the batch held NaN or
+#' infinite values.
+#'
 #' @param model A torch `nn.Module` returning logits, e.g. [simple_cnn()].
 #' @param data Training data: what [fashion_mnist()] returns, or
 #'   `list(images = , labels = )` with an R array (or tensor) of images of dimension
@@ -21,9 +28,14 @@
 #' @param lr Adam's learning rate.
 #' @param regularizer `NULL`, or a regularizer made by [equivariance_regularizer()]
 #'   for `model`, added to the loss at every step.
-#' @param seed `NULL` or a whole number that seeds the shuffling and torch's random
-#'   generator (the regularizer's draws): the same seed and the same initial model
-#'   give the same run.
+#' @param seed `NULL` or a whole number from 0 that seeds the shuffling and torch's
+#'   random generator (the regularizer's and the augmentation's draws): the same
+#'   seed and the same initial model give the same run.
+#' @param augment `NULL`, or a transform applied to every training batch before
+#'   the model sees it: a transform of the package such as
+#'   [transform_random_rot90()] (a random quarter turn per image), or an R
+#'   function of a batch of images (a torch tensor) returning a batch of the same
+#'   size (a tensor or an R array).
 #' @param verbose Print progress.
 #' @param ... Passed to the Python `fit()`: `reg_points = "sample"` evaluates the
 #'   regularizer at points drawn in its bounds; `reuse_outputs = FALSE` never reuses
@@ -41,10 +53,14 @@
 #'   model <- simple_cnn()
 #'   history <- fit_model(model, train, epochs = 1, batch_size = 64, seed = 1)
 #'   history
+#'   # the same network, trained on images turned by random quarter turns
+#'   fit_model(simple_cnn(), train,
+#'     batch_size = 64, seed = 1, augment = transform_random_rot90(), verbose = FALSE
+#'   )
 #'   evaluate_rotations(model, fashion_mnist("test", limit = 200, root = "subset"))
 #' }
 fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
-                      regularizer = NULL, seed = NULL, verbose = TRUE, ...) {
+                      regularizer = NULL, seed = NULL, augment = NULL, verbose = TRUE, ...) {
   model <- as_py_module(model, "model")
   data <- as_py_dataset(data, "data")
   args <- list(
@@ -54,12 +70,20 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     lr = as_py_positive(lr, "lr"),
     regularizer = as_py_regularizer(regularizer, "regularizer"),
     seed = as_py_seed(seed, "seed"),
+    augment = as_py_function_or_value(augment),
     verbose = as_py_flag(verbose, "verbose")
   )
   extra <- list(...)
   if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
   history <- call_py(do.call(core()$fit, c(args, extra)))
   invisible(as_history(history))
+}
+
+#' An R function becomes a Python callable; anything else goes to Python as it is,
+#' where the argument's rule lives (and its message names what is accepted).
+#' @noRd
+as_py_function_or_value <- function(x) {
+  if (is.function(x)) reticulate::r_to_py(x) else x
 }
 
 as_history <- function(history) {
@@ -110,11 +134,13 @@ plot.equivariance_history <- function(x, y, ...) {
 #'
 #' Evaluates a classifier on `data` rotated by each number of quarter turns in
 #' `rotations` (counter-clockwise, `torch.rot90` on the two image dimensions), in
-#' evaluation mode and without gradients, in batches.
+#' evaluation mode and without gradients, in batches. Every layer's mode is
+#' restored afterwards; images holding NaN or infinite values are an error.
 #'
 #' @param model A torch `nn.Module` returning logits.
 #' @param data Test data, as for [fit_model()].
-#' @param rotations Numbers of quarter turns: `0:3` for 0, 90, 180 and 270 degrees.
+#' @param rotations Numbers of quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180 and
+#'   270 degrees): `0:3` for all four.
 #' @param batch_size Images per forward pass.
 #' @return A data.frame with one row per rotation: `rotation` (degrees),
 #'   `accuracy` (in `[0, 1]`), `correct`, `n`, and `invariance_error`: the mean
@@ -165,8 +191,11 @@ evaluate_rotations <- function(model, data, rotations = 0:3, batch_size = 1000) 
 #' @param y Their labels (whole numbers from 0, or a tensor).
 #' @param regularizer `NULL` or a regularizer from [equivariance_regularizer()],
 #'   evaluated at the first `n` images of the batch (as in [fit_model()]).
+#' @param augment `NULL` or a transform applied to the batch first, as in
+#'   [fit_model()].
 #' @return A named numeric vector: `loss` (cross-entropy), `reg` (regularizer) and
-#'   `total`.
+#'   `total`. A loss that is not finite is an error, raised before the optimizer's
+#'   step.
 #' @seealso [fit_model()]
 #' @export
 #' @examples
@@ -177,7 +206,7 @@ evaluate_rotations <- function(model, data, rotations = 0:3, batch_size = 1000) 
 #'   opt <- torch$optim$Adam(model$parameters(), lr = 1e-3)
 #'   for (i in 1:3) print(train_step(model, opt, train$images, train$labels))
 #' }
-train_step <- function(model, optimizer, x, y, regularizer = NULL) {
+train_step <- function(model, optimizer, x, y, regularizer = NULL, augment = NULL) {
   model <- as_py_module(model, "model")
   if (!inherits(optimizer, "torch.optim.optimizer.Optimizer")) {
     arg_error("optimizer", "a torch optimizer", describe(optimizer))
@@ -190,7 +219,8 @@ train_step <- function(model, optimizer, x, y, regularizer = NULL) {
   }
   y <- as_py_tensor(y, "y", dtype = "int64")
   out <- call_py(core()$train_step(model, optimizer, x, y,
-    regularizer = as_py_regularizer(regularizer, "regularizer")
+    regularizer = as_py_regularizer(regularizer, "regularizer"),
+    augment = as_py_function_or_value(augment)
   ))
   c(loss = out$loss, reg = out$reg, total = out$total)
 }

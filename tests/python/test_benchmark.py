@@ -132,3 +132,35 @@ def test_bad_arguments_name_the_argument(kwargs, match):
     args = {**SMALL, "models": ["SimpleCNN"], "limit": 32, "test_limit": 20, **kwargs}
     with pytest.raises((ValueError, TypeError), match=match):
         eq.rotation_benchmark(**args)
+
+
+def test_limits_are_named():
+    with pytest.raises(ValueError, match="`test_limit` must be a positive whole number"):
+        eq.rotation_benchmark(**{**SMALL, "models": ["SimpleCNN"], "test_limit": 0})
+    with pytest.raises(ValueError, match="`seed` must be None or a whole number from 0 to 2"):
+        eq.rotation_benchmark(**{**SMALL, "models": ["SimpleCNN"], "seed": 2**70})
+
+
+def test_augmented_row_trains_on_randomly_turned_images(monkeypatch):
+    assert "SimpleCNN+aug" in B.MODEL_NAMES
+    made, seen = [], []
+    original = B.T.random_rot90
+
+    def recording_rot90(per_sample=True):
+        made.append(per_sample)
+        transform = original(per_sample)
+
+        def apply(x):
+            seen.append(x.shape[0])
+            return transform(x)
+
+        return apply
+
+    monkeypatch.setattr(B.T, "random_rot90", recording_rot90)
+    result = eq.rotation_benchmark(["SimpleCNN", "SimpleCNN+aug"], **SMALL)
+    assert made == [True]  # one quarter turn per image, for the +aug row only
+    assert seen == [64, 64]  # every training batch of the +aug row
+    aug, plain = result.histories["SimpleCNN+aug"], result.histories["SimpleCNN"]
+    assert all(r == 0 for r in aug.reg + plain.reg)  # augmented, not regularized
+    assert aug.loss != plain.loss  # same seed and network, different images
+    assert result.rows[0]["parameters"] == result.rows[1]["parameters"]

@@ -121,3 +121,41 @@ def test_feature_maps_bad_input(model, x, depth, match):
     module = {"eqcnn": eq.EqCNN(), "linear": torch.nn.Linear(2, 2), "c4": eq.C4CNN()}[model]
     with pytest.raises((TypeError, ValueError), match=match):
         eq.feature_maps(module, torch.rand(*x), depth=depth)
+
+
+def test_module_must_be_callable():
+    with pytest.raises(TypeError, match="`module` must be a torch nn.Module, an escnn .* or a callable"):
+        eq.check_equivariance(5, torch.rand(1, 1, 8, 8))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input_is_rejected(value):
+    x = torch.rand(2, 1, 8, 8)
+    x[1, 0, 2, 2] = value
+    with pytest.raises(ValueError, match="`x` must hold finite numbers only"):
+        eq.check_equivariance(eq.C4LiftingConv2d(1, 2, 3), x)
+    with pytest.raises(ValueError, match="`x` must hold finite numbers only"):
+        eq.feature_maps(eq.C4CNN(), x, depth=1)
+
+
+def test_inputs_are_converted_to_the_module_dtype():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 9, 9)
+    layer = eq.C4LiftingConv2d(1, 2, 3)
+    for given in (x.double(), (x * 255).long(), x.numpy().astype("float64")):
+        assert max(eq.check_equivariance(layer, given)) < 1e-5
+    assert max(eq.check_equivariance(layer.double(), x)) < 1e-12  # float32 into float64
+    # a function keeps float64 inputs in float64
+    assert max(eq.check_equivariance(lambda t: t * 2, x.double(), output="rotate")) == 0
+
+
+def test_feature_maps_restore_every_mode_and_take_numpy_depth():
+    import numpy as np
+
+    model = eq.SimpleCNN().train()
+    frozen = next(m for m in model.features if isinstance(m, nn.Conv2d))
+    frozen.eval()
+    maps = eq.feature_maps(model, torch.rand(1, 1, 28, 28), depth=np.int64(1))
+    assert maps.dim() == 4
+    assert model.training and not frozen.training
+    assert all(m.training for m in model.modules() if m is not frozen)

@@ -93,3 +93,23 @@ def test_subset_is_reproducible(tmp_path):
 def test_full_set():
     ds = eq.load_fashion_mnist("test", limit=50)
     assert ds.source == "full" and ds.images.shape == (50, 1, 28, 28)
+
+
+def test_as_tensors_forms_and_finiteness():
+    images = torch.rand(3, 1, 4, 4)
+    labels = [0, 2, 1]
+    for data in ((images, labels), {"images": images, "labels": labels},
+                 {"x": images.numpy(), "y": np.array(labels)},
+                 torch.utils.data.TensorDataset(images, torch.tensor(labels))):
+        x, y = eq.as_tensors(data)
+        assert torch.equal(x, images) and y.tolist() == labels and y.dtype == torch.int64
+    assert eq.as_tensors(((images * 255).to(torch.uint8), labels))[0].dtype == torch.float32
+    bad = images.clone()
+    bad[1, 0, 0, 0] = float("inf")
+    assert eq.as_tensors((bad, labels))[0].shape == (3, 1, 4, 4)  # fit checks per step
+    with pytest.raises(ValueError, match="`test` must hold finite numbers only, got 1 NaN or infinite"):
+        eq.as_tensors((bad, labels), "test", finite=True)
+    with pytest.raises(ValueError, match="`data`: labels must be whole numbers"):
+        eq.as_tensors((images, [0.5, 1, 2]))
+    with pytest.raises(TypeError, match="`data` must be"):
+        eq.as_tensors("images")

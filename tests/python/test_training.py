@@ -1,11 +1,17 @@
 """Tests for equivariance.training (fit, evaluate, train_step)."""
 
+import ast
+import inspect
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import equivariance as eq
 from equivariance import training as T
+from equivariance.modes import preserved_modes, training_targets
 
 
 def small_cnn(seed=0):
@@ -115,4 +121,240 @@ def test_bad_arguments(train):
         eq.evaluate(model, train[:10], rotations=[0, 90])
     with pytest.raises(ValueError, match="rotations"):
         eq.evaluate(model, train[:10], rotations=[])
+    with pytest.raises(ValueError, match=r"`rotations` must be .*quarter turns 0, 1, 2 or 3"):
+        eq.evaluate(model, train[:10], rotations=[45])  # not 45 quarter turns
+    with pytest.raises(ValueError, match="`rotations`"):
+        eq.evaluate(model, train[:10], rotations=[4])
+
+
+def test_seed_range_and_flags(train):
+    with pytest.raises(ValueError, match=r"`seed` must be None or a whole number from 0 to 2\*\*64 - 1"):
+        eq.fit(small_cnn(), train[:8], seed=2**70, verbose=False)
+    with pytest.raises(ValueError, match="`seed`"):
+        eq.fit(small_cnn(), train[:8], seed=-1, verbose=False)
+    # the largest seed works, and numpy flags and counts are what they say
+    h = eq.fit(small_cnn(), train[:8], seed=2**64 - 1, epochs=np.int64(2), batch_size=np.int64(8),
+               verbose=np.bool_(False), reuse_outputs=np.bool_(True))
+    assert len(h.loss) == 2
+    for bad in ("False", 0, None):
+        with pytest.raises(TypeError, match="`verbose` must be True or False"):
+            eq.fit(small_cnn(), train[:8], verbose=bad)
+    with pytest.raises(TypeError, match="`reuse_outputs`"):
+        eq.fit(small_cnn(), train[:8], verbose=False, reuse_outputs="no")
+
+
+def test_bad_callback_is_rejected_before_the_first_step(train):
+    model = small_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError, match="`callback` must be None or a function"):
+        eq.fit(model, train[:8], verbose=False, callback=5)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+# -- non-finite values ---------------------------------------------------------------------
+
+
+def nan_data(train, n=16, where=5):
+    x, y = train[:n].tensors
+    x = x.clone()
+    x[where, 0, 3, 3] = float("nan")
+    return x, y
+
+
+def test_fit_stops_at_the_first_non_finite_loss(train):
+    model = small_cnn()
+    x, y = nan_data(train)
+    with pytest.raises(ValueError, match=r"epoch 1, step [1-4]:.*input batch held 1 NaN or infinite"):
+        eq.fit(model, (x, y), batch_size=4, seed=0, verbose=False)
+    # the step that met the NaN did not reach the parameters
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_fit_names_a_non_finite_regularizer_with_finite_inputs(train):
+    model = small_cnn()
+
+    def reg():
+        return next(model.parameters()).sum() * float("inf")
+
+    with pytest.raises(ValueError, match=r"epoch 1, step 1:.*input batch was finite; the regularizer"):
+        eq.fit(model, train[:8], regularizer=reg, verbose=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_train_step_stops_before_the_update(train):
+    model = small_cnn()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = nan_data(train, n=8, where=0)
+    with pytest.raises(ValueError, match="this step.*input batch held"):
+        eq.train_step(model, opt, x, y)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_evaluate_rejects_non_finite_images(train):
+    x, y = train[:8].tensors
+    for value in (float("nan"), float("inf")):
+        bad = x.clone()
+        bad[2, 0, 0, 0] = value
+        with pytest.raises(ValueError, match="`data` must hold finite numbers only"):
+            eq.evaluate(small_cnn(), (bad, y))
+
+
+# -- dtypes --------------------------------------------------------------------------------
+
+
+def test_float64_and_integer_images_are_converted_to_the_model_dtype(train):
+    x, y = train[:8].tensors
+    for images in (x.double(), (x * 255).to(torch.uint8), (x * 255).long()):
+        h = eq.fit(small_cnn(), (images, y), batch_size=8, verbose=False)
+        assert math.isfinite(h.loss[0])
+        assert len(eq.evaluate(small_cnn(), (images, y), rotations=[0, 1])) == 2
+    model = small_cnn().double()  # and float32 data into a float64 model
+    eq.fit(model, (x, y), batch_size=8, verbose=False)
+    assert eq.evaluate(model, (x, y))[0]["n"] == 8
+
+
+# -- modes ---------------------------------------------------------------------------------
+
+
+class Recorder(nn.Module):
+    """Records its mode and its inputs at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.modes, self.inputs = [], []
+
+    def forward(self, x):
+        self.modes.append(self.training)
+        self.inputs.append(x.detach().clone())
+        return x
+
+
+def bn_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), Recorder(), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+
+
+def test_fit_keeps_a_frozen_batch_norm_frozen(train):
+    model = bn_model()
+    bn = model[1]
+    bn.eval()  # frozen by the user inside a model in training mode
+    stats = (bn.running_mean.clone(), bn.running_var.clone(), int(bn.num_batches_tracked))
+    eq.fit(model, train[:16], batch_size=8, verbose=False)
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])
+    assert int(bn.num_batches_tracked) == stats[2]
+    assert model.training and not bn.training and model[2].training
+    assert model[2].modes and all(model[2].modes)  # the other modules trained in training mode
+
+
+def test_fit_trains_a_model_in_eval_mode_and_restores_it(train):
+    model = bn_model().eval()
+    eq.fit(model, train[:8], batch_size=8, verbose=False)
+    assert model[2].modes == [True]  # trained as model.train() would
+    assert not any(m.training for m in model.modules())  # every flag restored
+    assert int(model[1].num_batches_tracked) == 1
+
+
+class EvalCache(nn.Module):
+    """Caches a value on eval() and drops it on train(), as escnn's R2Conv does."""
+
+    def __init__(self):
+        super().__init__()
+        self.cache = None
+
+    def train(self, mode=True):
+        self.cache = None if mode else "cached"
+        return super().train(mode)
+
+    def forward(self, x):
+        return x
+
+
+def test_evaluate_restores_every_mode_through_train(train):
+    model = nn.Sequential(EvalCache(), small_cnn())
+    model[1][0].eval()
+    eq.evaluate(model, train[:8], rotations=[0])
+    assert model.training and model[0].training and not model[1][0].training
+    assert model[0].cache is None  # restored by train(True), not by assigning the flag
+    model.eval()
+    eq.fit(model, train[:8], batch_size=8, verbose=False)
+    assert model[0].cache == "cached" and not model[0].training
+
+
+def test_preserved_modes_restores_after_an_error():
+    model = bn_model()
+    model[1].eval()
+    with pytest.raises(RuntimeError, match="boom"), preserved_modes(model, "eval"):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError("boom")
+    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True, True]
+    targets = training_targets(model)
+    assert targets[model[1]] is False and all(v for m, v in targets.items() if m is not model[1])
+    with pytest.raises(ValueError, match="`mode`"), preserved_modes(model, "training"):
+        pass
+
+
+# -- augmentation --------------------------------------------------------------------------
+
+
+def recording_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(Recorder(), nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(2, 10))
+
+
+def test_augment_changes_what_the_model_sees(train):
+    x, y = train[:8].tensors
+    seen = []
+
+    def turn(batch):
+        seen.append(batch.clone())
+        return torch.rot90(batch, 1, dims=(-2, -1))
+
+    model = recording_cnn()
+    eq.fit(model, (x, y), batch_size=8, augment=turn, seed=0, verbose=False)
+    assert len(seen) == 1 and torch.equal(model[0].inputs[0], torch.rot90(seen[0], 1, dims=(-2, -1)))
+    # the augmentation received the data's images, in the epoch's order
+    assert sorted(seen[0].sum(dim=(1, 2, 3)).tolist()) == sorted(x.sum(dim=(1, 2, 3)).tolist())
+
+    model = recording_cnn()
+    eq.fit(model, (x, y), batch_size=8, augment=eq.transforms.random_rot90(), seed=1, verbose=False)
+    got = model[0].inputs[0]
+    plain = recording_cnn()
+    eq.fit(plain, (x, y), batch_size=8, seed=1, verbose=False)
+    upright = plain[0].inputs[0]  # same order: same seed
+    turns = [next(k for k in range(4) if torch.equal(g, torch.rot90(u, k, dims=(-2, -1))))
+             for g, u in zip(got, upright)]
+    assert len(set(turns)) > 1  # a quarter turn drawn per image
+
+
+def test_bad_augment_is_named(train):
+    with pytest.raises(TypeError, match="`augment` must be None, a transform"):
+        eq.fit(small_cnn(), train[:8], augment=5, verbose=False)
+    with pytest.raises(ValueError, match="`augment` must return a batch of 8 images"):
+        eq.fit(small_cnn(), train[:8], batch_size=8, augment=lambda b: b[:2], verbose=False)
+
+
+# -- one step function ---------------------------------------------------------------------
+
+
+def test_fit_is_train_step_in_a_loop(train):
+    x, y = train[:16].tensors
+    a = small_cnn()
+    h = eq.fit(a, (x, y), epochs=1, batch_size=8, lr=1e-2, seed=5, verbose=False)
+    b = small_cnn()
+    opt = torch.optim.Adam(b.parameters(), lr=1e-2)
+    torch.manual_seed(5)
+    order = torch.randperm(16, generator=torch.Generator().manual_seed(5))
+    losses = [eq.train_step(b, opt, x[idx], y[idx])["loss"] for idx in order.split(8)]
+    assert losses == h.loss
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_fit_is_short():
+    lines = {node.name: node.end_lineno - node.lineno + 1
+             for node in ast.walk(ast.parse(inspect.getsource(T)))
+             if isinstance(node, ast.FunctionDef)}
+    assert lines["fit"] <= 80 and max(lines.values()) <= 80, lines
 

@@ -71,3 +71,18 @@ test_that("rotation_benchmark() names the argument it cannot use", {
   expect_error(small_benchmark(models = "SimpleCNN", png = "/no/such/folder/plot.png"), "png")
   expect_error(small_benchmark(models = "SimpleCNN", csv = "/no/such/folder/table.csv"), "csv")
 })
+
+test_that("the \"SimpleCNN+aug\" row trains the plain network on turned images", {
+  skip_if_no_python()
+  expect_true("SimpleCNN+aug" %in% eval(formals(rotation_benchmark)$models))
+  result <- small_benchmark(models = c("SimpleCNN", "SimpleCNN+aug"))
+  expect_equal(result$model, c("SimpleCNN", "SimpleCNN+aug"))
+  expect_equal(result$parameters[1], result$parameters[2])
+  histories <- attr(result, "histories")
+  expect_true(all(histories[["SimpleCNN+aug"]]$steps$reg == 0))
+  expect_false(isTRUE(all.equal(histories[["SimpleCNN+aug"]]$steps$loss, histories$SimpleCNN$steps$loss)))
+  expect_error(
+    rotation_benchmark("SimpleCNN", root = "subset", limit = 8, test_limit = 0, verbose = FALSE),
+    "`test_limit`"
+  )
+})

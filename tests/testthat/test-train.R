@@ -80,3 +80,87 @@ test_that("bad arguments are R errors naming the argument", {
   expect_error(train_step(model, "adam", train$images, train$labels), "`optimizer`")
   expect_error(train_step(model, opt, train$images, c(-1, 2)), "`y`")
 })
+
+test_that("fit_model() applies `augment` to every training batch", {
+  skip_if_no_python()
+  train <- fashion_mnist("train", limit = 32, root = "subset")
+  plain <- fit_model(tiny_model(), train, batch_size = 16, seed = 3, verbose = FALSE)
+  calls <- 0
+  same <- fit_model(tiny_model(), train, batch_size = 16, seed = 3, verbose = FALSE,
+    augment = function(x) {
+      calls <<- calls + 1
+      x
+    })
+  expect_equal(calls, 2) # once per step
+  expect_equal(same$steps$loss, plain$steps$loss)
+  # what the model sees changes: a transform of the package, an R function
+  turned <- fit_model(tiny_model(), train, batch_size = 16, seed = 3, verbose = FALSE,
+    augment = transform_rot90(1))
+  expect_false(isTRUE(all.equal(turned$steps$loss, plain$steps$loss)))
+  as_array <- fit_model(tiny_model(), train, batch_size = 16, seed = 3, verbose = FALSE,
+    augment = function(x) as.array(x$flip(-1L)$numpy()))
+  expect_false(isTRUE(all.equal(as_array$steps$loss, plain$steps$loss)))
+  h <- fit_model(tiny_model(), train, batch_size = 16, seed = 3, verbose = FALSE,
+    augment = transform_random_rot90())
+  expect_equal(nrow(h$steps), 2)
+  expect_error(
+    fit_model(tiny_model(), train, augment = 5, verbose = FALSE),
+    "`augment` must be None, a transform", class = "equivariance_type_error"
+  )
+  model <- tiny_model()
+  opt <- torch()$optim$Adam(model$parameters(), lr = 1e-2)
+  out <- train_step(model, opt, train$images, train$labels, augment = transform_rot90(2))
+  expect_true(is.finite(out[["loss"]]))
+})
+
+test_that("non-finite data and losses stop training with a named error", {
+  skip_if_no_python()
+  train <- fashion_mnist("train", limit = 16, root = "subset")
+  images <- as.array(train)
+  images[3, 1, 5, 5] <- Inf
+  expect_error(
+    fit_model(tiny_model(), list(images = images, labels = train$labels), verbose = FALSE),
+    "`data\\$images`"
+  )
+  # a tensor goes to Python as it is: the step that meets the NaN stops the training
+  x <- train$images$clone()
+  x[0L]$fill_(NaN)
+  model <- tiny_model()
+  expect_error(
+    fit_model(model, list(images = x, labels = train$labels), batch_size = 8, verbose = FALSE),
+    "epoch 1, step [12]: .*input batch held", class = "equivariance_value_error"
+  )
+  finite <- vapply(reticulate::iterate(model$parameters()), function(p) {
+    p$isfinite()$all()$item()
+  }, logical(1))
+  expect_true(all(finite))
+  expect_error(
+    evaluate_rotations(model, list(images = x, labels = train$labels)),
+    "`data` must hold finite numbers only", class = "equivariance_value_error"
+  )
+})
+
+test_that("fit_model() leaves frozen layers frozen and names bad arguments", {
+  skip_if_no_python()
+  train <- fashion_mnist("train", limit = 16, root = "subset")
+  th <- torch()
+  th$manual_seed(1L)
+  model <- th$nn$Sequential(
+    th$nn$Conv2d(1L, 4L, 3L), th$nn$BatchNorm2d(4L), th$nn$ReLU(),
+    th$nn$AdaptiveAvgPool2d(1L), th$nn$Flatten(), th$nn$Linear(4L, 10L)
+  )
+  bn <- model[1]
+  bn$eval()
+  before <- as.numeric(bn$running_mean$numpy())
+  fit_model(model, train, batch_size = 8, verbose = FALSE)
+  expect_equal(as.numeric(bn$running_mean$numpy()), before)
+  expect_false(bn$training)
+  expect_true(model$training)
+  expect_error(
+    evaluate_rotations(model, train, rotations = 45),
+    "`rotations` must be .*quarter turns 0, 1, 2 or 3", class = "equivariance_value_error"
+  )
+  expect_error(fit_model(model, train, seed = 2^70, verbose = FALSE), "`seed`")
+  expect_error(fit_model(model, train, callback = 5, verbose = FALSE), "`callback`",
+    class = "equivariance_type_error")
+})

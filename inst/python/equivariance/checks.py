@@ -14,10 +14,13 @@ from typing import Callable, Union
 import torch
 from torch import nn
 
+from ._validation import as_tensor, check_finite, positive_int
 from .c4 import ORDER, rotate, rotate_regular
+from .devices import as_model_input, find_device_dtype, model_device_dtype
+from .modes import preserved_modes
 from .networks import EqCNN
 
-__all__ = ["check_equivariance", "group_actions", "feature_maps"]
+__all__ = ["check_equivariance", "feature_maps", "group_actions"]
 
 Action = Union[str, Callable[[torch.Tensor, int], torch.Tensor]]
 
@@ -136,8 +139,9 @@ def check_equivariance(
         module: any callable on tensors (a torch module), or an escnn
             ``EquivariantModule``; escnn inputs are wrapped in ``GeometricTensor`` of
             ``module.in_type`` and outputs unwrapped.
-        x: input batch, a tensor (or array), or an escnn ``GeometricTensor`` whose
-            type must be ``module.in_type``.
+        x: input batch of finite numbers, a tensor (or array), or an escnn
+            ``GeometricTensor`` whose type must be ``module.in_type``; a tensor is
+            converted to the module's device and dtype (its first parameter's).
         group: only ``"C4"`` is supported; anything else is a ValueError.
         output: action on the output: ``"invariant"`` (unchanged, e.g. logits),
             ``"rotate"`` (feature maps rotate), ``"regular"`` (rotate and shift each
@@ -151,10 +155,15 @@ def check_equivariance(
     Returns:
         A list of 4 floats, the relative error for elements 0, 1, 2 and 3.
     """
+    if not callable(module):
+        raise TypeError(
+            "`module` must be a torch nn.Module, an escnn EquivariantModule or a callable "
+            f"on tensors, got {type(module).__name__}"
+        )
     _check_group(group)
     if _is_escnn_module(module) or _is_geometric(x):
         return _check_escnn(module, x, output, input)
-    x = _as_tensor(x)
+    x = _as_input(x, module)
     f_in = _resolve(input, module, "input", "input")
     auto_output = isinstance(output, str) and output == "auto"
     f_out = _resolve(output, module, "output", "output")
@@ -162,13 +171,17 @@ def check_equivariance(
     return _run(module, module, x, f_in, f_out, guess)
 
 
-def _as_tensor(x) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    try:
-        return torch.as_tensor(x, dtype=torch.float32)
-    except (TypeError, ValueError, RuntimeError):
-        raise TypeError(f"`x` must be a tensor or an array, got {type(x).__name__}") from None
+def _as_input(x, module) -> torch.Tensor:
+    """``x`` as a finite tensor on the module's device, in its dtype.
+
+    A function or a module without parameters keeps floating inputs as they are
+    (float64 stays float64); integers become torch's default dtype.
+    """
+    x = as_tensor(x, "x")
+    found = find_device_dtype(module)
+    if found is not None:
+        return as_model_input(x, *found)
+    return x if x.is_floating_point() or x.is_complex() else x.to(torch.get_default_dtype())
 
 
 def _is_geometric(x) -> bool:
@@ -204,6 +217,10 @@ def _check_escnn(module, x, output: Action, input: Action) -> list[float]:
     in_type = getattr(module, "in_type", None)
     if in_type is None:
         raise TypeError("`module` must be an escnn EquivariantModule when `x` is a GeometricTensor")
+    if _is_geometric(x):
+        check_finite(x.tensor, "x")
+    else:
+        x = _as_input(x, module)
     gt = escnn_models.geometric_tensor(x, in_type, name="x")
     group_elements = escnn_models.group_elements(in_type.gspace)
     if len(group_elements) != ORDER:
@@ -233,7 +250,7 @@ def feature_maps(model: nn.Module, x, depth: int = 1) -> torch.Tensor:
 
     To look at equivariance with one's own eyes: the maps of a turned image are the
     maps of the upright image, turned, with each regular field's 4 orientation
-    channels cyclically shifted. Runs in eval mode without gradients; the model's
+    channels cyclically shifted. Runs in eval mode without gradients; every module's
     mode is restored.
 
     Args:
@@ -252,18 +269,12 @@ def feature_maps(model: nn.Module, x, depth: int = 1) -> torch.Tensor:
             "`model` must be an nn.Sequential or a model whose `features` is one, applied "
             f"to the images directly (SimpleCNN, C4CNN), got {type(model).__name__}"
         )
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= len(layers):
+    depth = positive_int(depth, "depth")
+    if depth > len(layers):
         raise ValueError(
             f"`depth` must be a whole number from 1 to {len(layers)} (the model's layers), "
             f"got {depth!r}"
         )
-    x = _as_tensor(x)
-    if x.dim() != 4:
-        raise ValueError(f"`x` must be images of shape (N, C, H, W), got {tuple(x.shape)}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return layers[:depth](x)
-    finally:
-        model.train(was_training)
+    x = as_model_input(as_tensor(x, "x", dims=4), *model_device_dtype(model))
+    with preserved_modes(model, "eval"), torch.no_grad():
+        return layers[:depth](x)

@@ -1,122 +1,80 @@
-"""Training and evaluation helpers: :func:`fit`, :func:`evaluate`, :func:`train_step`.
+"""Training: :func:`fit` and :func:`train_step`, built on one step function.
 
 ``fit`` is a plain Adam / cross-entropy loop over in-memory tensors with optional
-equivariance regularization. When the regularizer is evaluated on the training batch
-it reuses the batch's own forward pass (the model's outputs at those points) unless
-the model has modules that compute a different function in training and in eval mode
-(dropout, batch norm, ...): then the regularizer runs its own deterministic pass.
+equivariance regularization and augmentation, validation data, early stopping and
+callbacks, on the device asked for; ``train_step`` is one of its steps, for
+loops written by the caller (in R, for instance). Both decide once how a step runs
+(:class:`_Recipe`: the regularizer, whether it reuses the batch's forward pass, the
+loss, the augmentation, the model's device and dtype) and then call :func:`_step`.
 
-``evaluate`` measures accuracy on rotated copies of a data set (``torch.rot90`` on the
-last two dimensions) and how far the model's logits move under each rotation.
+When the regularizer is evaluated on the training batch it reuses the batch's own
+forward pass (the model's outputs at those points) unless the model has modules that
+compute a different function in training and in eval mode (dropout, batch norm, ...):
+then the regularizer runs its own deterministic pass.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import sys
+import random
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.dropout import _DropoutNd
-from torch.nn.modules.instancenorm import _InstanceNorm
 
-from ._validation import is_whole_number, positive_int, positive_real
+from ._validation import (
+    class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
+    positive_real,
+)
+from ._validation import seed as check_seed
+from .data import as_tensors, holdout
+from .devices import (
+    DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
+    resolve_device, same_device,
+)
+from .evaluation import evaluate, loss_and_accuracy
+from .history import EarlyStopping, History, Progress, ProgressFunction
+from .modes import mode_dependent_modules, preserved_modes
 from .regularizer import EquivarianceRegularizer
 
-__all__ = [
-    "History",
-    "fit",
-    "evaluate",
-    "train_step",
-    "as_tensors",
-    "mode_dependent_modules",
-]
+__all__ = ["History", "evaluate", "fit", "mode_dependent_modules", "set_seed", "train_step"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_AUGMENT = (
+    "None, a transform of equivariance.transforms (e.g. random_rot90()) or a function "
+    "of a batch of images returning a batch of the same size"
+)
 
 
-# -- data ----------------------------------------------------------------------------------
+# -- what a step does, decided once --------------------------------------------------------
 
 
-def as_tensors(data: Any, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(images, labels)`` from a :class:`~equivariance.data.FashionMNIST`, a
-    ``TensorDataset``, a pair ``(images, labels)`` of tensors or arrays, or a dict with
-    keys ``images``/``labels`` (or ``x``/``y``). Labels become ``int64``."""
-    if hasattr(data, "images") and hasattr(data, "labels"):
-        x, y = data.images, data.labels
-    elif isinstance(data, torch.utils.data.TensorDataset):
-        if len(data.tensors) < 2:
-            raise ValueError(f"`{name}` must hold images and labels, got one tensor")
-        x, y = data.tensors[0], data.tensors[1]
-    elif isinstance(data, dict):
-        keys = ("images", "labels") if "images" in data else ("x", "y")
-        if not all(k in data for k in keys):
-            raise ValueError(f"`{name}` as a dict must have keys 'images' and 'labels'")
-        x, y = data[keys[0]], data[keys[1]]
-    elif isinstance(data, (tuple, list)) and len(data) == 2:
-        x, y = data
-    else:
-        raise TypeError(
-            f"`{name}` must be a FashionMNIST data set, a TensorDataset or a pair "
-            f"(images, labels), got {type(data).__name__}"
-        )
-    try:
-        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-        y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}`: images and labels must be tensors or arrays ({err})") from None
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
-    if x.dim() < 2 or x.shape[0] == 0:
-        raise ValueError(f"`{name}`: images must have shape (N, ...) with N >= 1, got {tuple(x.shape)}")
-    if y.is_floating_point():
-        if not torch.equal(y, y.round()):
-            raise ValueError(f"`{name}`: labels must be whole numbers")
-    elif y.dtype == torch.bool:
-        raise ValueError(f"`{name}`: labels must be whole numbers, got booleans")
-    y = y.reshape(-1).long() if y.dim() == 2 and y.shape[1] == 1 else y.long()
-    if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"`{name}`: labels must be a vector with one label per image, got shape "
-            f"{tuple(y.shape)} for {x.shape[0]} images"
-        )
-    if (y < 0).any():
-        raise ValueError(f"`{name}`: labels must be class indices >= 0")
-    return x, y
+@dataclass(frozen=True)
+class _Recipe:
+    """How every step of one :func:`fit` or :func:`train_step` call runs."""
+
+    reg: Any  # None, an EquivarianceRegularizer or a callable returning a scalar
+    reuse: bool  # pass the batch's logits to the regularizer
+    reg_points: str
+    loss_fn: LossFn
+    augment: Callable[[torch.Tensor], Any] | None
+    device: torch.device
+    dtype: torch.dtype
+    # (argument, smallest label, largest label) of every labelled data set, and the
+    # number of class names: checked against the logits of the first step
+    labels: tuple[tuple[str, int, int], ...] = ()
+    num_names: int | None = None
 
 
-def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    for p in model.parameters():
-        return p.device, p.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
-
-
-# -- regularizer plumbing ------------------------------------------------------------------
-
-_MODE_DEPENDENT = (_DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout, _BatchNorm)
-
-
-def mode_dependent_modules(model: nn.Module) -> list[str]:
-    """Names of the submodules whose output may differ between training and eval mode:
-    dropout and batch norm layers, instance norms and any other module tracking running
-    statistics, and escnn's dropout/batch-norm modules (recognized by class name)."""
-    found = []
-    for name, m in model.named_modules():
-        kind = type(m).__name__
-        if (
-            isinstance(m, _MODE_DEPENDENT)
-            or (isinstance(m, _InstanceNorm) and m.track_running_stats)
-            or getattr(m, "track_running_stats", False) is True
-            or "Dropout" in kind
-            or "BatchNorm" in kind
-        ):
-            found.append(name or kind)
-    return found
+def _check_model(model: Any) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    return model
 
 
 def _regularizer(regularizer: Any) -> Any:
@@ -133,126 +91,140 @@ def _regularizer(regularizer: Any) -> Any:
     return regularizer
 
 
-def _reg_term(
-    reg: Any,
-    xb: torch.Tensor,
-    logits: torch.Tensor,
-    reuse: bool,
-    points: str,
-) -> torch.Tensor:
+def _recipe(
+    model: nn.Module,
+    regularizer: Any,
+    reg_points: str,
+    reuse_outputs: Any,
+    loss_fn: Any,
+    augment: Any,
+    labels: tuple[tuple[str, int, int], ...] = (),
+    num_names: int | None = None,
+) -> _Recipe:
+    if reg_points not in ("batch", "sample"):
+        raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
+    reg = _regularizer(regularizer)
+    reuse = optional_flag(reuse_outputs, "reuse_outputs")
+    if reuse is None:
+        # training-mode outputs equal the regularizer's eval-mode ones only then
+        reuse = not mode_dependent_modules(model)
+    loss_fn = optional_callable(
+        loss_fn, "loss_fn", "None or a function(logits, labels) returning a scalar tensor"
+    )
+    device, dtype = model_device_dtype(model)
+    return _Recipe(
+        reg=reg,
+        reuse=reuse and isinstance(reg, EquivarianceRegularizer) and reg_points == "batch",
+        reg_points=reg_points,
+        loss_fn=F.cross_entropy if loss_fn is None else loss_fn,
+        augment=optional_callable(augment, "augment", _AUGMENT),
+        device=device,
+        dtype=dtype,
+        labels=labels,
+        num_names=num_names,
+    )
+
+
+def _check_classes(recipe: _Recipe, logits: torch.Tensor) -> None:
+    """Labels beyond the model's logits fail here with their argument's name, not as
+    cross-entropy's "Target 10 is out of bounds"."""
+    c = logits.shape[-1] if logits.dim() == 2 else None
+    if c is None:
+        return
+    for name, low, high in recipe.labels:
+        if high >= c:
+            hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
+                    "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
+            raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
+                             f"model returns {c} logits), got labels from {low} to {high}{hint}")
+    if recipe.num_names is not None and recipe.num_names != c:
+        raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
+                         f"{recipe.num_names} names but the model returns {c} logits")
+
+
+# -- one step ------------------------------------------------------------------------------
+
+
+def _augmented(augment: Callable[[torch.Tensor], Any], xb: torch.Tensor) -> torch.Tensor:
+    out = augment(xb)
+    if isinstance(out, np.ndarray):  # e.g. an R function returning an R array
+        # R's arrays reach numpy read-only; torch warns on (and must not write to) those
+        out = torch.as_tensor(out if out.flags.writeable else out.copy())
+    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != xb.shape[0]:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"`augment` must return a batch of {xb.shape[0]} images (a tensor of shape "
+            f"(N, ...)) for a batch of {xb.shape[0]}, got {got}"
+        )
+    return as_model_input(out, xb.device, xb.dtype)
+
+
+def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The regularizer's value for one training batch."""
-    if not isinstance(reg, EquivarianceRegularizer):
-        value = reg()
-    elif points == "sample":
+    reg = recipe.reg
+    if not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
         value = reg()
     else:
         m = min(reg.n, xb.shape[0])
-        if reuse:
-            value = reg(xb[:m], outputs=logits[:m])
-        else:
-            value = reg(xb[:m])
+        value = reg(xb[:m], outputs=logits[:m]) if recipe.reuse else reg(xb[:m])
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise ValueError("`regularizer` must return a scalar tensor")
     return value.reshape(())
 
 
-# -- training ------------------------------------------------------------------------------
+def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool) -> ValueError:
+    bad = int((~torch.isfinite(xb)).sum())
+    if bad:
+        source = "`data` and `augment`" if augmented else "`data`"
+        cause = f"the input batch held {bad} NaN or infinite value(s) (check {source})"
+    elif not math.isfinite(reg):
+        cause = "the input batch was finite; the regularizer's value is not"
+    else:
+        cause = "the input batch was finite: the training diverged (try a smaller `lr`)"
+    return ValueError(
+        f"training stopped at {where}: the loss is not finite (loss {loss}, regularizer "
+        f"{reg}); {cause}. The parameters are those from before this step."
+    )
 
 
-@dataclass
-class History:
-    """What :func:`fit` measured.
+def _step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    recipe: _Recipe,
+    where: str,
+) -> tuple[float, float]:
+    """Augment, forward, loss (+ regularizer), backward, ``optimizer.step()``.
 
-    Attributes:
-        loss: cross-entropy of every step (the batch mean).
-        reg: the regularizer's value at every step (0 without a regularizer).
-        epoch: the epoch (from 1) of every step.
-        epoch_loss, epoch_reg: means over each epoch's steps.
-        epoch_seconds: wall-clock seconds of each epoch.
-        reused_outputs: whether the regularizer reused the batch's forward pass.
+    Raises a ValueError naming ``where`` (and leaves the parameters as they were)
+    when the loss is not finite.
+
+    Returns:
+        The loss and the regularizer's value (0 without one), as floats.
     """
-
-    loss: list[float] = field(default_factory=list)
-    reg: list[float] = field(default_factory=list)
-    epoch: list[int] = field(default_factory=list)
-    epoch_loss: list[float] = field(default_factory=list)
-    epoch_reg: list[float] = field(default_factory=list)
-    epoch_seconds: list[float] = field(default_factory=list)
-    reused_outputs: bool = False
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return float(np.mean(self.epoch_seconds)) if self.epoch_seconds else float("nan")
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain lists, by step and by epoch (what the R wrapper turns into data frames)."""
-        return {
-            "steps": {
-                "step": list(range(1, len(self.loss) + 1)),
-                "epoch": list(self.epoch),
-                "loss": list(self.loss),
-                "reg": list(self.reg),
-            },
-            "epochs": {
-                "epoch": list(range(1, len(self.epoch_loss) + 1)),
-                "loss": list(self.epoch_loss),
-                "reg": list(self.epoch_reg),
-                "seconds": list(self.epoch_seconds),
-            },
-            "reused_outputs": self.reused_outputs,
-        }
+    if recipe.augment is not None:
+        xb = _augmented(recipe.augment, xb)
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(xb)
+    _check_classes(recipe, logits)
+    loss = recipe.loss_fn(logits, yb)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError("`loss_fn` must return a scalar tensor")
+    r = _reg_term(recipe, xb, logits) if recipe.reg is not None else None
+    total = loss if r is None else loss + r
+    total.backward()
+    loss_value = float(loss.detach())
+    reg_value = 0.0 if r is None else float(r.detach())
+    # checked before the optimizer's step, so a NaN never reaches the parameters
+    if not (math.isfinite(loss_value) and math.isfinite(reg_value)):
+        optimizer.zero_grad(set_to_none=True)
+        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None)
+    optimizer.step()
+    return loss_value, reg_value
 
 
-class _Progress:
-    """A textual progress line: rewritten in place on a terminal, a few lines per epoch
-    otherwise (R consoles, notebooks, logs)."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int, every: int | None):
-        self.enabled = enabled
-        self.epochs, self.steps = epochs, steps
-        stream = sys.stdout
-        try:
-            self.tty = bool(stream.isatty())
-        except (AttributeError, ValueError):
-            self.tty = False
-        if every is None:
-            every = max(1, math.ceil(steps / 4)) if not self.tty else 1
-        self.every = every
-        self.last = 0.0
-
-    def _write(self, text: str, end: str) -> None:
-        sys.stdout.write(text + end)
-        sys.stdout.flush()
-
-    def _line(self, epoch: int, step: int, loss: float, reg: float | None, seconds: float) -> str:
-        width = 20
-        done = int(width * step / self.steps)
-        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-        text = (
-            f"epoch {epoch}/{self.epochs} [{bar[:width]}] {step}/{self.steps} "
-            f"loss {loss:.4f}"
-        )
-        if reg is not None:
-            text += f" reg {reg:.4f}"
-        return text + f" {seconds:.1f}s"
-
-    def step(self, epoch: int, step: int, loss: float, reg: float | None, seconds: float) -> None:
-        if not self.enabled or step == self.steps:
-            return
-        if self.tty:
-            now = time.perf_counter()
-            if now - self.last >= 0.25:
-                self.last = now
-                self._write("\r" + self._line(epoch, step, loss, reg, seconds), "")
-        elif step % self.every == 0:
-            self._write(self._line(epoch, step, loss, reg, seconds), "\n")
-
-    def epoch_end(self, epoch: int, loss: float, reg: float | None, seconds: float) -> None:
-        if not self.enabled:
-            return
-        text = self._line(epoch, self.steps, loss, reg, seconds)
-        text += f" ({1000 * seconds / self.steps:.0f} ms/step)"
-        self._write(("\r" if self.tty else "") + text, "\n")
+# -- training ------------------------------------------------------------------------------
 
 
 def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -263,127 +235,208 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     return optimizer
 
 
-def fit(
-    model: nn.Module,
-    data: Any,
-    epochs: int = 1,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    regularizer: Any = None,
-    seed: int | None = None,
-    *,
-    optimizer: torch.optim.Optimizer | None = None,
-    reg_points: str = "batch",
-    reuse_outputs: bool | None = None,
-    verbose: bool = True,
-    progress_every: int | None = None,
-    callback: Callable[[int, int, float, float], Any] | None = None,
-) -> History:
-    """Train a classifier with Adam and cross-entropy, optionally regularized.
-
-    Args:
-        model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
-        data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset`` or a pair
-            ``(images, labels)``.
-        epochs: passes over the data.
-        batch_size: images per step (the last batch of an epoch may be smaller).
-        lr: Adam's learning rate (ignored when ``optimizer`` is given).
-        regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
-            loss at every step) or any callable returning a scalar tensor.
-        seed: seeds the generator that shuffles the data and torch's global generator
-            (the regularizer's draws, dropout). ``None``: both follow torch's global
-            generator, so ``torch.manual_seed`` beforehand also gives reproducible runs.
-        optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
-        reg_points: ``"batch"`` evaluates the regularizer at the first ``reg.n`` images
-            of each training batch (all of it if ``n`` is larger); ``"sample"`` lets it
-            draw ``n`` points inside its bounds.
-        reuse_outputs: pass the batch's logits to the regularizer instead of running the
-            model on the untransformed points again. ``None`` (default): only when the
-            model has no :func:`mode_dependent_modules` (then the outputs in training
-            mode equal those the regularizer would compute in eval mode).
-        verbose: print a progress line during each epoch and a summary after it.
-        progress_every: steps between progress lines when stdout is not a terminal
-            (default: four lines per epoch).
-        callback: called after every step as ``callback(epoch, step, loss, reg)``.
-
-    Returns:
-        A :class:`History` (losses per step and per epoch, seconds per epoch).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
-    x, y = as_tensors(data, "data")
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    lr = positive_real(lr, "lr")
-    if seed is not None:
-        if not is_whole_number(seed):
-            raise ValueError(f"`seed` must be a whole number or None, got {seed!r}")
-        seed = int(seed)
-    if reg_points not in ("batch", "sample"):
-        raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
-    if progress_every is not None:
-        progress_every = positive_int(progress_every, "progress_every")
-    reg = _regularizer(regularizer)
-    if reuse_outputs is None:
-        reuse_outputs = not mode_dependent_modules(model)
-    reuse = bool(reuse_outputs) and isinstance(reg, EquivarianceRegularizer) and reg_points == "batch"
-    opt = _check_optimizer(optimizer, model, lr)
-
+def _shuffler(seed: int | None) -> torch.Generator:
+    """The generator of the epochs' orders; with ``seed``, torch's global one is seeded too."""
     if seed is not None:
         torch.manual_seed(seed)
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
-    device, dtype = _model_device_dtype(model)
+    return gen
 
-    n = x.shape[0]
-    steps = math.ceil(n / batch_size)
-    history = History(reused_outputs=reuse)
-    progress = _Progress(bool(verbose), epochs, steps, progress_every)
-    was_training = model.training
-    model.train()
+
+@dataclass
+class _Loop:
+    """What one :func:`fit` call trains with, shared by its epochs."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    x: torch.Tensor
+    y: torch.Tensor
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    batch_size: int
+    recipe: _Recipe
+    gen: torch.Generator
+    history: History
+    progress: Progress | ProgressFunction
+    callback: Callable[[int, int, float, float], Any] | None
+    callbacks: list[Callable[[dict[str, Any]], Any]]
+    watch: EarlyStopping
+
+    def epoch(self, epoch: int) -> bool:
+        """Train one epoch, then validate and call the callbacks; ``True``: stop."""
+        start = time.perf_counter()
+        order = torch.randperm(self.x.shape[0], generator=self.gen)
+        sum_loss = sum_reg = 0.0
+        regularized = self.recipe.reg is not None
+        for step in range(1, self.progress.steps + 1):
+            idx = order[(step - 1) * self.batch_size : step * self.batch_size]
+            xb = as_model_input(self.x[idx], self.recipe.device, self.recipe.dtype)
+            yb = self.y[idx].to(device=self.recipe.device)
+            loss, reg = _step(self.model, self.optimizer, xb, yb, self.recipe,
+                              f"epoch {epoch}, step {step}")
+            self.history.add_step(epoch, loss, reg)
+            sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
+            if self.callback is not None:
+                self.callback(epoch, step, loss, reg)
+            self.progress.step(epoch, step, sum_loss / step, sum_reg / step if regularized else None,
+                               time.perf_counter() - start)
+        stop = False
+        if self.val is not None:
+            val_loss, val_accuracy = loss_and_accuracy(self.model, *self.val, self.batch_size)
+            self.history.val_loss.append(val_loss)
+            self.history.val_accuracy.append(val_accuracy)
+            stop = self.watch.update(epoch, val_loss)
+        self.history.end_epoch(time.perf_counter() - start)
+        figures = self.history.figures()
+        self.progress.epoch_end(figures, regularized)
+        # every callback sees the epoch, even when an earlier one asked to stop
+        answers = [f(dict(figures)) for f in self.callbacks]
+        return stop or any(a is False or (isinstance(a, np.bool_) and not a) for a in answers)
+
+
+def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
+          ) -> tuple[torch.Tensor, torch.Tensor, Any, tuple[tuple[str, int, int], ...]]:
+    """The training images and labels, the validation pair (``None`` without validation
+    data) and the labels' ranges (see :class:`_Recipe`)."""
+    in_channels = model_in_channels(model)
+    x, y = as_tensors(data, "data")
+    x, val = image_batch(x, in_channels, "data"), None
+    if isinstance(validation_data, (bool, np.bool_, int, float, np.number)):
+        (x, y), val = holdout(x, y, validation_data, seed)
+    elif validation_data is not None:
+        xv, yv = as_tensors(validation_data, "validation_data")
+        val = (image_batch(xv, in_channels, "validation_data"), yv)
+    labels = [("data", int(y.min()), int(y.max()))]
+    if val is not None:
+        labels.append(("validation_data", int(val[1].min()), int(val[1].max())))
+    return x, y, val, tuple(labels)
+
+
+def _early_stopping(model: nn.Module, patience: Any, restore_best: Any, validated: bool
+                    ) -> EarlyStopping:
+    patience = None if patience is None else positive_int(patience, "patience")
+    restore = optional_flag(restore_best, "restore_best")
+    restore = patience is not None if restore is None else restore
+    if (patience is not None or restore) and not validated:
+        what = "`patience`" if patience is not None else "`restore_best = True`"
+        raise ValueError(f"{what} needs `validation_data` (data, or a fraction of `data` to "
+                         "hold out): early stopping watches the validation loss")
+    return EarlyStopping(model, patience, restore)
+
+
+def _on_device(model: nn.Module, device: DeviceLike) -> None:
+    """Move ``model`` to ``device`` (where it stays after training)."""
+    target = resolve_device(device)
+    if target is not None and not same_device(target, model_device_dtype(model)[0]):
+        model.to(target)
+
+
+def _progress(verbose: bool, progress: Any, epochs: int, steps: int, every: Any
+              ) -> Progress | ProgressFunction:
+    every = None if every is None else positive_int(every, "progress_every")
+    if verbose and progress is not None:
+        return ProgressFunction(progress, epochs, steps)
+    return Progress(verbose, epochs, steps, every)
+
+
+def fit(
+    model: nn.Module, data: Any, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3,
+    regularizer: Any = None, seed: int | None = None, *, validation_data: Any = None,
+    patience: int | None = None, restore_best: bool | None = None, callbacks: Any = None,
+    device: DeviceLike = "auto", class_names: list[str] | None = None,
+    optimizer: torch.optim.Optimizer | None = None, reg_points: str = "batch",
+    reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
+    verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
+    progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
+) -> History:
+    """Train a classifier with Adam and cross-entropy, optionally regularized.
+
+    Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
+    restored afterwards); a loss that is not finite stops it with a ValueError naming
+    the epoch and step, before that step changes the model.
+
+    Args:
+        model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
+        data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
+            a pair ``(images, labels)``; labels are class indices from 0.
+        epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
+        regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
+            loss at every step) or any callable returning a scalar tensor.
+        seed: ``None`` or a whole number from 0 to 2**64 - 1 seeding the shuffling, the
+            validation split and torch's global generator (``None``: all follow torch's).
+        validation_data: ``None``, data as ``data``, or a fraction in (0, 1) of ``data``
+            held out (drawn with ``seed``); measured after every epoch.
+        patience: stop when the validation loss has not improved for that many epochs.
+        restore_best: put back the weights of the best validation loss at the end
+            (default: ``True`` when ``patience`` is set).
+        callbacks: functions called after every epoch with its figures (a dict, see
+            :meth:`History.figures`); one returning ``False`` stops training.
+        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or ``None`` (where the
+            model is); the model moves there and stays.
+        class_names: names of the classes by label, kept as ``model.class_names``.
+        optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
+        reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images)
+            or ``"sample"`` (``n`` points drawn inside its bounds).
+        reuse_outputs: give the batch's logits to the regularizer (default: when the
+            model has no :func:`mode_dependent_modules`).
+        augment: a transform (``transforms.random_rot90()``) or function applied to
+            every training batch, before the model and the regularizer see it.
+        verbose, progress: report progress (``False``: silent) on stdout, or to the
+            function ``progress`` (see :class:`~equivariance.history.ProgressFunction`).
+        progress_every: steps between progress lines when stdout is not a terminal.
+        callback: called after every step as ``callback(epoch, step, loss, reg)``.
+
+    Returns:
+        A :class:`History` (losses per step and epoch, validation figures, seconds).
+
+    Shape:
+        images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel); labels ``(N,)``.
+    """
+    _check_model(model)
+    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
+    lr, seed, verbose = positive_real(lr, "lr"), check_seed(seed, "seed"), flag(verbose, "verbose")
+    callback = optional_callable(callback, "callback", "None or a function(epoch, step, loss, reg)")
+    progress = optional_callable(progress, "progress", "None or a function(event)")
+    x, y, val, labels = _data(model, data, validation_data, seed)
+    watch = _early_stopping(model, patience, restore_best, val is not None)
+    callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
+    _on_device(model, device)
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
+                     None if names is None else len(names))
+    optimizer = _check_optimizer(optimizer, model, lr)
+    history = History(reused_outputs=recipe.reuse)
+    loop = _Loop(model, optimizer, x, y, val, batch_size, recipe, _shuffler(seed), history,
+                 _progress(verbose, progress, epochs, math.ceil(x.shape[0] / batch_size),
+                           progress_every), callback, callbacks, watch)
     try:
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            order = torch.randperm(n, generator=gen)
-            sum_loss = sum_reg = 0.0
-            for step in range(1, steps + 1):
-                idx = order[(step - 1) * batch_size : step * batch_size]
-                xb = x[idx].to(device=device, dtype=dtype)
-                yb = y[idx].to(device=device)
-                opt.zero_grad(set_to_none=True)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                if reg is not None:
-                    r = _reg_term(reg, xb, logits, reuse, reg_points)
-                    total = loss + r
-                    reg_value = float(r.detach())
-                else:
-                    total, reg_value = loss, 0.0
-                total.backward()
-                opt.step()
-                loss_value = float(loss.detach())
-                del logits, loss, total
-                history.loss.append(loss_value)
-                history.reg.append(reg_value)
-                history.epoch.append(epoch)
-                sum_loss += loss_value
-                sum_reg += reg_value
-                if callback is not None:
-                    callback(epoch, step, loss_value, reg_value)
-                progress.step(
-                    epoch, step, sum_loss / step, sum_reg / step if reg is not None else None,
-                    time.perf_counter() - start,
-                )
-            seconds = time.perf_counter() - start
-            history.epoch_loss.append(sum_loss / steps)
-            history.epoch_reg.append(sum_reg / steps)
-            history.epoch_seconds.append(seconds)
-            progress.epoch_end(
-                epoch, sum_loss / steps, sum_reg / steps if reg is not None else None, seconds
-            )
+        with preserved_modes(model, "train"):
+            stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
     finally:
-        model.train(was_training)
+        loop.progress.end()
+    history.stopped_early, history.best_epoch = stopped and len(history.epoch_loss) < epochs, watch.best_epoch
+    watch.restore()
+    if names is not None:
+        model.class_names = names
     return history
+
+
+def set_seed(seed: int) -> None:
+    """Seed torch (CPU and every CUDA device), numpy and Python's ``random``.
+
+    Args:
+        seed: a whole number from 0 to 2**64 - 1.
+
+    Example:
+        >>> set_seed(1); a = torch.rand(2); set_seed(1); torch.equal(a, torch.rand(2))
+        True
+    """
+    seed = check_seed(seed, "seed")
+    if seed is None:
+        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    torch.manual_seed(seed)  # seeds the CUDA generators too
+    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])  # numpy takes 32-bit words: none lost
+    random.seed(seed)
 
 
 def train_step(
@@ -393,134 +446,36 @@ def train_step(
     y: Any,
     regularizer: Any = None,
     *,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
     reg_points: str = "batch",
     reuse_outputs: bool | None = None,
+    augment: Callable[[torch.Tensor], Any] | None = None,
 ) -> dict[str, float]:
-    """One optimization step: forward, loss (+ regularizer), backward, ``optimizer.step()``.
+    """One optimization step of :func:`fit`: forward, loss (+ regularizer), backward,
+    ``optimizer.step()``, in the model's current mode.
 
     Returns plain floats, so a caller such as R holds no tensor (and no graph) afterwards.
+    A loss that is not finite is a ValueError, raised before the optimizer's step.
 
     Args:
         model, optimizer: what to train and how.
-        x, y: a batch of inputs and integer labels (tensors or arrays).
+        x, y: a batch of inputs and integer labels (tensors or arrays); the inputs are
+            converted to the model's device and dtype.
         regularizer: as in :func:`fit`.
-        loss_fn: ``loss_fn(logits, y)``; default cross-entropy.
-        reg_points, reuse_outputs: as in :func:`fit`.
+        loss_fn: ``loss_fn(logits, y)`` returning a scalar tensor; default cross-entropy.
+        reg_points, reuse_outputs, augment: as in :func:`fit`.
 
     Returns:
         ``{"loss": ..., "reg": ..., "total": ...}``.
+
+    Shape:
+        x ``(N, ...)``, y ``(N,)``.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    _check_model(model)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if reg_points not in ("batch", "sample"):
-        raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
     xb, yb = as_tensors((x, y), "x, y")
-    device, dtype = _model_device_dtype(model)
-    xb, yb = xb.to(device=device, dtype=dtype), yb.to(device=device)
-    reg = _regularizer(regularizer)
-    if reuse_outputs is None:
-        reuse_outputs = not mode_dependent_modules(model)
-    optimizer.zero_grad(set_to_none=True)
-    logits = model(xb)
-    loss = F.cross_entropy(logits, yb) if loss_fn is None else loss_fn(logits, yb)
-    if reg is not None:
-        r = _reg_term(reg, xb, logits, bool(reuse_outputs), reg_points)
-        total = loss + r
-    else:
-        r, total = None, loss
-    total.backward()
-    optimizer.step()
-    return {
-        "loss": float(loss.detach()),
-        "reg": 0.0 if r is None else float(r.detach()),
-        "total": float(total.detach()),
-    }
-
-
-# -- evaluation ----------------------------------------------------------------------------
-
-
-def _rotations(rotations: Any) -> list[int]:
-    if is_whole_number(rotations):
-        rotations = [rotations]
-    if isinstance(rotations, (str, bytes)) or not isinstance(rotations, (Sequence, np.ndarray, range)):
-        raise TypeError(
-            f"`rotations` must be a sequence of quarter turns such as (0, 1, 2, 3), got {rotations!r}"
-        )
-    items = list(rotations)
-    if not items or not all(is_whole_number(k) for k in items):
-        raise ValueError(
-            f"`rotations` must be a non-empty sequence of whole numbers of quarter turns, got {rotations!r}"
-        )
-    items = [int(k) for k in items]
-    if any(abs(k) >= 4 and k % 90 == 0 for k in items):
-        raise ValueError(
-            "`rotations` counts quarter turns (0, 1, 2, 3 for 0, 90, 180, 270 degrees), "
-            f"got {items}"
-        )
-    return items
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    data: Any,
-    rotations: Sequence[int] = (0, 1, 2, 3),
-    batch_size: int = 1000,
-) -> list[dict[str, Any]]:
-    """Accuracy of a classifier on rotated copies of ``data``.
-
-    The model runs in eval mode under ``torch.no_grad()`` (its mode is restored), in
-    batches. Each image is rotated by ``k`` quarter turns counter-clockwise with
-    ``torch.rot90(x, k, dims=(-2, -1))``.
-
-    Args:
-        model: a classifier returning logits ``(N, num_classes)``.
-        data: as in :func:`fit`.
-        rotations: numbers of quarter turns.
-        batch_size: images per forward pass.
-
-    Returns:
-        One dict per rotation: ``rotation`` (quarter turns), ``degrees``, ``accuracy``
-        (in [0, 1]), ``correct``, ``n``, and ``invariance_error``: the mean over images
-        of ``|f(rot x) - f(x)|`` divided by the mean of ``|f(x)|`` (Euclidean norms of
-        the logits; 0 for an exactly invariant model).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
-    x, y = as_tensors(data, "data")
-    ks = _rotations(rotations)
-    batch_size = positive_int(batch_size, "batch_size")
-    device, dtype = _model_device_dtype(model)
-    was_training = model.training
-    model.eval()
-    correct = {k: 0 for k in ks}
-    diff = {k: 0.0 for k in ks}
-    norm = 0.0
-    try:
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size].to(device=device, dtype=dtype)
-            yb = y[start : start + batch_size].to(device=device)
-            upright = model(xb)
-            norm += float(upright.norm(dim=-1).sum())
-            for k in ks:
-                out = upright if k % 4 == 0 else model(torch.rot90(xb, k, dims=(-2, -1)))
-                correct[k] += int((out.argmax(dim=-1) == yb).sum())
-                diff[k] += float((out - upright).norm(dim=-1).sum())
-    finally:
-        model.train(was_training)
-    n = x.shape[0]
-    return [
-        {
-            "rotation": k,
-            "degrees": 90 * k,
-            "accuracy": correct[k] / n,
-            "correct": correct[k],
-            "n": n,
-            "invariance_error": diff[k] / norm if norm > 0 else float("nan"),
-        }
-        for k in ks
-    ]
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment)
+    xb = as_model_input(xb, recipe.device, recipe.dtype)
+    loss, reg = _step(model, optimizer, xb, yb.to(device=recipe.device), recipe, "this step")
+    return {"loss": loss, "reg": reg, "total": loss + reg}

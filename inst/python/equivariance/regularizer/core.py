@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn.modules.dropout import _DropoutNd
 
 from .._validation import positive_int, shape_tuple
+from ..devices import model_device_dtype
+from ..modes import preserved_modes
 from .distances import resolve_distance
 from .specs import TransformSpec, parse_bounds, parse_transforms
 from .transforms import identity
@@ -37,16 +39,6 @@ from .transforms import identity
 __all__ = ["EquivarianceRegularizer", "EquivarianceError"]
 
 _MODES = ("eval", "train")
-
-
-def _model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
-    if isinstance(model, nn.Module):
-        for t in model.parameters():
-            return t.device, t.dtype
-        for t in model.buffers():
-            if t.is_floating_point():
-                return t.device, t.dtype
-    return torch.device("cpu"), torch.get_default_dtype()
 
 
 class _RngState:
@@ -153,7 +145,7 @@ class EquivarianceRegularizer:
         """``n`` points (default ``self.n``) drawn uniformly inside ``bounds``, on the
         model's device and dtype."""
         n = self.n if n is None else positive_int(n, "n")
-        device, dtype = _model_device_dtype(self._model)
+        device, dtype = model_device_dtype(self._model)
         bounds = self.bounds.to(device=device, dtype=dtype)
         u = torch.rand((n,) + self.shape, device=device, dtype=dtype)
         return bounds[..., 0] + u * (bounds[..., 1] - bounds[..., 0])
@@ -202,7 +194,7 @@ class EquivarianceRegularizer:
     def _points(self, x: Any) -> torch.Tensor:
         if x is None:
             return self.sample()
-        device, dtype = _model_device_dtype(self._model)
+        device, dtype = model_device_dtype(self._model)
         if isinstance(x, torch.Tensor):
             v = x.to(device=device, dtype=dtype)
         else:
@@ -305,7 +297,6 @@ class EquivarianceRegularizer:
         if not isinstance(model, nn.Module):
             yield
             return
-        flags = [(m, m.training) for m in model.modules()]
         # The forward passes run on private copies of every buffer, so running
         # statistics and counters cannot change, and the originals are never written
         # in place (which would break backward through eval-mode batch norm).
@@ -316,16 +307,15 @@ class EquivarianceRegularizer:
                     swapped.append((m, name, buf))
                     m._buffers[name] = buf.detach().clone()
         try:
-            if self.mode == "eval":
-                model.eval()
-            else:
-                for m in model.modules():
-                    if isinstance(m, (_DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)):
-                        m.eval()
-            yield
+            # preserved_modes switches and restores every flag through train(), which
+            # some modules (escnn's R2Conv) need to keep their caches right.
+            with preserved_modes(model, "eval" if self.mode == "eval" else None):
+                if self.mode != "eval":
+                    for m in model.modules():
+                        if isinstance(m, (_DropoutNd, nn.AlphaDropout, nn.FeatureAlphaDropout)):
+                            m.eval()
+                yield
         finally:
-            for m, flag in flags:
-                m.training = flag
             for m, name, buf in swapped:
                 m._buffers[name] = buf
 

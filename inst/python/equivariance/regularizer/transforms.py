@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._validation import is_whole_number, nonnegative_real
+from .._validation import flag, is_whole_number, nonnegative_real
 
 __all__ = [
     "Transform",
@@ -44,13 +44,6 @@ def _whole(value, name: str) -> int:
     if not is_whole_number(value):
         raise ValueError(f"`{name}` must be a whole number, got {value!r}")
     return int(value)
-
-
-def _flag(value: Any, name: str) -> bool:
-    # Only real flags: the string "False" or the number 0 must not pass as a flag.
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"`{name}` must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _finite_real(value: Any, name: str) -> float:
@@ -161,7 +154,7 @@ def translate(dx: int = 1, dy: int = 0) -> Transform:
 
 class _RandomRot90(Transform):
     def __init__(self, per_sample: bool):
-        self.per_sample = _flag(per_sample, "per_sample")
+        self.per_sample = flag(per_sample, "per_sample")
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         if not self.per_sample:
@@ -277,7 +270,7 @@ def rotate(degrees: float) -> Transform:
 class _RandomRotate(Transform):
     def __init__(self, max_degrees: float, per_sample: bool):
         self.max_degrees = nonnegative_real(max_degrees, "max_degrees")
-        self.per_sample = _flag(per_sample, "per_sample")
+        self.per_sample = flag(per_sample, "per_sample")
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         # Drawn on the CPU generator whatever x's device, and as many numbers as

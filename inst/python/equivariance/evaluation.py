@@ -1,0 +1,126 @@
+"""Accuracy on rotated images (:func:`evaluate`) and on validation data.
+
+The model runs in eval mode without gradients on copies of a data set turned by
+quarter turns (``torch.rot90`` on the last two dimensions); besides the accuracy, it
+measures how far the logits move under each rotation. :func:`loss_and_accuracy` is
+what :func:`~equivariance.fit` measures on its validation data after every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._validation import positive_int, quarter_turns
+from .data import as_tensors
+from .devices import (
+    DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
+    resolve_device,
+)
+from .modes import preserved_modes
+
+__all__ = ["evaluate"]
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: Any,
+    rotations: Sequence[int] = (0, 1, 2, 3),
+    batch_size: int = 1000,
+    device: DeviceLike = "auto",
+) -> list[dict[str, Any]]:
+    """Accuracy of a classifier on rotated copies of ``data``.
+
+    The model runs in eval mode under ``torch.no_grad()`` (every module's mode is
+    restored afterwards), in batches. Each image is rotated by ``k`` quarter turns
+    counter-clockwise with ``torch.rot90(x, k, dims=(-2, -1))``. Images are converted
+    to the model's device and dtype, batch by batch.
+
+    Args:
+        model: a classifier returning logits ``(N, num_classes)``.
+        data: as in :func:`~equivariance.fit`; its images must be finite.
+        rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
+        batch_size: images per forward pass.
+        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:<index>"``, ``"mps"``, a ``torch.device``, or ``None`` (where the
+            model is); the model is moved there for the call and back afterwards.
+
+    Returns:
+        One dict per rotation: ``rotation`` (quarter turns), ``degrees``, ``accuracy``
+        (in [0, 1]), ``correct``, ``n``, and ``invariance_error``: the mean over images
+        of ``|f(rot x) - f(x)|`` divided by the mean of ``|f(x)|`` (Euclidean norms of
+        the logits; 0 for an exactly invariant model).
+
+    Shape:
+        images ``(N, C, H, W)``; logits ``(N, num_classes)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    x, y = as_tensors(data, "data", finite=True)
+    x = image_batch(x, model_in_channels(model), "data")
+    ks = quarter_turns(rotations, "rotations")
+    batch_size = positive_int(batch_size, "batch_size")
+    target = resolve_device(device)
+    dtype = model_device_dtype(model)[1]
+    correct = {k: 0 for k in ks}
+    diff = {k: 0.0 for k in ks}
+    norm = 0.0
+    with preserved_modes(model, "eval"), on_device(model, target) as device:
+        for start in range(0, x.shape[0], batch_size):
+            xb = as_model_input(x[start : start + batch_size], device, dtype)
+            yb = y[start : start + batch_size].to(device=device)
+            upright = model(xb)
+            norm += float(upright.norm(dim=-1).sum())
+            for k in ks:
+                out = upright if k == 0 else model(torch.rot90(xb, k, dims=(-2, -1)))
+                correct[k] += int((out.argmax(dim=-1) == yb).sum())
+                diff[k] += float((out - upright).norm(dim=-1).sum())
+    n = x.shape[0]
+    return [
+        {
+            "rotation": k,
+            "degrees": 90 * k,
+            "accuracy": correct[k] / n,
+            "correct": correct[k],
+            "n": n,
+            "invariance_error": diff[k] / norm if norm > 0 else float("nan"),
+        }
+        for k in ks
+    ]
+
+
+@torch.no_grad()
+def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
+                      ) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode.
+
+    The sums stay on the model's device until the end: one transfer per call.
+
+    Args:
+        model: a classifier returning logits.
+        x, y: images (on any device) and labels ``0..num_classes - 1``.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(loss, accuracy)`` as floats.
+
+    Shape:
+        x ``(N, ...)``, y ``(N,)``.
+    """
+    device, dtype = model_device_dtype(model)
+    loss = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    with preserved_modes(model, "eval"):
+        for start in range(0, x.shape[0], batch_size):
+            xb = as_model_input(x[start:start + batch_size], device, dtype)
+            yb = y[start:start + batch_size].to(device=device)
+            logits = model(xb)
+            loss += F.cross_entropy(logits, yb, reduction="sum").double()
+            correct += (logits.argmax(dim=-1) == yb).sum()
+    n = x.shape[0]
+    return float(loss) / n, int(correct) / n

@@ -1,0 +1,34 @@
+test_that("check_equivariance() names a bad module and non-finite inputs", {
+  skip_if_no_python()
+  x <- array(runif(2 * 9 * 9), c(2, 1, 9, 9))
+  expect_error(check_equivariance(5, x), "`module` must be a torch nn.Module, an escnn",
+    class = "equivariance_type_error"
+  )
+  expect_error(check_equivariance(c4_lifting_conv2d(1, 2, 3), x, group = "D8"), "`group`",
+    class = "equivariance_value_error"
+  )
+  bad <- x
+  bad[2, 1, 3, 3] <- Inf
+  expect_error(check_equivariance(c4_lifting_conv2d(1, 2, 3), bad), "`x`")
+  # a float64 tensor reaches a float32 module converted, not as a dtype error
+  x64 <- torch()$tensor(x, dtype = torch()$float64)
+  errors <- check_equivariance(c4_lifting_conv2d(1, 2, 3), x64)
+  expect_lt(max(errors$error), 1e-5)
+  x64 <- x64$clone()$contiguous()
+  x64[0L]$fill_(NaN)
+  expect_error(check_equivariance(c4_lifting_conv2d(1, 2, 3), x64), "`x` must hold finite numbers only",
+    class = "equivariance_value_error"
+  )
+})
+
+test_that("feature_maps() restores every layer's mode", {
+  skip_if_no_python()
+  model <- simple_cnn()
+  first <- model$features[0]
+  first$eval()
+  maps <- feature_maps(model, array(runif(28 * 28), c(1, 1, 28, 28)), depth = 2)
+  expect_length(dim(maps), 4)
+  expect_true(model$training)
+  expect_false(first$training)
+  expect_true(model$features[1]$training)
+})
