@@ -94,7 +94,7 @@ python_error_kind <- function(e) {
   last <- tryCatch(reticulate::py_last_error(), error = function(err) NULL)
   exception <- attr(last, "exception")
   # py_last_error() outlives its error: use it only if it is this one
-  if (is.null(exception) || !startsWith(conditionMessage(e), paste0(last$type, ":"))) {
+  if (is.null(exception) || !starts_with_type(conditionMessage(e), last$type)) {
     return(NULL)
   }
   builtins <- reticulate::import_builtins(convert = FALSE)
@@ -106,6 +106,15 @@ python_error_kind <- function(e) {
     return("value")
   }
   "other"
+}
+
+#' Does `msg` start with the exception type `type`, bare ("FormatError: ...") or
+#' qualified by its module ("equivariance.persistence.FormatError: ...")? Either
+#' side may carry the module, depending on the reticulate version.
+#' @noRd
+starts_with_type <- function(msg, type) {
+  bare <- sub("^.*\\.", "", type)
+  grepl(paste0("^([A-Za-z_][A-Za-z0-9_]*\\.)*", bare, ":"), msg)
 }
 
 #' Python's message of the exception: the text after "ValueError: " (kept with

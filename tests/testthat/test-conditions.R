@@ -61,3 +61,16 @@ test_that("R errors and conditions that are not Python's pass through unchanged"
   stale <- expect_error(with_py_errors(stop("ValueError: typed in R")))
   expect_false(inherits(stale, "equivariance_error"))
 })
+
+test_that("an exception class of a module is recognised with or without its module", {
+  expect_true(starts_with_type("equivariance.persistence.FormatError: bad", "FormatError"))
+  expect_true(starts_with_type("FormatError: bad", "equivariance.persistence.FormatError"))
+  expect_true(starts_with_type("ValueError: bad", "ValueError"))
+  expect_false(starts_with_type("Error in f(): ValueError: bad", "ValueError"))
+  skip_if_no_python()
+  main <- reticulate::py_run_string(
+    "class CustomValueError(ValueError):\n    pass\ndef fail():\n    raise CustomValueError('`x` is bad')",
+    convert = FALSE
+  )
+  expect_error(call_py(main$fail()), "^`x` is bad$", class = "equivariance_value_error")
+})

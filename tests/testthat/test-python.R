@@ -31,3 +31,29 @@ test_that("without a usable Python, library() works and the first call names ins
   expect_true("loaded" %in% out)
   expect_true(any(grepl("install_equivariance()", out, fixed = TRUE)))
 })
+
+test_that("library() finds the package's environment without setting environment variables", {
+  skip_if_no_python()
+  rscript <- file.path(R.home("bin"), "Rscript")
+  code <- paste(
+    "library(equivariance)",
+    "cat('env:', Sys.getenv('RETICULATE_PYTHON_ENV', 'unset'), '\\n')",
+    "cat('available:', equivariance_available(), '\\n')",
+    "cat('env after:', Sys.getenv('RETICULATE_PYTHON_ENV', 'unset'), '\\n')",
+    sep = "; "
+  )
+  out <- system2("env", c("-u", "RETICULATE_PYTHON", "-u", "RETICULATE_PYTHON_ENV", rscript,
+    "-e", shQuote(code)), stdout = TRUE, stderr = TRUE)
+  expect_true("env: unset " %in% out)
+  expect_true("available: TRUE " %in% out)
+  expect_true("env after: unset " %in% out)
+})
+
+test_that("tensor operators are registered only when reticulate has none", {
+  skip_if_no_python()
+  torch <- torch_module()
+  a <- torch$ones(2L)
+  expect_equal(as.array(2 * a - a + 1), c(2, 2))
+  registered <- !is.null(getS3method("Ops", "torch.Tensor", optional = TRUE))
+  expect_identical(registered, !reticulate_has_operators())
+})

@@ -1,0 +1,496 @@
+"""Saving and loading models: :func:`save_model` and :func:`load_model`.
+
+One file holds what it takes to use a model again in another session: for the
+package's own models, the architecture (the class and the arguments it was built
+with), and for every model the weights, the buffers (batch-norm and quantile-map
+running statistics), the modules' training flags and the class names.
+
+The architecture is recorded when a model is built: importing this module wraps the
+``__init__`` of each class in :data:`SAVABLE` so that an instance keeps the
+arguments it was called with (checked and converted to plain values then). Saving
+builds a fresh model from them and compares its weights' names and shapes with the
+model's, so a model changed after construction is saved with its weights only.
+
+The file is written by ``torch.save`` and read by ``torch.load(weights_only=True)``:
+it holds only plain containers, strings, numbers and tensors, so loading a file
+runs no code from it. Classes are looked up in this package's registry by name,
+never imported from a name found in the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import numbers
+import os
+import re
+import uuid
+import warnings
+from collections import OrderedDict
+from typing import Any, Optional, Union
+
+import torch
+from torch import nn
+
+from .modes import preserved_modes
+from .prediction import model_class_names, resolve_device
+
+__all__ = ["save_model", "load_model"]
+
+FORMAT = "equivariance-model"
+FORMAT_VERSION = 1
+
+#: classes whose instances are saved with their architecture, by qualified name
+SAVABLE: dict[str, type] = {}
+
+#: the package's models and layers, registered when this module is imported
+_EAGER = {
+    "equivariance.networks": ("SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"),
+    "equivariance.c4": ("C4LiftingConv2d", "C4Conv2d", "C4BatchNorm2d", "C4GroupPool",
+                        "C4MaxPool2d"),
+    "equivariance.quantile_maps": ("GroupMap", "LayerMap", "InstanceMap"),
+    "equivariance.groups.layers": ("GroupLiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
+                                   "GroupPool", "GroupMaxPool2d", "GroupInvariantLinear"),
+    "equivariance.groups.d4": ("D4LiftingConv2d", "D4Conv2d", "D4BatchNorm2d", "D4GroupPool",
+                               "D4MaxPool2d"),
+    "equivariance.groups.networks": ("D4CNN",),
+}
+# escnn's models register themselves when equivariance.escnn_models is imported (it
+# is slow to import); a file naming one of these modules imports it, and only it
+_LAZY = {"equivariance.escnn_networks": "equivariance.escnn_models",
+         "equivariance.escnn_models": "equivariance.escnn_models"}
+
+_INIT = "_equivariance_init"  # instance attribute: (class, {name: value}) or (class, reason)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+# -- recording the architecture ---------------------------------------------------------------
+
+
+def qualified_name(cls: type) -> str:
+    """``module.Class``, the key of :data:`SAVABLE`."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register(*classes: type) -> None:
+    """Make instances of each class remember their constructor arguments (idempotent).
+
+    A class's ``__init__`` is wrapped to record, after it ran, the arguments it was
+    called with, on instances of exactly that class: a subclass has arguments of its
+    own, and is saved with its weights only unless it is registered too.
+
+    Args:
+        classes: ``nn.Module`` subclasses of this package.
+    """
+    for cls in classes:
+        SAVABLE[qualified_name(cls)] = cls
+        init = cls.__init__
+        if getattr(init, "_equivariance_records", None) is cls:
+            continue
+        cls.__init__ = _recording_init(cls, init)
+
+
+def _recording_init(cls: type, init: Any) -> Any:
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self) is cls:
+            object.__setattr__(self, _INIT, _record(cls, signature, self, args, kwargs))
+
+    __init__._equivariance_records = cls  # type: ignore[attr-defined]
+    return __init__
+
+
+def _record(cls: type, signature: inspect.Signature, self: Any, args: tuple,
+            kwargs: dict) -> tuple:
+    bound = signature.bind(self, *args, **kwargs)
+    bound.apply_defaults()  # explicit values: a later change of a default cannot alter the model
+    arguments = dict(list(bound.arguments.items())[1:])  # without self
+    try:
+        return (cls, {name: encode(value, name) for name, value in arguments.items()})
+    except _Unrecordable as why:
+        return (cls, str(why))
+
+
+def _call_arguments(cls: type, arguments: dict) -> tuple[list, dict]:
+    """``(args, kwargs)`` that call ``cls`` with the recorded ``{name: value}``."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    has_varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    args: list = []
+    kwargs: dict = {}
+    for p in params:
+        if p.name not in arguments:
+            continue
+        value = arguments.pop(p.name)
+        if p.kind is p.VAR_POSITIONAL:
+            args.extend(value)
+        elif p.kind is p.VAR_KEYWORD:
+            kwargs.update(value)
+        elif p.kind is p.POSITIONAL_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and has_varargs):
+            args.append(value)
+        else:
+            kwargs[p.name] = value
+    if arguments:
+        raise ValueError(f"{cls.__name__} has no argument(s) {sorted(arguments)} recorded "
+                         "in the model file")
+    return args, kwargs
+
+
+class _Unrecordable(Exception):
+    pass
+
+
+def encode(value: Any, where: str) -> Any:
+    """A constructor argument as plain values that ``torch.load(weights_only=True)`` reads.
+
+    Numbers, strings, ``None`` and lists, tuples and string-keyed dicts of them are
+    kept; dtypes become ``{"__dtype__": name}``; devices become ``None`` (a model is
+    built on the CPU and moved after loading). Anything else (a function, a
+    distribution object) cannot be recorded.
+    """
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    # subclasses (enums, numpy scalars, torch's version string) as the plain type: the
+    # safe loader refuses any other class
+    for plain in (bool, int, float, str):
+        if isinstance(value, plain):
+            return plain.__str__(value) if plain is str else plain(value)
+    if isinstance(value, torch.dtype):
+        return {"__dtype__": str(value).replace("torch.", "")}
+    if isinstance(value, torch.device):
+        return None
+    if isinstance(value, (list, tuple)):
+        items = [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if hasattr(value, "__index__") and not hasattr(value, "shape"):
+        return int(value.__index__())  # numpy integers
+    if isinstance(value, numbers.Real) and not hasattr(value, "shape"):
+        return float(value)  # numpy floats
+    kind = "function" if callable(value) else type(value).__name__
+    raise _Unrecordable(f"argument {where} is a {kind}, which a model file cannot hold")
+
+
+def decode(value: Any) -> Any:
+    """The inverse of :func:`encode`."""
+    if isinstance(value, dict):
+        if set(value) == {"__dtype__"}:
+            dtype = getattr(torch, str(value["__dtype__"]), None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"unknown dtype {value['__dtype__']!r} in the model file")
+            return dtype
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(decode(v) for v in value)
+    return value
+
+
+def _register_eager() -> None:
+    for module_name, names in _EAGER.items():
+        module = importlib.import_module(module_name)
+        # a class missing here is a renamed one: test_persistence lists what must be savable
+        register(*(getattr(module, n) for n in names if hasattr(module, n)))
+
+
+_register_eager()
+
+
+def architecture(model: nn.Module) -> tuple[Optional[dict], Optional[str]]:
+    """``(architecture, None)`` for a model that can be rebuilt, else ``(None, reason)``."""
+    record = getattr(model, _INIT, None)
+    name = qualified_name(type(model))
+    if SAVABLE.get(name) is not type(model) or record is None or record[0] is not type(model):
+        return None, f"{type(model).__name__} is not one of the package's models"
+    if isinstance(record[1], str):
+        return None, record[1]
+    arch = {"class": name, "arguments": record[1]}
+    fresh = build(arch)
+    with preserved_modes(model, "eval"), preserved_modes(fresh, "eval"):
+        ours, theirs = _layout(model), _layout(fresh)
+    if ours != theirs:
+        return None, (f"its weights no longer match a {type(model).__name__} built with its "
+                      "arguments (was it changed after construction?)")
+    return arch, None
+
+
+def _layout(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def build(arch: dict) -> nn.Module:
+    """A new model from an architecture record; torch's random state is left untouched."""
+    cls = _savable_class(arch["class"])
+    arguments = decode(arch.get("arguments"))
+    if not isinstance(arguments, dict):
+        raise ValueError("malformed architecture in the model file")
+    args, kwargs = _call_arguments(cls, arguments)
+    # random initial weights are overwritten by the saved ones: do not consume the
+    # user's random stream (reproducibility of what follows a save or a load)
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return cls(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"cannot build a {cls.__name__} from the arguments in the "
+                             f"model file: {err}") from None
+
+
+def _savable_class(name: Any) -> type:
+    if not isinstance(name, str):
+        raise ValueError(f"malformed class name {name!r} in the model file")
+    module = name.rsplit(".", 1)[0]
+    if name not in SAVABLE and module in _LAZY:
+        importlib.import_module(_LAZY[module])  # escnn's models register on import
+    if name not in SAVABLE:
+        raise ValueError(f"the model file names class {name!r}, which this version of "
+                         "equivariance cannot build")
+    return SAVABLE[name]
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def _path(path: Any) -> str:
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+        raise TypeError(f"`path` must be a file path (a string), got {type(path).__name__}")
+    path = os.path.expanduser(os.fspath(path))
+    if not path:
+        raise ValueError("`path` must be a file path, got an empty string")
+    return path
+
+
+def save_model(model: nn.Module, path: PathLike) -> str:
+    """Save a model to one file: architecture, weights, buffers, modes and class names.
+
+    The package's models (``SimpleCNN``, ``EqCNN``, ``C4CNN``, the C4 layers, the
+    quantile maps, ``EscnnC4CNN``) are saved with their class and constructor
+    arguments, so :func:`load_model` rebuilds them. Any other module is saved with
+    its weights and buffers only, to be loaded with ``load_model(path, model=m)``.
+    The file is written to a temporary file in the same folder and renamed, so an
+    interrupted save never leaves a damaged file at ``path``.
+
+    Args:
+        model: a torch module.
+        path: the file to write (replaced if it exists).
+
+    Returns:
+        The path written (with ``~`` expanded).
+
+    Raises:
+        TypeError: ``model`` is not a torch module or ``path`` not a path.
+        ValueError: ``path`` is a folder or its folder does not exist.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    path = _path(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"`path` must be a file, got the folder {path!r}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"`path` must be in an existing folder, got {path!r}")
+    arch, reason = architecture(model)
+    if arch is None and qualified_name(type(model)) in SAVABLE:
+        warnings.warn(f"saving the weights of this {type(model).__name__} only: {reason}; load "
+                      "them with load_model(path, model=...)", stacklevel=2)
+    contents = _contents(model, arch, reason)
+    _write_atomically(contents, path, folder)
+    return path
+
+
+def _contents(model: nn.Module, arch: Optional[dict], reason: Optional[str]) -> dict:
+    # escnn keeps different buffers in training and eval mode, and advises saving and
+    # loading in eval mode: every file holds the eval-mode state dict
+    with preserved_modes(model, "eval"):
+        raw = model.state_dict()
+    others = [k for k, v in raw.items() if not isinstance(v, torch.Tensor)]
+    if others:  # a module's get_extra_state() may return any object
+        raise ValueError(f"`model` has state that is not a tensor ({others[0]!r}), which a "
+                         "model file cannot hold")
+    state = {k: v.detach().cpu().clone() for k, v in raw.items()}
+    # the modules' state-dict versions, which load_state_dict passes to their loaders
+    metadata = {k: dict(v) for k, v in getattr(raw, "_metadata", {}).items()}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": arch,
+        "no_architecture": reason,
+        "model_class": type(model).__name__,
+        "state_dict": state,
+        "state_metadata": metadata,
+        "training": [name for name, m in model.named_modules() if m.training],
+        "class_names": model_class_names(model),
+        "torch_version": str(torch.__version__),  # a plain str: TorchVersion is a class
+    }
+
+
+def _write_atomically(contents: dict, path: str, folder: str) -> None:
+    base = os.path.basename(path)
+    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp")
+    # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide,
+    # as for any new file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(contents, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read(path: str) -> dict:
+    if not os.path.exists(path):
+        raise ValueError(f"`path` {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ValueError(f"`path` must be a model file, got the folder {path!r}")
+    try:
+        contents = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to read means "not our file"
+        raise ValueError(f"`path` {path!r} is not a model file saved by save_model(), or "
+                         f"it is damaged or truncated ({_reason(err)})") from None
+    if not isinstance(contents, dict) or contents.get("format") != FORMAT:
+        hint = ""
+        if isinstance(contents, dict) and contents and all(
+                isinstance(v, torch.Tensor) for v in contents.values()):
+            hint = ("; it looks like a plain state dict: use "
+                    "model.load_state_dict(torch.load(path, weights_only=True))")
+        raise ValueError(f"`path` {path!r} is not a model file saved by save_model(){hint}")
+    version = contents.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"`path` {path!r} has no valid format version")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"`path` {path!r} was saved by a newer version of equivariance (file format "
+            f"{version}; this version reads format {FORMAT_VERSION} and older): update the "
+            "package to load it"
+        )
+    state = contents.get("state_dict")
+    if not isinstance(state, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise ValueError(f"`path` {path!r} holds no valid weights")
+    return contents
+
+
+def _reason(err: Exception) -> str:
+    """The line of a loading error that says what went wrong, without terminal codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    found = [line for line in lines if "WeightsUnpickler error" in line]
+    line = (found or lines or [type(err).__name__])[0]
+    return line[:300]
+
+
+def load_model(path: PathLike, model: Optional[nn.Module] = None,
+               map_location: Any = None) -> nn.Module:
+    """Load a model saved by :func:`save_model`.
+
+    Without ``model``, the package's models are rebuilt from the file; with
+    ``model``, the weights and buffers are loaded into it (its own modules' names and
+    shapes must match). Either way the class names saved with the model become its
+    ``class_names``. The file is read with ``torch.load(weights_only=True)``: nothing
+    in it is executed.
+
+    Args:
+        path: a file written by :func:`save_model`.
+        model: ``None``, or a module of the same architecture to load into (needed
+            for a module that is not one of the package's models).
+        map_location: where to put the model: ``None`` (the CPU for a rebuilt
+            model, where ``model`` is otherwise), ``"auto"``, ``"cpu"``, ``"cuda"``,
+            ``"cuda:<index>"``, ``"mps"`` or a ``torch.device``.
+
+    Returns:
+        The model, with every module in the training mode it had when saved (a
+        given ``model`` keeps its own modes).
+
+    Raises:
+        ValueError: nothing at ``path``, not a model file, a damaged or newer file, a
+            file without architecture and no ``model``, or weights that do not fit
+            ``model`` (which is then left unchanged).
+        TypeError: ``path`` is not a path or ``model`` not a torch module.
+    """
+    path = _path(path)
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be None or a torch nn.Module, got {type(model).__name__}")
+    device = resolve_device(map_location, "map_location")
+    contents = _read(path)
+    state = contents["state_dict"]
+    if model is None:
+        model = _rebuild(contents, path)
+        training = set(contents.get("training") or [])
+        modes = [(m, name in training) for name, m in model.named_modules()]
+    else:
+        modes = [(m, m.training) for m in model.modules()]
+    try:
+        _load_state(model, state, contents.get("state_metadata"), path)
+    finally:
+        _set_modes(modes)
+    if device is not None:
+        model.to(device)
+    names = contents.get("class_names")
+    if names is not None:
+        model.class_names = list(names)
+        model_class_names(model)  # checks them
+    return model
+
+
+def _rebuild(contents: dict, path: str) -> nn.Module:
+    arch = contents.get("architecture")
+    if arch is None:
+        reason = contents.get("no_architecture") or "unknown reason"
+        raise ValueError(
+            f"`path` {path!r} holds the weights of a {contents.get('model_class', 'model')} "
+            f"but not its architecture ({reason}): build the model and pass it as `model=` "
+            "to load the weights into it"
+        )
+    if not isinstance(arch, dict) or "class" not in arch:
+        raise ValueError(f"`path` {path!r} has a malformed architecture")
+    try:
+        model = build(arch)
+    except ValueError as err:
+        raise ValueError(f"`path` {path!r}: {err}") from None
+    floats = {v.dtype for v in contents["state_dict"].values() if v.is_floating_point()}
+    if len(floats) == 1:
+        model.to(floats.pop())  # a model saved in float64 comes back in float64
+    return model
+
+
+def _load_state(model: nn.Module, state: dict, metadata: Any, path: str) -> None:
+    # in eval mode, where the file's state dict was taken (see _contents); the caller
+    # puts the modes back, which lets mode-aware modules rebuild their caches
+    state = OrderedDict(state)
+    if isinstance(metadata, dict):
+        state._metadata = OrderedDict(metadata)  # type: ignore[attr-defined]
+    model.eval()
+    _check_layout(model, state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def _check_layout(model: nn.Module, state: dict, path: str) -> None:
+    """Refuse weights that do not fit, before load_state_dict copies the ones that do."""
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"missing {k}" for k in own if k not in theirs]
+    problems += [f"unexpected {k}" for k in theirs if k not in own]
+    problems += [f"{k} is {theirs[k]} in the file, {own[k]} in the model"
+                 for k in own if k in theirs and own[k] != theirs[k]]
+    if problems:
+        more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ValueError(f"`model` does not match the weights in {path!r}: "
+                         f"{'; '.join(problems[:5])}{more}")
+
+
+def _set_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    # as equivariance.modes does: top-down through train(), which mode-aware modules
+    # need (escnn's convolutions build their filter on eval())
+    for module, flag in modes:
+        if module.training != flag:
+            module.train(flag)
