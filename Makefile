@@ -60,6 +60,7 @@ $(TARBALL): $(PKG_SOURCES) | system-deps python-env
 # Installed from the built tarball, so that vignette() finds the vignettes.
 r-install: $(TARBALL)
 	R CMD INSTALL --no-test-load $(TARBALL) >/dev/null
+	@Rscript -e 'v <- vignette(package = "equivariance")$$results; if (nrow(v) < 4) stop("the installed package lists ", nrow(v), " vignettes")'
 
 pytest: python-env
 	$(PY) -m pytest -q tests/python
