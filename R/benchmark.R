@@ -35,6 +35,8 @@
 #' @param csv `NULL` or a file to write the table to, as CSV.
 #' @param png `NULL` or a file to draw the accuracy-against-rotation plot in, as PNG.
 #' @param verbose Print training progress and results.
+#' @param device Where every model trains and is tested: `"auto"` (CUDA when
+#'   available, else the CPU), `"cpu"`, `"cuda"`, `"cuda:1"` or `"mps"`.
 #' @return A data.frame of class `rotation_benchmark`, one row per model: `model`,
 #'   `parameters`, `seconds_per_epoch`, `accuracy_0`, `accuracy_90`, ... (in
 #'   `[0, 1]`) and `invariance_error` (the mean relative change of the logits
@@ -60,7 +62,7 @@ rotation_benchmark <- function(models = c(
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 0.5,
-                               csv = NULL, png = NULL, verbose = TRUE) {
+                               csv = NULL, png = NULL, verbose = TRUE, device = "auto") {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) {
     png <- path.expand(check_string(png, "png"))
@@ -82,7 +84,8 @@ rotation_benchmark <- function(models = c(
     reg_lambda = as_py_nonneg(reg_lambda, "reg_lambda"),
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),
-    warn = FALSE
+    warn = FALSE,
+    device = device
   ))
   note_subset(py$settings[["source"]], root)
   result <- as_benchmark_table(py)

@@ -38,7 +38,9 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
   # the rules on `module` and `group` live in Python: R converts, Python checks
   if (is.function(module)) module <- as_py_callable(module, "module")
   if (!(is_py(x) && inherits(x, "escnn.nn.geometric_tensor.GeometricTensor"))) {
-    x <- as_py_tensor(x, "x")
+    # an R array goes in the module's floating type: a double() model is checked in
+    # float64, not on values rounded to float32 first
+    x <- as_py_tensor(x, "x", dtype = if (is_py(module)) model_float_dtype(module) else "float32")
   }
   errors <- call_py(core()$check_equivariance(
     module, x,
@@ -75,6 +77,7 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
 #' }
 feature_maps <- function(model, x, depth = 1) {
   model <- as_py_module(model, "model")
-  maps <- call_py(core()$feature_maps(model, as_py_tensor(x, "x"), depth = as_py_int(depth, "depth")))
+  x <- as_py_tensor(x, "x", dtype = model_float_dtype(model))
+  maps <- call_py(core()$feature_maps(model, x, depth = as_py_int(depth, "depth")))
   as_r_array(maps)
 }

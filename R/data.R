@@ -20,7 +20,9 @@
 #'   `"subset"` for the subset shipped with the package.
 #' @return An object of class `equivariance_dataset`, a list with
 #'   * `images`: the torch tensor of images, `(N, 1, 28, 28)`, float32 in `[0, 1]`;
-#'   * `labels`: an integer vector of classes `0` to `9`;
+#'   * `labels`: an integer vector of classes `0` to `9` (as the Python core counts);
+#'   * `y`: the same labels as a factor whose levels are the class names, ready for
+#'     `fit_model(model, list(x, y))`;
 #'   * `classes`: the ten class names (label `k` is `classes[k + 1]`);
 #'   * `split`, `source` (`"full"` or `"subset"`), `root` (the folder read);
 #'   * `py`: the Python `FashionMNIST` data set.
@@ -63,11 +65,14 @@ note_subset <- function(source, root) {
 }
 
 new_equivariance_dataset <- function(py) {
+  labels <- as.integer(as_r_array(py$labels))
+  classes <- as.character(unlist(py$classes))
   structure(
     list(
       images = py$images,
-      labels = as.integer(as_r_array(py$labels)),
-      classes = as.character(unlist(py$classes)),
+      labels = labels,
+      y = factor(classes[labels + 1L], levels = classes),
+      classes = classes,
       split = py$split,
       source = py$source,
       root = py$root,
@@ -104,4 +109,93 @@ as.array.equivariance_dataset <- function(x, ...) {
   }
   index <- reticulate::np_array(as.integer(i) - 1L, dtype = "int64")
   new_equivariance_dataset(call_py(x$py$subset(index)))
+}
+
+# -- images and labels given by the user, for fit_model() and evaluate_rotations() --
+
+#' Training or test data -> Python data, and the class names of factor labels.
+#'
+#' `data` is what fashion_mnist() returns, a Python data set, or a list of images
+#' and labels: unnamed `list(x, y)`, or named `x`/`y` or `images`/`labels`. R arrays
+#' of images become tensors of `dtype` (the model's); labels are R's: integers from 1
+#' or a factor (its levels are the class names), made 0-based for Python. A label
+#' tensor is Python's and goes as it is (from 0). `levels`: the training factor's
+#' levels, which a factor of validation labels must share.
+#' @return list(py = a Python data set or tuple, class_names = NULL or levels).
+#' @noRd
+as_fit_data <- function(data, arg = "data", dtype = "float32", levels = NULL) {
+  if (inherits(data, "equivariance_dataset")) {
+    return(list(py = data$py, class_names = NULL))
+  }
+  if (is_py(data)) {
+    return(list(py = data, class_names = NULL))
+  }
+  keys <- fit_data_keys(data, arg)
+  where <- if (is.numeric(keys)) paste0(arg, "[[", keys, "]]") else paste0(arg, "$", keys)
+  images <- data[[keys[1]]]
+  if (!is_py(images)) images <- as_py_tensor(images, where[1], dtype = dtype)
+  labels <- as_fit_labels(data[[keys[2]]], where[2], levels)
+  list(py = reticulate::tuple(images, labels$py), class_names = labels$levels)
+}
+
+fit_data_keys <- function(data, arg) {
+  expected <- paste(
+    "a data set from fashion_mnist() or a list of images and labels:",
+    "list(x, y), list(x = , y = ) or list(images = , labels = )"
+  )
+  if (!is.list(data) || length(data) < 2) arg_error(arg, expected, describe(data))
+  nm <- names(data)
+  if (is.null(nm) || all(!nzchar(nm))) {
+    if (length(data) != 2) arg_error(arg, expected, describe(data))
+    return(c(1, 2))
+  }
+  for (keys in list(c("x", "y"), c("images", "labels"))) {
+    if (all(keys %in% nm)) {
+      return(keys)
+    }
+  }
+  arg_error(arg, expected, paste0("a list named ", paste0("`", nm, "`", collapse = ", ")))
+}
+
+#' Labels as R counts them (from 1, or a factor) -> 0-based int64 tensor.
+#' @noRd
+as_fit_labels <- function(y, arg, levels = NULL) {
+  if (is_py(y)) {
+    return(list(py = y, levels = NULL))
+  }
+  expected <- "class numbers from 1 (R counts classes from 1) or a factor"
+  if (anyNA(y)) {
+    arg_error(arg, paste(expected, "without NA"), paste0("NA at position ", which(is.na(y))[1]))
+  }
+  if (is.factor(y)) {
+    if (!is.null(levels) && !identical(levels(y), levels)) {
+      got <- paste0("levels ", paste0("\"", levels(y), "\"", collapse = ", "))
+      arg_error(arg, "a factor with the levels of the training labels", got)
+    }
+    codes <- as.integer(y) - 1L
+    levels <- levels(y)
+  } else {
+    if (!is.numeric(y) || is.logical(y)) arg_error(arg, expected, describe(y), class = "type")
+    bad <- which(!vapply(y, is_whole, logical(1)) | y < 1)
+    if (length(bad)) {
+      hint <- if (all(vapply(y, is_whole, logical(1))) && min(y) == 0) {
+        "; labels from 0 (as fashion_mnist()'s `labels`)? Add 1, or use its factor `y`"
+      } else {
+        ""
+      }
+      arg_error(arg, expected, paste0(format(y[bad[1]]), " at position ", bad[1], hint))
+    }
+    codes <- y - 1
+    levels <- NULL
+  }
+  list(py = as_py_tensor(codes, arg, dtype = "int64"), levels = levels)
+}
+
+#' The floating type of a model's parameters as numpy names it ("float32" or
+#' "float64"; "float32" for any other type, which the core then converts).
+#' @noRd
+model_float_dtype <- function(model) {
+  dtype <- core()$devices$model_device_dtype(model)[[2]]
+  name <- sub("^torch\\.", "", reticulate::py_str(dtype))
+  if (name %in% c("float32", "float64")) name else "float32"
 }

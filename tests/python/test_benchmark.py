@@ -164,3 +164,20 @@ def test_augmented_row_trains_on_randomly_turned_images(monkeypatch):
     assert all(r == 0 for r in aug.reg + plain.reg)  # augmented, not regularized
     assert aug.loss != plain.loss  # same seed and network, different images
     assert result.rows[0]["parameters"] == result.rows[1]["parameters"]
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_models_train_and_are_tested_on_the_device(device):
+    tiny = dict(SMALL, limit=32, test_limit=16)
+    result = eq.rotation_benchmark({"m": lambda: eq.SimpleCNN(widths=(2, 2, 2))}, device=device,
+                                   **tiny)
+    assert next(result.models["m"].parameters()).device.type == device
+
+
+def test_cuda_without_cuda_fails_before_training(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    built = []
+    with pytest.raises(ValueError, match="`device` is 'cuda' but CUDA is not available.*\"auto\""):
+        eq.rotation_benchmark({"m": lambda: built.append(1) or eq.SimpleCNN()}, device="cuda",
+                              **SMALL)
+    assert built == []

@@ -159,3 +159,17 @@ def test_feature_maps_restore_every_mode_and_take_numpy_depth():
     assert maps.dim() == 4
     assert model.training and not frozen.training
     assert all(m.training for m in model.modules() if m is not frozen)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_checks_and_feature_maps_follow_a_double_model_on_its_device(device):
+    torch.manual_seed(0)
+    model = eq.C4CNN(widths=(2, 2, 2)).double().to(device)
+    x = torch.rand(2, 1, 28, 28)  # float32 on the CPU, as R sends arrays
+    maps = eq.feature_maps(model, x, depth=2)
+    assert maps.dtype == torch.float64 and maps.device.type == device
+    assert max(eq.check_equivariance(model, x.numpy().astype("float64"))) < 1e-12
+    assert max(eq.check_equivariance(model.features[0], x)) < 1e-12

@@ -113,3 +113,18 @@ def test_as_tensors_forms_and_finiteness():
         eq.as_tensors((images, [0.5, 1, 2]))
     with pytest.raises(TypeError, match="`data` must be"):
         eq.as_tensors("images")
+
+
+def test_holdout_is_a_seeded_split_keeping_the_order():
+    from equivariance.data import holdout
+
+    x, y = torch.arange(20.0).reshape(20, 1), torch.arange(20)
+    (xt, yt), (xv, yv) = holdout(x, y, 0.25, seed=1)
+    assert len(yv) == 5 and len(yt) == 15
+    assert sorted(yt.tolist() + yv.tolist()) == list(range(20))
+    assert yv.tolist() == sorted(yv.tolist()) and torch.equal(xv[:, 0].long(), yv)
+    assert torch.equal(holdout(x, y, 0.25, seed=1)[1][1], yv)
+    assert not torch.equal(holdout(x, y, 0.25, seed=2)[1][1], yv)
+    for bad in (0.0, 1.0, -0.5, "0.2", True):
+        with pytest.raises(ValueError, match="`validation_data` must be data"):
+            holdout(x, y, bad, seed=1)

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import equivariance as eq
@@ -358,3 +359,197 @@ def test_fit_is_short():
              if isinstance(node, ast.FunctionDef)}
     assert lines["fit"] <= 80 and max(lines.values()) <= 80, lines
 
+
+
+# -- own data, validation, early stopping, callbacks, devices (issue 10) --------------------
+
+
+CUDA = [pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                      reason="needs CUDA"))]
+
+
+def test_own_arrays_of_one_channel_and_class_names(train):
+    x, y = train[:32].tensors
+    model = small_cnn()
+    h = eq.fit(model, (x[:, 0].numpy(), y.numpy()), batch_size=16, verbose=False,
+               class_names=list(eq.CLASSES))  # (N, H, W) arrays: one channel
+    assert len(h.loss) == 2 and model.class_names == list(eq.CLASSES)
+    assert model.input_shape == (1, 28, 28)
+    assert eq.predict(model, x[:3], type="class", names=True)[0] in eq.CLASSES
+    with pytest.raises(ValueError, match=r"`class_names` \(in R: the levels .*\) has 3 names but "
+                                         r"the model returns 10 logits"):
+        eq.fit(small_cnn(), (x, y % 3), verbose=False, class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="`class_names` must be None or a list of distinct"):
+        eq.fit(small_cnn(), (x, y), verbose=False, class_names=["a", "a"])
+
+
+def test_bad_images_and_labels_name_the_argument_and_the_shapes(train):
+    x, y = train[:8].tensors
+    with pytest.raises(ValueError, match=r"`data` must be images of shape \(N, 1, H, W\) or "
+                                         r"\(N, H, W\), got shape \(8, 28, 28, 1\); channels last\?"
+                                         r".*aperm\(x, c\(1, 4, 2, 3\)\)"):
+        eq.fit(eq.SimpleCNN(), (x.permute(0, 2, 3, 1), y), verbose=False)
+    with pytest.raises(ValueError, match=r"`data` must be images .*got shape \(8, 2, 28, 28\)"):
+        eq.fit(small_cnn(), (x.expand(8, 2, 28, 28), y), verbose=False)  # first Conv2d: 1
+    with pytest.raises(ValueError, match=r"`data`: labels must be .*got shape \(7,\) for 8 images"):
+        eq.fit(small_cnn(), (x, y[:7]), verbose=False)
+    with pytest.raises(ValueError, match=r"`data`: labels must be class indices from 0 to 9 \(the "
+                                         r"model returns 10 logits; in R, classes 1 to 10\), got labels from 1 to 10; "
+                                         r"labels from 1\?"):
+        eq.fit(small_cnn(), (x, torch.tensor([1, 2, 3, 4, 5, 6, 7, 10])), verbose=False)
+    with pytest.raises(ValueError, match="`data`: labels must be class indices from 0, got -1"):
+        eq.fit(small_cnn(), (x, y - 1 - y), verbose=False)
+    with pytest.raises(ValueError, match=r"`data`: labels must be whole numbers"):
+        eq.fit(small_cnn(), (x, torch.full((8,), float("nan"))), verbose=False)
+    with pytest.raises(ValueError, match=r"`validation_data`: labels must be class indices from "
+                                         r"0 to 9 .*got labels from 0 to 12"):
+        eq.fit(small_cnn(), (x, y), verbose=False, validation_data=(x[:2], torch.tensor([0, 12])))
+    model = small_cnn()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="got labels from 0 to 10"):
+        eq.fit(model, (x, torch.tensor([0, 1, 2, 3, 4, 5, 6, 10])), verbose=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing learnt
+
+
+def test_validation_fraction_is_held_out_with_the_seed(train):
+    seen = []
+
+    def record(m, i, o):
+        seen.append(i[0].shape[0])
+
+    model = small_cnn()
+    model.register_forward_hook(record)
+    h = eq.fit(model, train[:40], epochs=2, batch_size=32, seed=3, verbose=False,
+               validation_data=0.25)
+    assert seen == [30, 10, 30, 10]  # 30 training images, 10 held out, per epoch
+    assert len(h.val_loss) == 2 and all(0 <= a <= 1 for a in h.val_accuracy)
+    assert h.as_dict()["epochs"]["val_loss"] == h.val_loss
+    again = eq.fit(small_cnn(), train[:40], epochs=2, batch_size=32, seed=3, verbose=False,
+                   validation_data=0.25)
+    assert again.val_loss == h.val_loss
+    for bad in (0, 1, 1.5, True):
+        with pytest.raises(ValueError, match="`validation_data` must be data .* or a fraction"):
+            eq.fit(small_cnn(), train[:40], verbose=False, validation_data=bad)
+    with pytest.raises(ValueError, match="`validation_data` = 0.01 holds out 0 of 40 images"):
+        eq.fit(small_cnn(), train[:40], verbose=False, validation_data=0.01)
+
+
+def test_validation_pair_is_measured_in_eval_mode_without_changing_the_model(train):
+    x, y = train[:16].tensors
+    model = bn_model()
+    h = eq.fit(model, (x, y), epochs=1, batch_size=16, verbose=False, validation_data=(x, y))
+    with torch.no_grad(), preserved_modes(model, "eval"):
+        logits = model(x)
+    loss = F.cross_entropy(logits, y).item()
+    assert h.val_loss[0] == pytest.approx(loss, rel=1e-5)
+    assert h.val_accuracy[0] == (logits.argmax(1) == y).float().mean().item()
+    assert model.training  # the mode the model came in
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(train):
+    x, y = train[:20].tensors
+    model = small_cnn()
+    weights = []
+
+    def keep(fig):
+        weights.append([p.detach().clone() for p in model.parameters()])
+
+    h = eq.fit(model, (x, y), epochs=30, batch_size=20, lr=0.5, verbose=False, seed=0,
+               validation_data=(x, y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]),
+               patience=2, callbacks=[keep])
+    best = int(np.argmin(h.val_loss)) + 1
+    assert h.stopped_early and len(h.val_loss) == best + 2 < 30
+    assert h.best_epoch == best
+    assert all(torch.equal(a, b) for a, b in zip(weights[best - 1], model.parameters()))
+    # restore_best=False keeps the last weights
+    model = small_cnn()
+    weights.clear()
+    h = eq.fit(model, (x, y), epochs=3, batch_size=20, lr=0.5, verbose=False,
+               validation_data=(x, y), restore_best=False, callbacks=[keep])
+    assert all(torch.equal(a, b) for a, b in zip(weights[-1], model.parameters()))
+
+
+def test_early_stopping_needs_validation_data(train):
+    with pytest.raises(ValueError, match="`patience` needs `validation_data`"):
+        eq.fit(small_cnn(), train[:8], verbose=False, patience=2)
+    with pytest.raises(ValueError, match="`restore_best = True` needs `validation_data`"):
+        eq.fit(small_cnn(), train[:8], verbose=False, restore_best=True)
+    with pytest.raises(ValueError, match="`patience` must be a positive whole number"):
+        eq.fit(small_cnn(), train[:8], verbose=False, patience=0, validation_data=0.5)
+    with pytest.raises(TypeError, match="`restore_best` must be None, True or False"):
+        eq.fit(small_cnn(), train[:8], verbose=False, restore_best="yes", validation_data=0.5)
+
+
+def test_callbacks_see_every_epoch_and_false_stops(train):
+    figures = []
+    h = eq.fit(small_cnn(), train[:16], epochs=5, batch_size=8, verbose=False,
+               validation_data=0.5, seed=0,
+               callbacks=[figures.append, lambda f: f["epoch"] < 2, lambda f: None])
+    assert len(h.epoch_loss) == 2 and h.stopped_early
+    assert [f["epoch"] for f in figures] == [1, 2]
+    assert set(figures[0]) == {"epoch", "loss", "reg", "seconds", "val_loss", "val_accuracy"}
+    assert figures[1]["val_loss"] == h.val_loss[1] and figures[1]["loss"] == h.epoch_loss[1]
+    # numpy's False stops too; other values do not
+    h = eq.fit(small_cnn(), train[:8], epochs=3, verbose=False, callbacks=[lambda f: np.bool_(False)])
+    assert len(h.epoch_loss) == 1
+    h = eq.fit(small_cnn(), train[:8], epochs=2, verbose=False, callbacks=lambda f: 0)
+    assert len(h.epoch_loss) == 2 and not h.stopped_early and figures[0]["val_loss"] is not None
+    with pytest.raises(TypeError, match="`callbacks` must be None or a list of functions"):
+        eq.fit(small_cnn(), train[:8], verbose=False, callbacks=[print, 3])
+
+
+def test_progress_function_receives_the_events(train):
+    events = []
+    eq.fit(small_cnn(), train[:16], epochs=2, batch_size=8, validation_data=(train[:4]),
+           progress=events.append)
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start", "step", "step", "epoch", "step", "step", "epoch", "end"]
+    assert events[0] == {"event": "start", "epochs": 2, "steps": 2}
+    assert events[2]["step"] == 2 and events[2]["reg"] is None and events[3]["val_accuracy"] >= 0
+    events.clear()
+    eq.fit(small_cnn(), train[:8], progress=events.append, verbose=False)
+    assert events == []
+    with pytest.raises(TypeError, match="`progress` must be None or a function"):
+        eq.fit(small_cnn(), train[:8], progress="bar")
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto", None] + CUDA)
+def test_fit_and_evaluate_on_a_device(train, device):
+    model = small_cnn()
+    eq.fit(model, train[:8], device=device, verbose=False)
+    where = next(model.parameters()).device
+    assert where.type == ("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    rows = eq.evaluate(model, train[:8], rotations=[0], device=device)
+    assert rows[0]["n"] == 8 and next(model.parameters()).device == where
+
+
+def test_cuda_without_cuda_says_so(train, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for call in (lambda: eq.fit(small_cnn(), train[:8], device="cuda", verbose=False),
+                 lambda: eq.evaluate(small_cnn(), train[:8], device="cuda")):
+        with pytest.raises(ValueError, match="`device` is 'cuda' but CUDA is not available.*\"auto\""):
+            call()
+    with pytest.raises(ValueError, match="`device` must be \"auto\", \"cpu\""):
+        eq.fit(small_cnn(), train[:8], device="gpu", verbose=False)
+
+
+def test_set_seed_seeds_torch_numpy_and_random(train):
+    import random
+
+    eq.set_seed(2**40 + 7)
+    a = (torch.rand(3), np.random.rand(3), random.random())
+    eq.set_seed(2**40 + 7)
+    b = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    weights = []
+    for _ in range(2):
+        eq.set_seed(11)
+        model = eq.SimpleCNN(widths=(2, 2, 2))
+        eq.fit(model, train[:16], batch_size=8, verbose=False)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(p, q) for p, q in zip(*weights))
+    with pytest.raises(ValueError, match="`seed` must be a whole number"):
+        eq.set_seed(None)
+    with pytest.raises(ValueError, match="`seed`"):
+        eq.set_seed(-1)

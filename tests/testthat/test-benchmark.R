@@ -86,3 +86,16 @@ test_that("the \"SimpleCNN+aug\" row trains the plain network on turned images",
     "`test_limit`"
   )
 })
+
+test_that("rotation_benchmark() runs on the device asked for", {
+  skip_if_no_python()
+  res <- rotation_benchmark(list(m = function() simple_cnn(widths = c(2, 2, 2))),
+    epochs = 1, batch_size = 32, limit = 32, test_limit = 16, root = "subset",
+    verbose = FALSE, device = "cpu")
+  expect_equal(nrow(res), 1)
+  if (!torch()$cuda$is_available()) {
+    expect_error(rotation_benchmark("SimpleCNN", root = "subset", limit = 8, verbose = FALSE,
+      device = "cuda"), "`device` is 'cuda' but CUDA is not available.*\"auto\"",
+      class = "equivariance_value_error")
+  }
+})

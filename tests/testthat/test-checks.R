@@ -32,3 +32,23 @@ test_that("feature_maps() restores every layer's mode", {
   expect_false(first$training)
   expect_true(model$features[1]$training)
 })
+
+test_that("checks and feature maps follow a double() model's type (and device)", {
+  skip_if_no_python()
+  torch()$manual_seed(0L)
+  model <- c4_cnn(widths = c(2, 2, 2))$double()
+  x <- array(runif(2 * 28 * 28), c(2, 1, 28, 28))
+  errors <- check_equivariance(model, x)
+  expect_lt(max(errors$error), 1e-12) # float64 all the way: float32 would give ~1e-7
+  maps <- feature_maps(model, x, depth = 2)
+  expect_equal(dim(maps), c(2, 8, 28, 28))
+  # the R array reached the first layer in float64, unrounded
+  first <- feature_maps(model, x, depth = 1)
+  direct <- model$features[0](torch()$tensor(x, dtype = torch()$float64))
+  expect_equal(first, as.array(direct$detach()$numpy()), tolerance = 1e-12)
+  if (torch()$cuda$is_available()) {
+    model$cuda()
+    expect_lt(max(check_equivariance(model, x)$error), 1e-12)
+    expect_equal(dim(feature_maps(model, x, depth = 2)), c(2, 8, 28, 28))
+  }
+})

@@ -34,3 +34,12 @@ test_that("a folder without the files is a clear error", {
   on.exit(unlink(dir, recursive = TRUE))
   expect_error(fashion_mnist("train", root = dir), "train-images-idx3-ubyte")
 })
+
+test_that("fashion_mnist()$y is the labels as a factor of class names", {
+  skip_if_no_python()
+  test <- fashion_mnist("test", limit = 20, root = "subset")
+  expect_s3_class(test$y, "factor")
+  expect_equal(levels(test$y), test$classes)
+  expect_equal(as.integer(test$y), test$labels + 1L)
+  expect_equal(test[3:4]$y, test$y[3:4])
+})

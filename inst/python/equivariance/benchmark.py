@@ -43,6 +43,7 @@ from ._validation import (
 )
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
+from .devices import DeviceLike, resolve_device
 from .evaluation import evaluate
 from .history import History
 from .networks import C4CNN, EqCNN, SimpleCNN
@@ -284,23 +285,32 @@ def _count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
+                    reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
+    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``."""
+    epochs, verbose = recipe["epochs"], recipe["verbose"]
+    # a random quarter turn per image, drawn anew at every step
+    augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
+    if verbose:
+        print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) on "
+              f"{len(train):,} images", flush=True)
+    history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
+                  regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
+                  device=recipe["device"])
+    row = result.add(label, model, history,
+                     evaluate(model, test, rotations=ks, device=recipe["device"]))
+    if verbose:
+        accs = ", ".join(f"{e['degrees']}: {100 * e['accuracy']:.1f}%"
+                         for e in result.evaluations[label])
+        print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
+
+
 def rotation_benchmark(
-    models: Any = None,
-    epochs: int = 2,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    *,
-    root: str | None = None,
-    limit: int | None = None,
-    test_limit: int | None = None,
-    rotations: Sequence[int] = (0, 1, 2, 3),
-    reg_n: int = 64,
-    reg_num_funcs: int = 1,
-    reg_lambda: float = 0.5,
-    csv: str | os.PathLike | None = None,
-    verbose: bool = True,
-    warn: bool = True,
+    models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+    *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
+    rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
+    reg_lambda: float = 0.5, csv: str | os.PathLike | None = None, verbose: bool = True,
+    warn: bool = True, device: DeviceLike = "auto",
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -326,6 +336,8 @@ def rotation_benchmark(
         verbose: print training progress and each model's result.
         warn: issue a :class:`~equivariance.data.SubsetWarning` when the full data set
             is absent and the subset shipped with the package is used.
+        device: where every model trains and is tested: ``"auto"`` (CUDA when
+            available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
@@ -341,13 +353,12 @@ def rotation_benchmark(
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     ks = quarter_turns(rotations, "rotations")
-    reg_n = positive_int(reg_n, "reg_n")
-    reg_num_funcs = positive_int(reg_num_funcs, "reg_num_funcs")
+    reg_n, reg_num_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
     reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
-    verbose = flag(verbose, "verbose")
-    warn = flag(warn, "warn")
+    verbose, warn = flag(verbose, "verbose"), flag(warn, "warn")
     if csv is not None:
         csv = _csv_path(csv)  # before the training, not after it
+    device = resolve_device(device)  # before the training: a missing GPU fails at once
 
     # one warning at most when the shipped subset stands in for the full data set
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
@@ -357,24 +368,15 @@ def rotation_benchmark(
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "train_size": len(train), "test_size": len(test), "source": train.source,
     })
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+              "verbose": verbose, "device": device}
     for label, build, builtin in specs:
         model = _build(label, build, seed)
         reg = (
             benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
             if builtin in REGULARIZED else None
         )
-        # a random quarter turn per image, drawn anew at every step
-        augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
-        if verbose:
-            print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) on "
-                  f"{len(train):,} images", flush=True)
-        history = fit(model, train, epochs=epochs, batch_size=batch_size, lr=lr,
-                      regularizer=reg, augment=augment, seed=seed, verbose=verbose)
-        row = result.add(label, model, history, evaluate(model, test, rotations=ks))
-        if verbose:
-            accs = ", ".join(f"{e['degrees']}: {100 * e['accuracy']:.1f}%"
-                             for e in result.evaluations[label])
-            print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
+        _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None:
         result.to_csv(csv)
     if verbose:

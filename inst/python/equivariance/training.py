@@ -32,6 +32,7 @@ from ._validation import (
 )
 from ._validation import seed as check_seed
 from .data import as_tensors, holdout
+from .distributed import Parallel, Share
 from .devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
     resolve_device, same_device,
@@ -136,7 +137,8 @@ def _check_classes(recipe: _Recipe, logits: torch.Tensor) -> None:
             hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
                     "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
             raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
-                             f"model returns {c} logits), got labels from {low} to {high}{hint}")
+                             f"model returns {c} logits; in R, classes 1 to {c}), got labels "
+                             f"from {low} to {high}{hint}")
     if recipe.num_names is not None and recipe.num_names != c:
         raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
                          f"{recipe.num_names} names but the model returns {c} logits")
@@ -159,17 +161,18 @@ def _augmented(augment: Callable[[torch.Tensor], Any], xb: torch.Tensor) -> torc
     return as_model_input(out, xb.device, xb.dtype)
 
 
-def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """The regularizer's value for one training batch."""
-    reg = recipe.reg
+def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Share
+              ) -> tuple[torch.Tensor, float]:
+    """The regularizer's value for one training batch, and its weight (see :class:`Share`)."""
+    reg, weight = recipe.reg, 1.0
     if not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
         value = reg()
     else:
-        m = min(reg.n, xb.shape[0])
+        m, weight = share.points(reg.n)
         value = reg(xb[:m], outputs=logits[:m]) if recipe.reuse else reg(xb[:m])
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         raise ValueError("`regularizer` must return a scalar tensor")
-    return value.reshape(())
+    return value.reshape(()), weight
 
 
 def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool) -> ValueError:
@@ -194,11 +197,13 @@ def _step(
     yb: torch.Tensor,
     recipe: _Recipe,
     where: str,
+    share: Share | None = None,
 ) -> tuple[float, float]:
     """Augment, forward, loss (+ regularizer), backward, ``optimizer.step()``.
 
     Raises a ValueError naming ``where`` (and leaves the parameters as they were)
-    when the loss is not finite.
+    when the loss is not finite. ``share``: this rank's part of a global batch (the
+    values returned are the global batch's, the same on every rank).
 
     Returns:
         The loss and the regularizer's value (0 without one), as floats.
@@ -211,11 +216,12 @@ def _step(
     loss = recipe.loss_fn(logits, yb)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError("`loss_fn` must return a scalar tensor")
-    r = _reg_term(recipe, xb, logits) if recipe.reg is not None else None
-    total = loss if r is None else loss + r
-    total.backward()
-    loss_value = float(loss.detach())
-    reg_value = 0.0 if r is None else float(r.detach())
+    share = Share.whole(xb.shape[0]) if share is None else share
+    with share.shared_draws(recipe.device):
+        r, w = _reg_term(recipe, xb, logits, share) if recipe.reg is not None else (None, 0.0)
+    share.weighted(loss, r, w).backward()
+    loss_value, reg_value = share.means(float(loss.detach()),
+                                        0.0 if r is None else float(r.detach()), w)
     # checked before the optimizer's step, so a NaN never reaches the parameters
     if not (math.isfinite(loss_value) and math.isfinite(reg_value)):
         optimizer.zero_grad(set_to_none=True)
@@ -235,15 +241,6 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     return optimizer
 
 
-def _shuffler(seed: int | None) -> torch.Generator:
-    """The generator of the epochs' orders; with ``seed``, torch's global one is seeded too."""
-    if seed is not None:
-        torch.manual_seed(seed)
-    gen = torch.Generator()
-    gen.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
-    return gen
-
-
 @dataclass
 class _Loop:
     """What one :func:`fit` call trains with, shared by its epochs."""
@@ -255,25 +252,28 @@ class _Loop:
     val: tuple[torch.Tensor, torch.Tensor] | None
     batch_size: int
     recipe: _Recipe
-    gen: torch.Generator
+    par: Parallel
     history: History
     progress: Progress | ProgressFunction
     callback: Callable[[int, int, float, float], Any] | None
     callbacks: list[Callable[[dict[str, Any]], Any]]
     watch: EarlyStopping
+    net: nn.Module | None = None  # what a step calls: the model, or DDP around it
 
     def epoch(self, epoch: int) -> bool:
         """Train one epoch, then validate and call the callbacks; ``True``: stop."""
         start = time.perf_counter()
-        order = torch.randperm(self.x.shape[0], generator=self.gen)
+        order = torch.randperm(self.x.shape[0], generator=self.par.order)
         sum_loss = sum_reg = 0.0
         regularized = self.recipe.reg is not None
         for step in range(1, self.progress.steps + 1):
-            idx = order[(step - 1) * self.batch_size : step * self.batch_size]
-            xb = as_model_input(self.x[idx], self.recipe.device, self.recipe.dtype)
-            yb = self.y[idx].to(device=self.recipe.device)
-            loss, reg = _step(self.model, self.optimizer, xb, yb, self.recipe,
-                              f"epoch {epoch}, step {step}")
+            share = self.par.share(order[(step - 1) * self.batch_size : step * self.batch_size])
+            if share is None:  # fewer images left than ranks
+                continue
+            xb = as_model_input(self.x[share.index], self.recipe.device, self.recipe.dtype)
+            yb = self.y[share.index].to(device=self.recipe.device)
+            loss, reg = _step(self.net, self.optimizer, xb, yb, self.recipe,
+                              f"epoch {epoch}, step {step}", share)
             self.history.add_step(epoch, loss, reg)
             sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
             if self.callback is not None:
@@ -414,10 +414,18 @@ def fit(
             stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
     finally:
         loop.progress.end()
-    history.stopped_early, history.best_epoch = stopped and len(history.epoch_loss) < epochs, watch.best_epoch
+    return _finish(model, history, watch, stopped and len(history.epoch_loss) < epochs, names,
+                   tuple(x.shape[1:]))
+
+
+def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,
+            names: list[str] | None, input_shape: tuple[int, ...]) -> History:
+    """Restore the best weights when asked; keep what the model was trained on."""
+    history.stopped_early, history.best_epoch = stopped_early, watch.best_epoch
     watch.restore()
     if names is not None:
         model.class_names = names
+    model.input_shape = input_shape  # what summary() shows output shapes for
     return history
 
 
