@@ -13,11 +13,12 @@
 #'   training image turned by a random quarter turn drawn anew at every step
 #'   (`augment = transform_random_rot90()` in [fit_model()]): the baseline a user
 #'   would try first;
-#' * `"SimpleCNN+reg"`: the same network trained with an equivariance regularizer
-#'   that asks its logits to be invariant to quarter turns of the training batch
-#'   (transforms `list(transform_identity(), transform_rot90(k), 0, reg_lambda)`
-#'   for `k = 1, 2, 3`, `reg_num_funcs` of them per step, at the first `reg_n`
-#'   images of each batch);
+#' * `"SimpleCNN+reg"`: the same network and augmentation, plus an equivariance
+#'   regularizer that asks its class probabilities to be invariant to quarter turns
+#'   of the training batch (transforms `list(transform_identity(),
+#'   transform_rot90(k), 0, reg_lambda)` for `k = 1, 2, 3` with
+#'   `dist = "kl_logits_target"`, `reg_num_funcs` of them per step, at the first
+#'   `reg_n` images of each batch);
 #' * `"EqCNN"`: the same filters applied to the 4 rotations of the input ([eq_cnn()]);
 #' * `"C4CNN"`: this package's C4 group-convolution network ([c4_cnn()]);
 #' * `"EscnnC4CNN"`: the same network built from escnn's layers ([escnn_c4_cnn()]).
@@ -61,7 +62,7 @@ rotation_benchmark <- function(models = c(
                                ),
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
-                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 0.5,
+                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto") {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) {

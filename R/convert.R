@@ -183,35 +183,6 @@ as_py_dtype <- function(x, arg = "dtype") {
 
 # -- data and training --
 
-#' A data set for fit_model()/evaluate_rotations() -> Python object.
-#'
-#' Accepts what fashion_mnist() returns, a Python data set (FashionMNIST,
-#' TensorDataset), or list(images = , labels = ) / list(x = , y = ) holding R arrays
-#' or tensors (images of dimension c(N, ...), labels whole numbers from 0).
-#' @noRd
-as_py_dataset <- function(x, arg = "data") {
-  if (inherits(x, "equivariance_dataset")) {
-    return(x$py)
-  }
-  if (is_py(x)) {
-    return(x)
-  }
-  expected <- "a data set from fashion_mnist() or list(images = , labels = )"
-  if (!is.list(x) || length(x) < 2) arg_error(arg, expected, describe(x))
-  keys <- if (all(c("images", "labels") %in% names(x))) c("images", "labels") else c("x", "y")
-  if (!all(keys %in% names(x))) arg_error(arg, expected, describe(x))
-  images <- as_py_tensor(x[[keys[1]]], paste0(arg, "$", keys[1]))
-  labels <- x[[keys[2]]]
-  if (is.factor(labels)) labels <- as.integer(labels) - 1L
-  if (!is_py_tensor(labels)) {
-    if (!is.numeric(labels) || !all(vapply(labels, is_whole, logical(1))) || any(labels < 0)) {
-      arg_error(paste0(arg, "$", keys[2]), "whole numbers >= 0 (class indices)", describe(labels))
-    }
-  }
-  labels <- as_py_tensor(labels, paste0(arg, "$", keys[2]), dtype = "int64")
-  reticulate::tuple(images, labels)
-}
-
 #' A torch nn.Module (checked, not converted).
 #' @noRd
 as_py_module <- function(x, arg = "model") {

@@ -54,6 +54,10 @@
 #'   `"kl_logits"` \tab logits \tab symmetric Kullback-Leibler divergence
 #'     \eqn{KL(p \| q) + KL(q \| p)}{KL(p||q) + KL(q||p)} between \eqn{p = softmax(a)},
 #'     \eqn{q = softmax(b)}; `p == q` \cr
+#'   `"kl_logits_target"` \tab logits \tab one-sided Kullback-Leibler divergence
+#'     \eqn{KL(p \| q)}{KL(p||q)} with \eqn{p = softmax(a)} held fixed (no gradient
+#'     flows into `a`): `model(f_in(v))` is pulled towards `f_out(model(v))`, the
+#'     consistency loss of semi-supervised learning; `p == q` \cr
 #'   `"js_logits"` \tab logits \tab Jensen-Shannon divergence
 #'     \eqn{(KL(p \| m) + KL(q \| m)) / 2}{(KL(p||m) + KL(q||m)) / 2}, \eqn{m = (p + q) / 2}
 #'     (at most \eqn{\log 2}{log 2}); `p == q` \cr

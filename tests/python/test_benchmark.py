@@ -62,6 +62,10 @@ def test_benchmark_regularizer_transforms():
     reg = B.benchmark_regularizer(model, n=8, num_funcs=2, lambda_eq=0.5)
     assert reg.n == 8 and reg.num_funcs == 2 and len(reg.transforms) == 3
     assert all(t.lambda_eq == 0.5 and t.epsilon == 0.0 for t in reg.transforms)
+    # the regularized row differs from the augmented one by the term only
+    assert reg.dist == "kl_logits_target"
+    assert "SimpleCNN+reg" in B.AUGMENTED and "SimpleCNN+aug" in B.AUGMENTED
+    assert B.REGULARIZED == ("SimpleCNN+reg",)
     # an invariant model has no error under any of the three rotations
     invariant = B.benchmark_regularizer(B.benchmark_model("C4CNN").eval())
     assert float(invariant.errors(torch.rand(4, 1, 28, 28)).max()) < 1e-4

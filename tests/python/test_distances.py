@@ -101,7 +101,7 @@ def test_kl_and_js_match_their_definitions():
 
 def test_divergences_are_exactly_zero_on_equal_outputs_and_stay_finite():
     a = torch.randn(4, 7) * 30
-    for fn in (D.kl_logits, D.js_logits, D.cross_entropy_logits):
+    for fn in (D.kl_logits, D.kl_logits_target, D.js_logits, D.cross_entropy_logits):
         assert torch.equal(fn(a, a.clone()), torch.zeros(4)), fn.__name__
     # Far apart: JS reaches log 2 and neither value nor gradient overflows.
     a = torch.tensor([[200.0, -200.0]], requires_grad=True)
@@ -129,7 +129,7 @@ def test_every_named_distance_is_zero_for_an_invariant_model(dist):
 def test_logit_distances_ignore_a_constant_shift_along_dim_1():
     a = torch.randn(3, 4, 2, 2)
     b = a + torch.randn(3, 1, 2, 2)  # same softmax along dim 1 at every position
-    for name in ("cross_entropy_logits", "kl_logits", "js_logits"):
+    for name in ("cross_entropy_logits", "kl_logits", "kl_logits_target", "js_logits"):
         assert D.resolve_distance(name)(a, b).abs().max() < 1e-5, name
         assert D.resolve_distance(name)(a, b.flip(1)).min() > 1e-3, name
 
@@ -192,3 +192,15 @@ def test_callable_returning_nan_or_a_non_number_is_an_error(returned, exc, shown
 def test_named_distance_needs_a_class_dimension():
     with pytest.raises(ValueError, match="`dist`='kl_logits'"):
         D.kl_logits(torch.rand(3), torch.rand(3))
+
+
+def test_kl_to_target_is_one_sided_kl_and_moves_only_the_second_output():
+    a = torch.randn(5, 4, requires_grad=True)
+    b = torch.randn(5, 4, requires_grad=True)
+    p, q = torch.softmax(a, 1), torch.softmax(b, 1)
+    expected = (p * (p.log() - q.log())).sum(1)
+    value = D.kl_logits_target(a, b)
+    assert torch.allclose(value, expected, atol=1e-6)
+    value.sum().backward()
+    assert a.grad is None  # the target is held fixed
+    assert b.grad is not None and b.grad.abs().sum() > 0

@@ -75,6 +75,7 @@ test_that("dist accepts p, Inf, names and R functions", {
   expect_gt(value("cross_entropy_logits"), 0)
   expect_gt(value("kl_logits"), 0)
   expect_gt(value("js_logits"), 0)
+  expect_gt(value("kl_logits_target"), 0)
 })
 
 test_that("every named distance is 0 for an exactly invariant model (issue 9)", {
@@ -86,7 +87,7 @@ test_that("every named distance is 0 for an exactly invariant model (issue 9)", 
   gp <- nn$Sequential(g, nn$Softmax(dim = 1L))
   flip_invariant <- function(h) function(x) h(x + x$flip(-1L))
   tr <- list(list(transform_hflip(), 0, 1))
-  for (dist in list(1, 2, Inf, "cross_entropy", "cross_entropy_logits", "kl_logits", "js_logits")) {
+  for (dist in list(1, 2, Inf, "cross_entropy", "cross_entropy_logits", "kl_logits", "kl_logits_target", "js_logits")) {
     h <- if (identical(dist, "cross_entropy")) gp else g
     inv <- equivariance_regularizer(flip_invariant(h), c(1, 8, 8), tr, dist = dist, n = 4)
     plain <- equivariance_regularizer(h, c(1, 8, 8), tr, dist = dist, n = 4)
@@ -216,7 +217,7 @@ test_that("bad input gives R errors naming the argument", {
   expect_error(equivariance_regularizer(m, shp, tr, bounds = array(0, c(3, 3, 2))), "`bounds`")
   expect_error(equivariance_regularizer(m, shp, tr, dist = "hamming"), "`dist`")
   # the message lists every accepted name
-  for (name in c("inf", "cross_entropy", "cross_entropy_logits", "kl_logits", "js_logits")) {
+  for (name in c("inf", "cross_entropy", "cross_entropy_logits", "kl_logits", "kl_logits_target", "js_logits")) {
     expect_error(equivariance_regularizer(m, shp, tr, dist = "hamming"), name, fixed = TRUE)
   }
   expect_error(equivariance_regularizer(m, shp, tr, dist = 0.5), "`dist`")

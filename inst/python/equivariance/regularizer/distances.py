@@ -19,6 +19,9 @@ a number ``p >= 1``        any           ``||a - b||_p``; 0 when ``a == b``
                            dim 1         along dim 1; 0 when ``softmax(a) == softmax(b)``
 ``'kl_logits'``            logits along  symmetric KL ``KL(p||q) + KL(q||p)``, ``p =
                            dim 1         softmax(a)``, ``q = softmax(b)``; 0 when ``p == q``
+``'kl_logits_target'``     logits along  one-sided ``KL(p||q)`` with ``p = softmax(a)`` held fixed
+                           dim 1         (no gradient through ``a``): ``model(f_in(v))`` is
+                                         moved towards ``f_out(model(v))``; 0 when ``p == q``
 ``'js_logits'``            logits along  Jensen-Shannon ``(KL(p||m) + KL(q||m)) / 2``, ``m =
                            dim 1         (p + q) / 2``, at most ``log 2``; 0 when ``p == q``
 a callable ``dist(a, b)``  any           its value: a scalar or one value per sample
@@ -52,12 +55,15 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_logits",
     "kl_logits",
+    "kl_logits_target",
     "js_logits",
     "DISTANCE_NAMES",
 ]
 
 #: The names ``dist`` accepts (besides a number p >= 1 and a callable).
-DISTANCE_NAMES = ("inf", "cross_entropy", "cross_entropy_logits", "kl_logits", "js_logits")
+DISTANCE_NAMES = (
+    "inf", "cross_entropy", "cross_entropy_logits", "kl_logits", "kl_logits_target", "js_logits"
+)
 
 _ACCEPTED = (
     "a number p >= 1, "
@@ -120,6 +126,19 @@ def kl_logits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return _per_sample_mean(terms.sum(dim=1))
 
 
+def kl_logits_target(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``KL(p||q) = sum_c p_c (log p_c - log q_c)`` with ``p = softmax(a)``
+    as a fixed target (no gradient flows into ``a``) and ``q = softmax(b)``, along dim 1.
+
+    The consistency loss of semi-supervised learning: the output at the transformed
+    input is pulled towards the (transformed) output at the original input, which is
+    not pulled back; 0 exactly when ``p == q``.
+    """
+    _check_class_dim(a, b, "kl_logits_target")
+    log_p, log_q = F.log_softmax(a.detach(), dim=1), F.log_softmax(b, dim=1)
+    return _per_sample_mean((log_p.exp() * (log_p - log_q)).sum(dim=1))
+
+
 def _log_ratio_to_mean(d: torch.Tensor) -> torch.Tensor:
     """``log(2 / (1 + exp(d)))``, i.e. ``log(p / m)`` with ``d = log q - log p`` and
     ``m = (p + q) / 2``. Exactly 0 at ``d = 0``, finite for every finite ``d``."""
@@ -148,6 +167,7 @@ _NAMED = {
     "cross_entropy": cross_entropy,
     "cross_entropy_logits": cross_entropy_logits,
     "kl_logits": kl_logits,
+    "kl_logits_target": kl_logits_target,
     "js_logits": js_logits,
 }
 
