@@ -8,11 +8,10 @@
 escnn_models <- function() {
   core()
   if (!reticulate::py_module_available("escnn")) {
-    stop(
+    abort_equivariance(paste0(
       "This function needs the Python package 'escnn', which is missing from ",
-      reticulate::py_config()$python, ".\nRun install_equivariance() to install it.",
-      call. = FALSE
-    )
+      reticulate::py_config()$python, ".\nRun install_equivariance() to install it."
+    ), class = "setup")
   }
   core()$escnn_models
 }
@@ -28,22 +27,51 @@ escnn_available <- function() {
     isTRUE(tryCatch(reticulate::py_module_available("escnn"), error = function(e) FALSE))
 }
 
-#' Rotations of the plane as an escnn gspace
+#' Rotations (and mirrors) of the plane as an escnn gspace
 #'
-#' `escnn.gspaces.rot2dOnR2`: the plane acted on by the cyclic group of `N`
-#' rotations (`N = 4`: the group C4 of rotations by multiples of 90 degrees), or
-#' by all rotations, SO(2), for `N = -1`.
+#' `rot2d_on_r2()` is `escnn.gspaces.rot2dOnR2`: the plane acted on by the
+#' cyclic group of `N` rotations (`N = 4`: C4, rotations by multiples of 90
+#' degrees; `N = 8`: C8, multiples of 45 degrees), or by all rotations, SO(2), for
+#' `N = -1`. `flip_rot2d_on_r2()` is `escnn.gspaces.flipRot2dOnR2`: the same
+#' rotations and their mirror images, the dihedral group D_N (`N = 4`: D4, the 8
+#' symmetries of the square), or O(2) for `N = -1`.
 #'
-#' @param N Number of rotations (a positive whole number), or -1 for SO(2).
-#' @return An escnn `GSpace2D`; its `fibergroup` prints as `C4` for `N = 4`.
+#' Finite groups have `"regular"` fields (one channel per element) and work with
+#' [inner_batch_norm()], [escnn_relu()] and [group_pooling()]. SO(2) and O(2) have
+#' only irreducible representations (`"irrep_0"`, `"irrep_1"`, ... for SO(2);
+#' `"irrep_0,0"`, `"irrep_1,1"`, ... for O(2) and D_N), up to frequency
+#' `maximum_frequency`; use [iid_batch_norm()], [norm_nonlinearity()] and
+#' [norm_pool()] on them.
+#'
+#' @param N Number of rotations (a positive whole number), or -1 for all
+#'   rotations.
+#' @param maximum_frequency Highest frequency of the irreducible representations
+#'   kept for SO(2) and O(2) (a positive whole number).
+#' @return An escnn `GSpace2D`; its `fibergroup` prints as `C4`, `C8`, `SO(2)`,
+#'   `D4`, `O(2)`, ...
 #' @export
 #' @examples
 #' if (escnn_available()) {
-#'   gspace <- rot2d_on_r2(N = 4)
-#'   gspace$fibergroup
+#'   print(rot2d_on_r2(N = 4)$fibergroup)
+#'   print(rot2d_on_r2(N = 8)$fibergroup$order()) # 8
+#'   print(rot2d_on_r2(N = -1, maximum_frequency = 3)$fibergroup)
+#'   flip_rot2d_on_r2(N = 4)$fibergroup$order() # 8
 #' }
-rot2d_on_r2 <- function(N = 4) {
-  call_py(escnn_models()$rot2d_on_r2(as_py_group_order(N, "N")))
+rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
+  # which orders are allowed is the core's rule
+  call_py(escnn_models()$rot2d_on_r2(
+    as_py_whole(N, "N"),
+    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
+  ))
+}
+
+#' @rdname rot2d_on_r2
+#' @export
+flip_rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
+  call_py(escnn_models()$flip_rot2d_on_r2(
+    as_py_whole(N, "N"),
+    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
+  ))
 }
 
 #' An escnn field type
@@ -121,8 +149,10 @@ geometric_tensor <- function(x, type) {
 #' Elements of a finite escnn group
 #'
 #' @param gspace An escnn gspace with a finite group, e.g. `rot2d_on_r2(4)`.
-#' @return A list of escnn group elements; element `k + 1` is the rotation by
-#'   `k` steps and prints as `k[2pi/4]`.
+#' @return A list of escnn group elements. For `rot2d_on_r2(N)`, element `k + 1`
+#'   is the rotation by `k` steps and prints as `k[2pi/N]`; for
+#'   `flip_rot2d_on_r2(N)`, elements `1` to `N` are the rotations and `N + 1` to
+#'   `2 N` the same rotations after a mirror (printed `(-, k[2pi/N])`).
 #' @export
 #' @examples
 #' if (escnn_available()) {
@@ -138,9 +168,11 @@ group_elements <- function(gspace) {
 #'
 #' @param gspace An escnn gspace, e.g. `rot2d_on_r2(4)`.
 #' @param name A representation name (`"irrep_0"`, `"irrep_1"`, `"irrep_2"`,
-#'   `"regular"`, `"trivial"`) or an escnn representation.
-#' @param element The element: a whole number `k` (rotation by `k` steps, taken
-#'   modulo the group order) or an element from [group_elements()].
+#'   `"regular"`, `"trivial"`; `"irrep_1,0"`, ... for groups with mirrors) or an
+#'   escnn representation.
+#' @param element The element: a whole number `k` (element `k + 1` of
+#'   [group_elements()], taken modulo the group order) or an element from
+#'   [group_elements()].
 #' @return A numeric matrix, unrounded (e.g. `6.1e-17` for `cos(pi / 2)`).
 #' @export
 #' @examples
@@ -210,6 +242,56 @@ group_pooling <- function(type) {
   call_py(escnn_models()$group_pooling(type))
 }
 
+#' escnn building blocks for fields of any representation
+#'
+#' The counterparts of [inner_batch_norm()], [escnn_relu()] and [group_pooling()]
+#' for fields that are not regular, such as the irreducible representations of
+#' SO(2) and O(2) ([rot2d_on_r2()] with `N = -1`), where pointwise operations
+#' would break equivariance: `iid_batch_norm()` (`IIDBatchNorm2d`, batch norm
+#' that keeps each field's symmetry), `norm_nonlinearity()` (`NormNonLinearity`,
+#' scales each field by a function of its norm) and `norm_pool()` (`NormPool`, the
+#' norm of each field, an invariant).
+#'
+#' @param type An escnn field type (the module's input type).
+#' @param fn The function of the norm: `"n_relu"`, `"n_sigmoid"` or `"squash"`.
+#' @param bias Learn a bias added to the norm before `fn`.
+#' @return An escnn module.
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   gspace <- rot2d_on_r2(N = -1, maximum_frequency = 2)
+#'   type <- field_type(gspace, c("irrep_0", "irrep_1", "irrep_2"))
+#'   model <- escnn_sequential(
+#'     r2_conv(field_type(gspace, "trivial"), type, kernel_size = 5, padding = 2),
+#'     iid_batch_norm(type), norm_nonlinearity(type), norm_pool(type)
+#'   )
+#'   model$eval()
+#'   x <- geometric_tensor(array(rnorm(9 * 9), c(1, 1, 9, 9)), model$in_type)
+#'   dim(as.array(model(x)$tensor)) # 1 3 9 9: one invariant per field
+#' }
+iid_batch_norm <- function(type) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$iid_batch_norm(type))
+}
+
+#' @rdname iid_batch_norm
+#' @export
+norm_nonlinearity <- function(type, fn = "n_relu", bias = TRUE) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$norm_nonlinearity(
+    type,
+    fn = check_string(fn, "fn"),
+    bias = as_py_flag(bias, "bias")
+  ))
+}
+
+#' @rdname iid_batch_norm
+#' @export
+norm_pool <- function(type) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(escnn_models()$norm_pool(type))
+}
+
 #' @rdname inner_batch_norm
 #' @export
 escnn_sequential <- function(...) {
@@ -258,9 +340,7 @@ escnn_walkthrough_model <- function(hidden_fields = 4, out_fields = 1, kernel_si
 #' @export
 escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20),
                          kernel_size = 3) {
-  if (length(widths) != 3) {
-    arg_error("widths", "three positive whole numbers", describe(widths))
-  }
+  # the number of widths and an odd kernel_size are the core's rules
   call_py(escnn_models()$EscnnC4CNN(
     in_channels = as_py_int(in_channels, "in_channels"),
     num_classes = as_py_int(num_classes, "num_classes"),
@@ -269,9 +349,52 @@ escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20
   ))
 }
 
+#' An escnn classifier for any number of rotations, with or without mirrors
+#'
+#' Built like [escnn_c4_cnn()] (and [c4_cnn()]) on regular fields of the cyclic
+#' group C_N (`flips = FALSE`, [rot2d_on_r2()]) or the dihedral group D_N
+#' (`flips = TRUE`, [flip_rot2d_on_r2()]): three `R2Conv` layers with
+#' `InnerBatchNorm`, ReLU and stride-2 max pooling, the soft maximum and mean over
+#' space, and a linear head that takes the best over the group's permutations of
+#' each field. A torch module taking plain image tensors and returning logits,
+#' exactly invariant to the group's elements that map the pixel grid onto itself
+#' (multiples of 90 degrees, and mirrors with `flips = TRUE`), and nearly
+#' invariant to the others (such as 45 degrees for `N = 8`). `escnn_c4_cnn()` is
+#' the case `N = 4`, `flips = FALSE`.
+#'
+#' @param N Number of rotations (a positive whole number).
+#' @param flips `TRUE` to be invariant to mirrors as well.
+#' @param widths Regular fields of the three convolutions (three whole numbers),
+#'   or `NULL` for as many channels as [c4_cnn()] (e.g. `c(4, 6, 10)` for `N = 8`
+#'   or for D4).
+#' @inheritParams simple_cnn
+#' @return A torch module (`EscnnCNN`).
+#' @export
+#' @examples
+#' if (escnn_available()) {
+#'   model <- escnn_cnn(N = 8, widths = c(2, 2, 3))
+#'   x <- array(runif(2 * 15 * 15), c(2, 1, 15, 15))
+#'   print(check_equivariance(model, x)) # exact for quarter turns
+#'   d4 <- escnn_cnn(N = 4, flips = TRUE, widths = c(2, 2, 3))
+#'   d4$eval()
+#'   mirrored <- x[, , , 15:1, drop = FALSE]
+#'   max(abs(as.array(d4(as_tensor(x))) - as.array(d4(as_tensor(mirrored)))))
+#' }
+escnn_cnn <- function(N = 8, flips = FALSE, in_channels = 1, num_classes = 10,
+                      widths = NULL, kernel_size = 3) {
+  call_py(escnn_models()$EscnnCNN(
+    N = as_py_whole(N, "N"),
+    flips = as_py_flag(flips, "flips"),
+    in_channels = as_py_int(in_channels, "in_channels"),
+    num_classes = as_py_int(num_classes, "num_classes"),
+    widths = if (is.null(widths)) NULL else as_py_shape(widths, "widths"),
+    kernel_size = as_py_int(kernel_size, "kernel_size")
+  ))
+}
+
 #' Stop unless `x` is a Python object (the Python side checks what kind).
 #' @noRd
 check_py_object <- function(x, arg, expected) {
-  if (!is_py(x)) arg_error(arg, expected, describe(x))
+  if (!is_py(x)) arg_error(arg, expected, describe(x), class = "type")
   invisible(x)
 }

@@ -100,3 +100,76 @@ test_that("escnn wrappers give R errors naming the argument", {
   expect_error(group_elements(rot2d_on_r2(-1)), "infinitely")
   expect_error(pointwise_avg_pool(out_type, 0), "kernel_size")
 })
+
+test_that("any rotation order, mirrors and SO(2): gspaces, layers and pooling", {
+  skip_if_no_escnn()
+  c8 <- rot2d_on_r2(N = 8)
+  d4 <- flip_rot2d_on_r2(N = 4)
+  expect_equal(reticulate::py_str(c8$fibergroup), "C8")
+  expect_equal(reticulate::py_str(d4$fibergroup), "D4")
+  expect_equal(reticulate::py_str(flip_rot2d_on_r2(N = -1, maximum_frequency = 2)$fibergroup), "O(2)")
+  expect_length(group_elements(d4), 8)
+  expect_equal(round(representation_matrix(d4, "irrep_1,1", 4)), matrix(c(1, 0, 0, -1), 2))
+  for (gspace in list(c8, d4)) {
+    regular <- field_type(gspace, rep("regular", 2))
+    expect_equal(regular$size, 16)
+    model <- escnn_sequential(
+      r2_conv(field_type(gspace, "trivial"), regular, kernel_size = 3),
+      inner_batch_norm(regular), escnn_relu(regular), group_pooling(regular)
+    )
+    model$eval()
+    y <- model(geometric_tensor(array(rnorm(2 * 7 * 7), c(2, 1, 7, 7)), model$in_type))
+    expect_equal(dim(as_r_array(y$tensor)), c(2, 2, 5, 5))
+  }
+  # our D4 layer's output transforms as escnn's regular D4 fields
+  layer <- d4_lifting_conv2d(1, 2, 3)
+  x <- as_tensor(array(rnorm(9 * 9), c(1, 1, 9, 9)))
+  y <- geometric_tensor(layer(x), field_type(d4, rep("regular", 2)))
+  x_escnn <- geometric_tensor(x, field_type(d4, "trivial"))
+  for (g in group_elements(d4)) {
+    expect_equal(as_r_array(layer(x_escnn$transform(g)$tensor)), as_r_array(y$transform(g)$tensor),
+      tolerance = 1e-5
+    )
+  }
+
+  so2 <- rot2d_on_r2(N = -1, maximum_frequency = 2)
+  expect_equal(reticulate::py_str(so2$fibergroup), "SO(2)")
+  irreps <- field_type(so2, c("irrep_0", "irrep_1", "irrep_2"))
+  model <- escnn_sequential(
+    r2_conv(field_type(so2, "trivial"), irreps, kernel_size = 5, padding = 2),
+    iid_batch_norm(irreps), norm_nonlinearity(irreps), norm_pool(irreps)
+  )
+  model$eval()
+  z <- array(rnorm(9 * 9), c(1, 1, 9, 9))
+  expect_equal(dim(as_r_array(model(geometric_tensor(z, model$in_type))$tensor)), c(1, 3, 9, 9))
+  expect_error(inner_batch_norm(irreps), "iid_batch_norm", class = "equivariance_value_error")
+  expect_error(escnn_relu(irreps), "norm_nonlinearity", class = "equivariance_value_error")
+})
+
+test_that("escnn_cnn for C8 and D4 is invariant on the pixel grid", {
+  skip_if_no_escnn()
+  x <- array(runif(2 * 11 * 11), c(2, 1, 11, 11))
+  c8 <- escnn_cnn(N = 8, widths = c(2, 2, 3))
+  expect_lt(max(check_equivariance(c8, x)$error), 1e-4)
+  d4 <- escnn_cnn(N = 4, flips = TRUE, widths = c(2, 2, 3))
+  d4$eval()
+  logits <- as_r_array(d4(as_tensor(x)))
+  expect_equal(dim(logits), c(2, 10))
+  expect_equal(as_r_array(d4(as_tensor(x[, , , 11:1, drop = FALSE]))), logits, tolerance = 1e-4)
+  expect_equal(escnn_cnn(N = 8)$blocks[[0]]$out_type$size, 32) # c4_cnn's channels
+})
+
+test_that("escnn group arguments are checked", {
+  skip_if_no_escnn()
+  expect_error(flip_rot2d_on_r2(N = 0), "`N`", class = "equivariance_value_error")
+  expect_error(flip_rot2d_on_r2(N = 2.5), "`N`", class = "equivariance_value_error")
+  expect_error(rot2d_on_r2(N = -1, maximum_frequency = 0), "`maximum_frequency`",
+    class = "equivariance_value_error"
+  )
+  expect_error(escnn_cnn(N = -1), "`N`", class = "equivariance_value_error")
+  expect_error(escnn_cnn(N = 4, flips = NA), "`flips`", class = "equivariance_error")
+  expect_error(escnn_cnn(N = 4, flips = c(TRUE, FALSE)), "`flips`", class = "equivariance_error")
+  expect_error(norm_nonlinearity(field_type(rot2d_on_r2(4), "regular"), fn = "relu"), "`fn`",
+    class = "equivariance_value_error"
+  )
+})

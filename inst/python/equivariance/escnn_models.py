@@ -1,4 +1,4 @@
-"""escnn helpers: the walkthrough's building blocks and a C4 classifier.
+"""escnn helpers: the walkthrough's building blocks for any rotation group.
 
 This is the only module of the package that imports escnn, and it does so on first
 use of one of its functions, so ``import equivariance`` stays fast. The helpers take
@@ -6,8 +6,11 @@ plain Python values (whole numbers, representation names) and raise ValueError o
 TypeError naming the argument, which is what the R wrappers rely on.
 
 Conventions (checked by the tests): element ``k`` of ``rot2d_on_r2(4)`` acts on
-images as ``torch.rot90(x, k, dims=(-2, -1))``, and the regular representation's
-channel order is the one used by :mod:`equivariance.c4`.
+images as ``torch.rot90(x, k, dims=(-2, -1))``, element ``4 m + k`` of
+``flip_rot2d_on_r2(4)`` as a left-right mirror (if ``m``) followed by that rotation,
+and the regular representations' channel orders are the ones used by
+:mod:`equivariance.c4` and :mod:`equivariance.groups`. The classifiers live in
+:mod:`equivariance.escnn_networks` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,20 +20,12 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
-from torch import nn
 
 from ._validation import is_whole_number, nonnegative_int, positive_int
-from .c4 import C4MaxPool2d
-from .networks import (
-    C4CNN_BN_MOMENTUM,
-    C4CNN_FILTER_SCALE,
-    C4InvariantLinear,
-    scale_filters_,
-    spatial_summary,
-)
 
 __all__ = [
     "rot2d_on_r2",
+    "flip_rot2d_on_r2",
     "representation",
     "field_type",
     "r2_conv",
@@ -39,12 +34,16 @@ __all__ = [
     "group_element",
     "representation_matrix",
     "inner_batch_norm",
+    "iid_batch_norm",
     "relu",
+    "norm_nonlinearity",
     "pointwise_avg_pool",
     "group_pooling",
+    "norm_pool",
     "sequential",
     "forward",
     "walkthrough_model",
+    "EscnnCNN",
     "EscnnC4CNN",
 ]
 
@@ -80,21 +79,47 @@ def _check_field_type(value: Any, name: str) -> Any:
 # ------------------------------------------------------------ spaces, groups
 
 
+def _group_order(N: Any) -> int:
+    """``N``: a positive whole number, or -1 for all rotations."""
+    if not is_whole_number(N) or not (int(N) == -1 or int(N) >= 1):
+        raise ValueError(f"`N` must be a positive whole number or -1 (for SO(2)), got {N!r}")
+    return int(N)
+
+
 def rot2d_on_r2(N: int = 4, maximum_frequency: int = 6) -> Any:
     """The gspace of rotations of the plane: ``escnn.gspaces.rot2dOnR2``.
 
     Args:
         N: order of the cyclic group of rotations (4 gives C4, rotations by
-            multiples of 90 degrees), or -1 for all rotations, SO(2).
-        maximum_frequency: highest irrep frequency kept for SO(2).
+            multiples of 90 degrees; 8 gives C8, multiples of 45 degrees), or -1 for
+            all rotations, SO(2).
+        maximum_frequency: highest irrep frequency kept for SO(2) (its irreps are
+            ``"irrep_0"`` to ``"irrep_<maximum_frequency>"``).
 
     Returns:
         An escnn ``GSpace2D``; its ``fibergroup`` prints as ``C4`` for ``N = 4``.
     """
-    if not is_whole_number(N) or not (int(N) == -1 or int(N) >= 1):
-        raise ValueError(f"`N` must be a positive whole number or -1 (for SO(2)), got {N!r}")
+    N = _group_order(N)
     maximum_frequency = positive_int(maximum_frequency, "maximum_frequency")
-    return _escnn().gspaces.rot2dOnR2(N=int(N), maximum_frequency=maximum_frequency)
+    return _escnn().gspaces.rot2dOnR2(N=N, maximum_frequency=maximum_frequency)
+
+
+def flip_rot2d_on_r2(N: int = 4, maximum_frequency: int = 6) -> Any:
+    """The gspace of rotations and mirrors of the plane: ``escnn.gspaces.flipRot2dOnR2``.
+
+    Args:
+        N: number of rotations (4 gives D4, the 8 symmetries of the square; 1 gives
+            the mirror alone), or -1 for all rotations and mirrors, O(2).
+        maximum_frequency: highest irrep frequency kept for O(2).
+
+    Returns:
+        An escnn ``GSpace2D``; its ``fibergroup`` prints as ``D4`` for ``N = 4``.
+        Element ``4 m + k`` of D4 mirrors left-right when ``m = 1``, then rotates
+        by ``k`` quarter turns; its irreps are named ``"irrep_<j>,<k>"``.
+    """
+    N = _group_order(N)
+    maximum_frequency = positive_int(maximum_frequency, "maximum_frequency")
+    return _escnn().gspaces.flipRot2dOnR2(N=N, maximum_frequency=maximum_frequency)
 
 
 def representation(gspace: Any, name: Any) -> Any:
@@ -121,11 +146,12 @@ def representation(gspace: Any, name: Any) -> Any:
     if name in known:
         return known[name]
     if name.startswith("irrep_"):
-        suffix = name[len("irrep_"):]
-        if suffix.isdigit():
+        # "irrep_3" (rotations) or "irrep_1,3" (with mirrors): built on demand
+        indices = name[len("irrep_"):].split(",")
+        if all(i.isdigit() for i in indices) and len(indices) <= 2:
             try:
-                return gspace.irrep(int(suffix))
-            except (ValueError, AssertionError, KeyError, IndexError):
+                return gspace.irrep(*(int(i) for i in indices))
+            except (ValueError, AssertionError, KeyError, IndexError, TypeError):
                 pass
     choices = ", ".join(['"trivial"', '"regular"'] + [f'"{k}"' for k in known if k != "regular"])
     raise ValueError(
@@ -164,13 +190,18 @@ def field_type(gspace: Any, reprs: Union[str, Sequence[Any]]) -> Any:
 
 
 def group_elements(gspace: Any) -> list:
-    """The elements of a finite gspace group, in order (element ``k`` is ``k`` steps).
+    """The elements of a finite gspace group, in escnn's order.
+
+    For ``rot2d_on_r2(N)`` element ``k`` is the rotation by ``k`` steps; for
+    ``flip_rot2d_on_r2(N)`` elements ``0`` to ``N - 1`` are the rotations and ``N + k``
+    is rotation ``k`` after a mirror (the order of :mod:`equivariance.groups` for D4).
 
     Args:
         gspace: an escnn gspace with a finite group (e.g. ``rot2d_on_r2(4)``).
 
     Returns:
-        A list of escnn ``GroupElement`` (printed ``0[2pi/4]``, ``1[2pi/4]``, ...).
+        A list of escnn ``GroupElement`` (printed ``0[2pi/4]``, ``1[2pi/4]``, ...; with
+        mirrors ``(+, 0[2pi/4])``, ..., ``(-, 3[2pi/4])``).
     """
     _check_gspace(gspace)
     group = gspace.fibergroup
@@ -248,14 +279,59 @@ def r2_conv(
     )
 
 
+def _pointwise_type(in_type: Any, what: str) -> Any:
+    """``in_type`` if all its fields allow pointwise operations (trivial, regular)."""
+    _check_field_type(in_type, "in_type")
+    for rep in in_type.representations:
+        if "pointwise" not in rep.supported_nonlinearities:
+            raise ValueError(
+                f"`in_type`: {what} needs fields that allow pointwise operations (trivial "
+                f"or regular), but {rep.name!r} does not; for irreps use {_NORM_ALTERNATIVE[what]}"
+            )
+    return in_type
+
+
+_NORM_ALTERNATIVE = {
+    "InnerBatchNorm": "iid_batch_norm()",
+    "ReLU": "norm_nonlinearity()",
+    "GroupPooling": "norm_pool()",
+}
+
+
 def inner_batch_norm(in_type: Any, **kwargs: Any) -> Any:
-    """``escnn.nn.InnerBatchNorm``: batch norm shared within each field."""
-    return _enn().InnerBatchNorm(_check_field_type(in_type, "in_type"), **kwargs)
+    """``escnn.nn.InnerBatchNorm``: batch norm shared within each field (trivial or
+    regular fields)."""
+    return _enn().InnerBatchNorm(_pointwise_type(in_type, "InnerBatchNorm"), **kwargs)
+
+
+def iid_batch_norm(in_type: Any, **kwargs: Any) -> Any:
+    """``escnn.nn.IIDBatchNorm2d``: batch norm for fields of any representation
+    (irreps of SO(2) or O(2) included)."""
+    return _enn().IIDBatchNorm2d(_check_field_type(in_type, "in_type"), **kwargs)
 
 
 def relu(in_type: Any, inplace: bool = False) -> Any:
     """``escnn.nn.ReLU`` on fields that allow pointwise non-linearities."""
-    return _enn().ReLU(_check_field_type(in_type, "in_type"), inplace=bool(inplace))
+    return _enn().ReLU(_pointwise_type(in_type, "ReLU"), inplace=bool(inplace))
+
+
+def norm_nonlinearity(in_type: Any, fn: str = "n_relu", bias: bool = True) -> Any:
+    """``escnn.nn.NormNonLinearity``: scales each field by a function of its norm.
+
+    Equivariant for any representation, so it is the non-linearity for the irreps
+    of SO(2) and O(2).
+
+    Args:
+        in_type: escnn FieldType.
+        fn: the function of the norm, ``"n_relu"``, ``"n_sigmoid"`` or ``"squash"``.
+        bias: learn a bias added to the norm before the function.
+    """
+    if fn not in ("n_relu", "n_sigmoid", "squash"):
+        raise ValueError(f"`fn` must be \"n_relu\", \"n_sigmoid\" or \"squash\", got {fn!r}")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"`bias` must be True or False, got {bias!r}")
+    return _enn().NormNonLinearity(_check_field_type(in_type, "in_type"), function=fn,
+                                   bias=bool(bias))
 
 
 def pointwise_avg_pool(in_type: Any, kernel_size: int, stride: Any = None, padding: int = 0) -> Any:
@@ -276,8 +352,13 @@ def pointwise_avg_pool(in_type: Any, kernel_size: int, stride: Any = None, paddi
 
 
 def group_pooling(in_type: Any) -> Any:
-    """``escnn.nn.GroupPooling``: max over each field's channels, an invariant."""
-    return _enn().GroupPooling(_check_field_type(in_type, "in_type"))
+    """``escnn.nn.GroupPooling``: max over each regular field's channels, an invariant."""
+    return _enn().GroupPooling(_pointwise_type(in_type, "GroupPooling"))
+
+
+def norm_pool(in_type: Any) -> Any:
+    """``escnn.nn.NormPool``: the norm of each field, an invariant for any representation."""
+    return _enn().NormPool(_check_field_type(in_type, "in_type"))
 
 
 def sequential(*modules: Any) -> Any:
@@ -375,66 +456,12 @@ def walkthrough_model(
     )
 
 
-class EscnnC4CNN(nn.Module):
-    """escnn counterpart of :class:`equivariance.C4CNN`, with plain tensors in and out.
+# the classifiers build on the helpers above (imported last: they import this module)
+from .escnn_networks import EscnnC4CNN, EscnnCNN  # noqa: E402
 
-    Same layout and choices: R2Conv lifting to regular fields, InnerBatchNorm
-    (momentum 0.3), ReLU, a parity-aware stride-2 max pool (pointwise, so
-    equivariant on regular fields and exact for odd and even sizes), two more such
-    blocks, the soft maximum and mean over space and the same shift-invariant head
-    (:class:`equivariance.networks.C4InvariantLinear`); the filters start at a tenth
-    of escnn's scale. Exactly invariant to 90-degree rotations of its input.
 
-    Args:
-        in_channels: channels of the input images (trivial fields).
-        num_classes: number of output logits.
-        widths: regular fields of the three convolutions.
-        kernel_size: side of the square filters (odd; padding keeps the size).
+# saved with its architecture by save_model(); registered here because this module is
+# imported lazily, after persistence has registered the other models
+from . import persistence as _persistence  # noqa: E402
 
-    Shape:
-        ``(N, in_channels, H, W) -> (N, num_classes)``.
-    """
-
-    c4_input = "rotate"
-    c4_output = "invariant"
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        widths: Sequence[int] = (8, 12, 20),
-        kernel_size: int = 3,
-    ):
-        super().__init__()
-        self.in_channels = positive_int(in_channels, "in_channels")
-        num_classes = positive_int(num_classes, "num_classes")
-        widths = tuple(widths)
-        if len(widths) != 3:
-            raise ValueError(f"`widths` must have 3 entries, got {len(widths)}")
-        widths = tuple(positive_int(w, f"widths[{i}]") for i, w in enumerate(widths))
-        k = positive_int(kernel_size, "kernel_size")
-        if k % 2 == 0:
-            raise ValueError(f"`kernel_size` must be odd, got {k}")
-        gspace = rot2d_on_r2(4)
-        self.in_type = field_type(gspace, ["trivial"] * self.in_channels)
-        types = [self.in_type] + [field_type(gspace, ["regular"] * w) for w in widths]
-        self.blocks = nn.ModuleList(
-            sequential(r2_conv(t_in, t_out, k, padding=k // 2),
-                       inner_batch_norm(t_out, momentum=C4CNN_BN_MOMENTUM), relu(t_out))
-            for t_in, t_out in zip(types[:-1], types[1:])
-        )
-        # escnn's filters are a linear function of `weights`: scaling them scales the filters
-        scale_filters_([block[0].weights for block in self.blocks], C4CNN_FILTER_SCALE)
-        self.spatial_pool = C4MaxPool2d()
-        self.head = C4InvariantLinear(2 * widths[-1], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = geometric_tensor(x, self.in_type, name="x")
-        for i, block in enumerate(self.blocks):
-            h = block(h)
-            if i < len(self.blocks) - 1:
-                # pointwise max pooling commutes with the regular representation
-                h = _enn().GeometricTensor(self.spatial_pool(h.tensor), h.type)
-        # soft maximum and mean over space (invariant to rotation), then the
-        # shift-invariant head, as C4CNN
-        return self.head(spatial_summary(h.tensor))
+_persistence.register(EscnnCNN, EscnnC4CNN)
