@@ -14,24 +14,45 @@ it on first access.
 from __future__ import annotations
 
 import importlib
+import sys
 
-from . import (
+# Transforms and distances live in the regularizer's family but are public under
+# their short module names too (`equivariance.transforms.rot90`); registering the
+# aliases first lets the other modules import them as `from . import transforms`.
+from .regularizer import distances, transforms
+
+sys.modules[f"{__name__}.transforms"] = transforms
+sys.modules[f"{__name__}.distances"] = distances
+
+from . import (  # noqa: E402  (after the aliases above)
     benchmark,
     c4,
     checks,
     data,
-    distances,
+    distributed,
+    groups,
+    launch,
     memory,
     networks,
+    persistence,
+    prediction,
     quantile_maps,
     regularizer,
+    summary,
     training,
-    transforms,
 )
+
+# groups/__init__ leaves out groups.networks (it imports .networks, hence .c4), so
+# that c4 can build on groups.expansion without an import cycle
+from .groups import networks as _group_networks  # noqa: E402
 
 __version__ = "0.1.0"
 
-_FLAT_MODULES = (regularizer, quantile_maps, c4, networks, checks, data, training, benchmark, memory)
+_FLAT_MODULES = (
+    regularizer, quantile_maps, c4, networks, checks, data, training, benchmark, memory,
+    prediction, persistence, summary, distributed, launch,
+    groups.group, groups.layers, groups.d4, _group_networks, groups.checks,
+)
 
 # `c4.rotate(x, k)` turns by quarter turns; at the top level `rotate(x, 45)` would read
 # as degrees, so it stays `equivariance.c4.rotate` (degrees: `transforms.rotate`).
@@ -43,11 +64,17 @@ _MODULE_NAMES = [
     "checks",
     "data",
     "distances",
+    "distributed",
     "escnn_models",
+    "groups",
+    "launch",
     "memory",
     "networks",
+    "persistence",
+    "prediction",
     "quantile_maps",
     "regularizer",
+    "summary",
     "training",
     "transforms",
 ]
