@@ -61,6 +61,17 @@
 #' @param device `"auto"` (CUDA when available, else the CPU), `"cpu"`, `"cuda"`,
 #'   `"cuda:1"`, `"mps"`, or `NULL` (where the model is). The model moves there and
 #'   stays there.
+#' @param workers Number of local processes that train data-parallel (started with
+#'   `torchrun`; gloo on the CPU, one GPU per process with CUDA). `batch_size` stays
+#'   the global batch (it must be divisible by `workers`), so the training is that
+#'   of one process; the model is trained in place and the same history returned.
+#'   Everything passed must reach the processes: no R functions as `augment`,
+#'   `callbacks` or `callback` (progress is printed instead of the progress bar).
+#'   A failing process stops the others and its error names it.
+#' @param timeout With `workers > 1`: seconds a process waits for the others before
+#'   the training fails.
+#' @param port With `workers > 1`: the TCP port on 127.0.0.1 the processes meet on;
+#'   `NULL` picks a free one.
 #' @return Invisibly, an object of class `equivariance_history`: a list with
 #'   `steps` (a data.frame with `step`, `epoch`, `loss`, `reg`), `epochs` (a
 #'   data.frame with `epoch`, mean `loss` and `reg`, `val_loss`, `val_accuracy`,
@@ -86,7 +97,8 @@
 fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
                       regularizer = NULL, seed = NULL, augment = NULL, verbose = TRUE, ...,
                       validation_data = NULL, patience = NULL, restore_best = NULL,
-                      callbacks = NULL, device = "auto") {
+                      callbacks = NULL, device = "auto", workers = 1, timeout = 600,
+                      port = NULL) {
   model <- as_py_module(model, "model")
   dtype <- model_float_dtype(model)
   train <- as_fit_data(data, "data", dtype)
@@ -106,12 +118,13 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     callbacks = as_py_functions(callbacks),
     device = device,
     class_names = if (is.null(train$class_names)) NULL else as.list(train$class_names),
-    progress = if (verbose) cli_progress(environment()) else NULL
+    # an R function cannot reach worker processes: rank 0 prints its progress instead
+    progress = if (verbose && single_process(workers)) cli_progress(environment()) else NULL
   )
   extra <- list(...)
   if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
   if (is.function(extra$callback)) extra$callback <- reticulate::r_to_py(extra$callback)
-  history <- call_py(do.call(core()$fit, c(args, extra)))
+  history <- call_with_workers("fit", c(args, extra), workers, timeout, port)
   invisible(as_history(history))
 }
 

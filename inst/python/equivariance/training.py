@@ -32,11 +32,11 @@ from ._validation import (
 )
 from ._validation import seed as check_seed
 from .data import as_tensors, holdout
-from .distributed import Parallel, Share
 from .devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
     resolve_device, same_device,
 )
+from .distributed import Parallel, Share
 from .evaluation import evaluate, loss_and_accuracy
 from .history import EarlyStopping, History, Progress, ProgressFunction
 from .modes import mode_dependent_modules, preserved_modes
@@ -286,7 +286,7 @@ class _Loop:
             self.history.val_loss.append(val_loss)
             self.history.val_accuracy.append(val_accuracy)
             stop = self.watch.update(epoch, val_loss)
-        self.history.end_epoch(time.perf_counter() - start)
+        self.history.end_epoch(self.par.ranks.slowest(time.perf_counter() - start))
         figures = self.history.figures()
         self.progress.epoch_end(figures, regularized)
         # every callback sees the epoch, even when an earlier one asked to stop
@@ -348,6 +348,7 @@ def fit(
     reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
     verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
     progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
+    distributed: bool | None = None, sync_batchnorm: bool = True,
 ) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
@@ -386,6 +387,8 @@ def fit(
             function ``progress`` (see :class:`~equivariance.history.ProgressFunction`).
         progress_every: steps between progress lines when stdout is not a terminal.
         callback: called after every step as ``callback(epoch, step, loss, reg)``.
+        distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
+            (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -398,24 +401,24 @@ def fit(
     lr, seed, verbose = positive_real(lr, "lr"), check_seed(seed, "seed"), flag(verbose, "verbose")
     callback = optional_callable(callback, "callback", "None or a function(epoch, step, loss, reg)")
     progress = optional_callable(progress, "progress", "None or a function(event)")
-    x, y, val, labels = _data(model, data, validation_data, seed)
+    par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
+    x, y, val, labels = _data(model, data, validation_data, par.seed)
     watch = _early_stopping(model, patience, restore_best, val is not None)
     callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
                      None if names is None else len(names))
-    optimizer = _check_optimizer(optimizer, model, lr)
-    history = History(reused_outputs=recipe.reuse)
-    loop = _Loop(model, optimizer, x, y, val, batch_size, recipe, _shuffler(seed), history,
-                 _progress(verbose, progress, epochs, math.ceil(x.shape[0] / batch_size),
-                           progress_every), callback, callbacks, watch)
+    report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
+                       math.ceil(x.shape[0] / batch_size), progress_every)
+    loop = _Loop(model, _check_optimizer(optimizer, model, lr), x, y, val, batch_size, recipe,
+                 par, History(reused_outputs=recipe.reuse), report, callback, callbacks, watch)
     try:
-        with preserved_modes(model, "train"):
+        with par.wrap(model, sync_batchnorm) as loop.net, preserved_modes(model, "train"):
             stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
     finally:
         loop.progress.end()
-    return _finish(model, history, watch, stopped and len(history.epoch_loss) < epochs, names,
-                   tuple(x.shape[1:]))
+    return _finish(model, loop.history, watch, stopped and len(loop.history.epoch_loss) < epochs,
+                   names, tuple(x.shape[1:]))
 
 
 def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,

@@ -1,0 +1,213 @@
+"""Data-parallel training: 2 ranks (gloo, loopback) train like 1 process.
+
+The 2-rank runs start their own processes with torchrun: one run for all the training
+cases of distributed_cases.py, and parallel_fit() for the launcher and its faults.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import distributed_cases as cases
+import equivariance as eq
+from equivariance.__main__ import main
+from equivariance.distributed import Ranks, Share, distributed_ranks, training_generators
+from equivariance.sync_batchnorm import SyncFieldBatchNorm, sync_batchnorm
+
+HERE = Path(__file__).resolve().parent
+CORE = HERE.parents[1] / "inst" / "python"
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(CORE), str(HERE)]))
+
+
+def _relative(a: dict, b: dict) -> float:
+    return max(float((a[k].double() - b[k].double()).norm() / b[k].double().norm().clamp_min(1e-12))
+               for k in b if b[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ranks")
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node=2", str(HERE / "distributed_cases.py"), str(out)],
+                   env=ENV, check=True, capture_output=True, timeout=300)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+
+
+def _one_process(name: str):
+    model, args = cases.case(name)
+    history = eq.fit(model, args.pop("data"), distributed=False, **args)
+    return model, history
+
+
+# -- the correctness target -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["plain", "regularized"])
+def test_two_ranks_give_the_weights_of_one_process(ranks, name):
+    model, history = _one_process(name)
+    assert len(history.loss) == 20
+    for r in ranks:
+        assert _relative(r[name]["state"], model.state_dict()) < 1e-5
+        assert r[name]["history"]["steps"]["loss"] == pytest.approx(history.loss, rel=1e-5)
+        assert r[name]["history"]["steps"]["reg"] == pytest.approx(history.reg, rel=1e-5, abs=1e-7)
+    # one History, the same on every rank
+    assert ranks[0][name]["history"] == ranks[1][name]["history"]
+    if name == "regularized":
+        assert sum(v > 0 for v in history.reg) >= 10  # a draw of 0 quarter turns gives 0
+
+
+def test_c4_with_sync_batchnorm_stays_invariant_and_normalises_the_global_batch(ranks):
+    r0, r1 = (r["c4_sync_bn"] for r in ranks)
+    assert r0["invariance"] < 1e-5 and r1["invariance"] < 1e-5
+    # the original batch norm layers are back, with the same statistics on both ranks
+    assert "C4BatchNorm2d" in r0["modules"] and "SyncFieldBatchNorm" not in r0["modules"]
+    for key in r0["state"]:
+        assert torch.equal(r0["state"][key], r1["state"][key]), key
+    # batch statistics of the global batch: the losses are those of one process
+    _, history = _one_process("c4_sync_bn")
+    assert r0["history"]["steps"]["loss"] == pytest.approx(history.loss, rel=1e-5)
+    assert r0["history"]["steps"]["reg"] == pytest.approx(history.reg, rel=1e-4, abs=1e-6)
+
+
+def test_batch_size_must_divide_among_the_ranks(ranks):
+    for r in ranks:
+        assert "`batch_size` (7)" in r["odd_batch"] and "ranks (2)" in r["odd_batch"]
+
+
+# -- pieces, in one process ----------------------------------------------------------------
+
+
+def test_shards_are_disjoint_and_weights_average_to_the_batch_mean():
+    index = torch.tensor([5, 1, 4, 0, 3])
+    parts = [Ranks(r, 2).shard(index) for r in (0, 1)]
+    assert parts[0].tolist() == [5, 4, 3] and parts[1].tolist() == [1, 0]
+    assert Ranks(1, 2).shard(index[:1]) is None  # fewer images than ranks
+    assert [Ranks(r, 2).weight(len(p), 5) for r, p in enumerate(parts)] == [1.2, 0.8]
+    assert Ranks(0, 2).weight(4, 8) == 1.0 and Ranks().weight(5, 5) == 1.0
+    # the regularizer's first 3 points: 2 on rank 0, 1 on rank 1; none: one point, weight 0
+    share = Share(parts[1], 2, 5, Ranks(1, 2))
+    assert Share(parts[0], 3, 5, Ranks(0, 2)).points(3) == (2, 2 * 2 / 3)
+    assert share.points(3) == (1, 2 / 3) and share.points(1) == (1, 0.0)
+    assert Share.whole(8).points(100) == (8, 1.0)
+
+
+def test_distributed_argument_outside_a_job():
+    assert distributed_ranks(None) == Ranks() and distributed_ranks(False) == Ranks()
+    with pytest.raises(ValueError, match="`distributed` is True but this process was not "
+                                         "started by torchrun"):
+        distributed_ranks(True)
+    with pytest.raises((TypeError, ValueError), match="`distributed`"):
+        distributed_ranks("yes")
+    with pytest.raises(ValueError, match="`distributed`"):
+        eq.fit(cases.small_net(), cases.data(8), distributed=True, verbose=False)
+
+
+def test_generators_are_seeded_and_rank_streams_differ():
+    a = training_generators(Ranks(0, 2), 7)
+    first = torch.rand(3)
+    b = training_generators(Ranks(1, 2), 7)
+    other = torch.rand(3)
+    assert not torch.equal(first, other)  # augmentation and dropout differ between ranks
+    for g, h in zip(a, b):  # the data order and the regularizer's draws do not
+        assert torch.equal(torch.randperm(10, generator=g), torch.randperm(10, generator=h))
+
+
+def test_sync_batchnorm_swaps_and_restores_layers_and_refuses_unknown_ones():
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), eq.C4BatchNorm2d(2), nn.BatchNorm2d(8),
+                          eq.D4BatchNorm2d(1))
+    originals = list(model)
+    with sync_batchnorm(model):
+        assert [type(m).__name__ for m in model] == ["Conv2d"] + ["SyncFieldBatchNorm"] * 3
+        assert model[1].bn is originals[1] and model[1].training
+        x = torch.randn(4, 8, 5, 5)
+        # outside a job the layer is the wrapped one
+        assert torch.equal(model[2](x), originals[2](x))
+    assert list(model) == originals
+
+    class OwnNorm(nn.BatchNorm2d):
+        pass
+
+    with pytest.raises(ValueError, match="`sync_batchnorm`: cannot synchronise .* OwnNorm"), \
+            sync_batchnorm(nn.Sequential(OwnNorm(3))):
+        pass
+    with pytest.raises(TypeError, match="`bn`"):
+        SyncFieldBatchNorm(nn.Conv2d(1, 1, 1))
+
+
+# -- the launcher and its faults -----------------------------------------------------------
+
+
+def test_a_failing_rank_stops_all_and_is_named(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    with pytest.raises(ValueError, match=r"rank 1 of 2: bad shard on rank 1, on purpose"):
+        eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, batch_size=8,
+                        augment=cases.FailOnRank(1), verbose=False, timeout=60)
+
+
+def test_a_hanging_rank_makes_the_others_stop_after_the_timeout(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    with pytest.raises(RuntimeError, match=r"rank 0 of 2 failed .*(?i:time)"):
+        eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, batch_size=8,
+                        augment=cases.FailOnRank(1, hang=120), verbose=False, timeout=2)
+
+
+def test_launcher_arguments():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ValueError, match=f"`port` {port} is already in use"):
+            eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, port=port)
+    with pytest.raises(ValueError, match="`workers`"):
+        eq.parallel_fit(cases.small_net(), cases.data(8), workers=0)
+    with pytest.raises(ValueError, match="`augment` cannot be sent to the worker processes"):
+        eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, augment=lambda x: x)
+    with pytest.raises(ValueError, match="`optimizer` cannot be used with workers > 1"):
+        model = cases.small_net()
+        eq.parallel_fit(model, cases.data(8), optimizer=torch.optim.SGD(model.parameters(), 0.1))
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, option", [("benchmark", "--models"), ("fit", "--save")])
+def test_cli_help(command, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert option in out and "--epochs" in out and "--device" in out
+
+
+def test_cli_errors_name_the_option(capsys, tmp_path):
+    assert main(["fit", "--save", str(tmp_path / "missing" / "m.pt"), "--data", "subset"]) == 1
+    assert "`--save`" in capsys.readouterr().err
+    if importlib_missing("matplotlib"):
+        assert main(["benchmark", "--png", str(tmp_path / "a.png")]) == 1
+        assert "`--png` needs matplotlib" in capsys.readouterr().err
+
+
+def importlib_missing(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is None
+
+
+def test_cli_fit_one_step_saves_a_model(tmp_path):
+    path = tmp_path / "c4.pt"
+    out = subprocess.run(
+        [sys.executable, "-m", "equivariance", "fit", "--model", "C4CNN", "--epochs", "1",
+         "--limit", "8", "--batch-size", "8", "--data", "subset", "--device", "cpu",
+         "--save", str(path)], env=ENV, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert f"saved C4CNN to {path}" in out.stdout and "epoch 1/1" in out.stdout
+    model = eq.load_model(path)
+    assert isinstance(model, eq.C4CNN)
