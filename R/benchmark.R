@@ -23,6 +23,11 @@
 #' * `"C4CNN"`: this package's C4 group-convolution network ([c4_cnn()]);
 #' * `"EscnnC4CNN"`: the same network built from escnn's layers ([escnn_c4_cnn()]).
 #'
+#' Three more rows are built in but not run unless named, for `test = "d4"`:
+#' `"D4CNN"` ([d4_cnn()] with its default widths, invariant to rotations and
+#' mirrors), `"EscnnC8CNN"` (`escnn_cnn(N = 8)`, invariant to turns by 45 degrees)
+#' and `"EscnnD4CNN"` (`escnn_cnn(N = 4, flips = TRUE)`).
+#'
 #' @param models Built-in model names (see Details), or a named list whose
 #'   elements are built-in names, torch modules (trained in place) or functions
 #'   returning a fresh torch module; the names label the table's rows.
@@ -31,6 +36,9 @@
 #' @param root Where the Fashion-MNIST files are, as in [fashion_mnist()]
 #'   (`"subset"`: the subset shipped with the package).
 #' @param rotations Quarter turns to test: `0:3` for 0, 90, 180 and 270 degrees.
+#' @param test `"c4"` tests on the test images turned by `rotations`; `"d4"` also
+#'   on the mirrored (left to right) test images turned by `rotations`: the 8
+#'   elements of D4 for the default rotations.
 #' @param reg_n,reg_num_funcs,reg_lambda The regularizer of `"SimpleCNN+reg"`:
 #'   images of each batch it is evaluated at, rotations drawn per step, weight.
 #' @param csv `NULL` or a file to write the table to, as CSV.
@@ -38,10 +46,14 @@
 #' @param verbose Print training progress and results.
 #' @param device Where every model trains and is tested: `"auto"` (CUDA when
 #'   available, else the CPU), `"cpu"`, `"cuda"`, `"cuda:1"` or `"mps"`.
+#' @param workers,timeout,port Train every model data-parallel on `workers` local
+#'   processes, as [fit_model()] does; the table is the same as from one process.
 #' @return A data.frame of class `rotation_benchmark`, one row per model: `model`,
 #'   `parameters`, `seconds_per_epoch`, `accuracy_0`, `accuracy_90`, ... (in
-#'   `[0, 1]`) and `invariance_error` (the mean relative change of the logits
-#'   under the non-zero rotations; 0 for an exactly invariant model). The trained
+#'   `[0, 1]`; with `test = "d4"` then `accuracy_flip_0`, `accuracy_flip_90`, ...
+#'   for the mirrored images) and `invariance_error` (the mean relative change of
+#'   the logits under the tested transformations other than the identity; 0 for
+#'   an exactly invariant model). The trained
 #'   models are in `attr(x, "models")`, the training histories in
 #'   `attr(x, "histories")` and the recipe and data sizes in `attr(x, "settings")`.
 #'   It has `print()` and `plot()` methods.
@@ -62,15 +74,17 @@ rotation_benchmark <- function(models = c(
                                ),
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
+                               test = "c4",
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
-                               csv = NULL, png = NULL, verbose = TRUE, device = "auto") {
+                               csv = NULL, png = NULL, verbose = TRUE, device = "auto",
+                               workers = 1, timeout = 600, port = NULL) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) {
     png <- path.expand(check_string(png, "png"))
     if (!dir.exists(dirname(png))) arg_error("png", "a file in an existing folder", png)
   }
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
-  py <- call_py(core()$rotation_benchmark(
+  args <- list(
     models = as_py_models(models, "models"),
     epochs = as_py_int(epochs, "epochs"),
     batch_size = as_py_int(batch_size, "batch_size"),
@@ -80,6 +94,7 @@ rotation_benchmark <- function(models = c(
     limit = if (is.null(limit)) NULL else as_py_int(limit, "limit"),
     test_limit = if (is.null(test_limit)) NULL else as_py_int(test_limit, "test_limit"),
     rotations = as_py_quarter_turns(rotations, "rotations"),
+    test = test,
     reg_n = as_py_int(reg_n, "reg_n"),
     reg_num_funcs = as_py_int(reg_num_funcs, "reg_num_funcs"),
     reg_lambda = as_py_nonneg(reg_lambda, "reg_lambda"),
@@ -87,7 +102,8 @@ rotation_benchmark <- function(models = c(
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
     device = device
-  ))
+  )
+  py <- call_with_workers("rotation_benchmark", args, workers, timeout, port)
   note_subset(py$settings[["source"]], root)
   result <- as_benchmark_table(py)
   if (!is.null(png)) {
@@ -132,7 +148,11 @@ print.rotation_benchmark <- function(x, ...) {
   shown <- as.data.frame(x)
   acc <- grep("^accuracy_", names(shown))
   shown[acc] <- lapply(shown[acc], function(a) round(100 * a, 1))
-  names(shown)[acc] <- paste0(sub("^accuracy_", "acc", names(shown)[acc]), "%")
+  # acc0% ... acc270%, then flip0% ... flip270% for the mirrored images
+  names(shown)[acc] <- paste0(sub("^accuracy_(flip_)?", "", names(shown)[acc]), "%")
+  names(shown)[acc] <- ifelse(grepl("^accuracy_flip_", names(x)[acc]),
+    paste0("flip", names(shown)[acc]), paste0("acc", names(shown)[acc])
+  )
   shown$seconds_per_epoch <- round(shown$seconds_per_epoch, 1)
   shown$invariance_error <- format(signif(shown$invariance_error, 2))
   names(shown)[match(c("parameters", "seconds_per_epoch", "invariance_error"), names(shown))] <-
@@ -144,14 +164,24 @@ print.rotation_benchmark <- function(x, ...) {
 #' @export
 plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models trained on upright images", ...) {
   acc <- grep("^accuracy_", names(x))
-  degrees <- as.numeric(sub("^accuracy_", "", names(x)[acc]))
+  labels <- sub("^accuracy_", "", names(x)[acc])
+  mirrored <- any(startsWith(labels, "flip_"))
+  # with mirrors (test = "d4") the 8 test sets sit side by side, named
+  at <- if (mirrored) seq_along(labels) else as.numeric(labels)
   values <- t(100 * as.matrix(as.data.frame(x)[acc]))
   colours <- grDevices::hcl.colors(nrow(x), "Dark 3")
-  graphics::matplot(degrees, values,
+  xlab <- if (mirrored) {
+    "rotation (degrees) of the test images, then of the mirrored ones"
+  } else {
+    "rotation of the test images (degrees)"
+  }
+  graphics::matplot(at, values,
     type = "b", lty = 1, pch = 19, col = colours, xaxt = "n", ylim = c(0, 100),
-    xlab = "rotation of the test images (degrees)", ylab = "test accuracy (%)", main = main, ...
+    xlab = xlab, ylab = "test accuracy (%)", main = main, ...
   )
-  graphics::axis(1, at = degrees)
+  graphics::axis(1,
+    at = at, labels = sub("^flip_", "flip ", labels), cex.axis = if (mirrored) 0.7 else 1
+  )
   graphics::legend("bottomleft", x$model, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)
   invisible(x)
 }

@@ -1,8 +1,9 @@
-#' Check equivariance to 90-degree rotations numerically
+#' Check equivariance to 90-degree rotations (and mirrors) numerically
 #'
-#' For every element `k` of the group C4 (rotation by `k * 90` degrees, as
-#' `torch.rot90` with `k`), runs `module` on the rotated input and compares it
-#' with the matching transformation of the original output. The error is
+#' For every element of the group C4 (rotation by `k * 90` degrees, as
+#' `torch.rot90` with `k`) or, with `group = "D4"`, of D4 (the same rotations,
+#' alone and after a left-right mirror), runs `module` on the transformed input and
+#' compares it with the matching transformation of the original output. The error is
 #' `max |module(g x) - g module(x)|` divided by `max |module(x)|`: 0 (about 1e-7
 #' in single precision) for an exactly equivariant module, of order 0.1 to 1 for a
 #' module that ignores rotations.
@@ -17,22 +18,29 @@
 #'   tensor), or an escnn equivariant module.
 #' @param x Input batch: an R array (index order kept), a torch tensor or an
 #'   escnn `GeometricTensor`.
-#' @param group The group; only `"C4"` is supported.
+#' @param group The group: `"C4"` (the 4 rotations, the default) or `"D4"` (the 4
+#'   rotations and the 4 rotations of the mirrored input). An escnn module must
+#'   act on the same group (`rot2d_on_r2(4)` or `flip_rot2d_on_r2(4)`).
 #' @param output Action on the output: `"invariant"` (unchanged, e.g. logits),
-#'   `"rotate"` (feature maps rotate), `"regular"` (maps rotate and each regular
-#'   field's 4 orientation channels shift), a `function(y, k)`, or `"auto"` (the
+#'   `"rotate"` (feature maps rotate, and mirror for D4), `"regular"` (maps
+#'   transform and each regular field's 4 or 8 channels permute), a
+#'   `function(y, k)` of the 0-based element index `k`, or `"auto"` (the
 #'   module's own declaration, escnn's output type, `"invariant"` for outputs
 #'   without spatial dimensions, otherwise `"rotate"`).
 #' @param input Action on the input, with the same choices (`"auto"`: `"rotate"`,
 #'   or `"regular"` for layers that take regular fields, or escnn's input type).
-#' @return A data frame with one row per group element: `element` (0 to 3) and
-#'   `error` (relative error, see Details).
+#' @return A data frame with one row per group element: `element` and `error`
+#'   (relative error, see Details). For C4, `element` is 0 to 3 (quarter turns);
+#'   for D4 it names the 8 elements by rotation and mirror, `"rot0"`, `"rot90"`,
+#'   `"rot180"`, `"rot270"`, `"flip_rot0"`, ..., `"flip_rot270"` (mirror left to
+#'   right, then turn), in escnn's order for `flip_rot2d_on_r2(4)`.
 #' @export
 #' @examples
 #' if (equivariance_available()) {
 #'   x <- array(runif(2 * 28 * 28), c(2, 1, 28, 28))
 #'   check_equivariance(c4_cnn(), x)
 #'   check_equivariance(simple_cnn(), x)
+#'   check_equivariance(d4_cnn(), x, group = "D4")
 #' }
 check_equivariance <- function(module, x, group = "C4", output = "auto", input = "auto") {
   # the rules on `module` and `group` live in Python: R converts, Python checks
@@ -50,7 +58,10 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
   ))
   if (is_py(errors)) errors <- reticulate::py_to_r(errors)
   errors <- as.numeric(unlist(errors))
-  data.frame(element = seq_along(errors) - 1L, error = errors)
+  # C4 keeps its 0-based quarter turns; other groups name their elements
+  grp <- core()$get_group(group)
+  element <- if (identical(grp$name, "C4")) seq_along(errors) - 1L else unlist(grp$names)
+  data.frame(element = element, error = errors)
 }
 
 #' Feature maps after the first layers of a network

@@ -1,6 +1,7 @@
 # make demo: the rotated Fashion-MNIST benchmark, run from R.
 #
-# Trains SimpleCNN, SimpleCNN with the equivariance regularizer, EqCNN, C4CNN and
+# Trains SimpleCNN, SimpleCNN with augmentation, SimpleCNN with augmentation and the
+# equivariance regularizer, EqCNN, C4CNN and
 # the escnn C4 classifier on the full Fashion-MNIST training set (Debian's
 # dataset-fashion-mnist) with one recipe (Adam, lr 1e-3, batch 128, seed 0), tests
 # each on the test set turned by 0, 90, 180 and 270 degrees, prints the table and

@@ -96,6 +96,47 @@ def test_escnn_model_in_the_table():
     assert result.rows[0]["invariance_error"] < 1e-4
 
 
+D4_LABELS = ["0", "90", "180", "270", "flip_0", "flip_90", "flip_180", "flip_270"]
+
+
+def test_d4_rows_are_extra_and_within_the_budget():
+    assert not set(B.EXTRA_MODEL_NAMES) & set(B.MODEL_NAMES)
+    d4 = B.benchmark_model("D4CNN")
+    assert isinstance(d4, eq.D4CNN) and sum(p.numel() for p in d4.parameters()) <= 14000
+    assert [label for label, _, _ in B._model_specs(None)] == list(B.MODEL_NAMES)
+
+
+def test_d4_test_has_8_columns_and_d4cnn_is_invariant(capsys):
+    result = eq.rotation_benchmark(["SimpleCNN", "D4CNN"], test="d4", **SMALL)
+    assert result.columns == (["model", "parameters", "seconds_per_epoch"]
+                              + [f"accuracy_{d}" for d in D4_LABELS] + ["invariance_error"])
+    simple, d4 = result.rows
+    assert d4["invariance_error"] < 1e-4
+    assert len({d4[f"accuracy_{d}"] for d in D4_LABELS}) == 1  # all 8 equal
+    assert simple["invariance_error"] > 1e-3
+    # the mirrored images differ: the plain CNN's accuracy is not the same on all 8
+    assert len({simple[f"accuracy_{d}"] for d in D4_LABELS}) > 1
+    assert "acc@flip_90" in str(result)
+    # the default test keeps the 4 rotations
+    c4 = eq.rotation_benchmark(["D4CNN"], **SMALL)
+    assert c4.columns[3:7] == [f"accuracy_{d}" for d in D4_LABELS[:4]]
+    assert c4.rows[0]["accuracy_90"] == d4["accuracy_90"]
+
+
+def test_escnn_c8_and_d4_rows():
+    pytest.importorskip("escnn")
+    result = eq.rotation_benchmark(["EscnnC8CNN", "EscnnD4CNN"], test="d4",
+                                   **{**SMALL, "limit": 64, "test_limit": 40})
+    c8, d4 = result.rows
+    assert d4["invariance_error"] < 1e-4
+    assert len({d4[f"accuracy_{d}"] for d in D4_LABELS}) == 1
+    # C8 contains the quarter turns (it is not built to be invariant to mirrors)
+    evaluation = result.evaluations["EscnnC8CNN"]
+    assert len(evaluation) == 8
+    assert max(e["invariance_error"] for e in evaluation if not e["mirrored"]) < 1e-4
+    assert len({c8[f"accuracy_{d}"] for d in D4_LABELS[:4]}) == 1
+
+
 def test_verbose_prints_progress_and_table(capsys):
     eq.rotation_benchmark(["SimpleCNN"], **{**SMALL, "verbose": True})
     out = capsys.readouterr().out
@@ -130,6 +171,8 @@ def test_subset_fallback_warns(tmp_path, monkeypatch):
         (dict(limit=0), "limit"),
         (dict(csv="/nonexistent-folder/table.csv"), "csv"),
         (dict(csv=3), "csv"),
+        (dict(test="D8"), "`test`"),
+        (dict(test=["d4"]), "`test`"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, match):
@@ -185,3 +228,21 @@ def test_cuda_without_cuda_fails_before_training(monkeypatch, tmp_path):
         eq.rotation_benchmark({"m": lambda: built.append(1) or eq.SimpleCNN()}, device="cuda",
                               **SMALL)
     assert built == []
+
+
+def test_evaluate_mirror_rows_follow_the_rotations():
+    torch.manual_seed(0)
+    x, y = torch.rand(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    net = eq.SimpleCNN(widths=(2, 2, 2))
+    rows = eq.evaluate(net, (x, y), mirror=True, device="cpu")
+    assert [(r["mirrored"], r["degrees"]) for r in rows] == \
+        [(m, d) for m in (False, True) for d in (0, 90, 180, 270)]
+    assert rows[0]["invariance_error"] == 0 and rows[4]["invariance_error"] > 0
+    # flip_rot90: mirrored left to right, then turned, compared with the image as it is
+    with torch.no_grad():
+        net.eval()
+        turned = net(torch.rot90(torch.flip(x, dims=(-1,)), 1, dims=(-2, -1)))
+    assert rows[5]["correct"] == int((turned.argmax(-1) == y).sum())
+    assert len(eq.evaluate(net, (x, y), device="cpu")) == 4  # no mirror by default
+    with pytest.raises(TypeError, match="`mirror`"):
+        eq.evaluate(net, (x, y), mirror="yes")

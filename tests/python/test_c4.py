@@ -323,7 +323,7 @@ def test_gradients_match_exported_conv():
     layer = eq.C4Conv2d(2, 3, 3, padding=1).double()
     torch.autograd.gradcheck(lambda w: torch.nn.functional.conv2d(
         torch.ones(1, 8, 4, 4, dtype=torch.double),
-        eq.c4._expand(w, layer._index)),
+        eq.groups.expansion.expand(w, layer._index)),
         (layer.weight.detach().clone().requires_grad_(),))
 
 

@@ -75,10 +75,64 @@ def test_accepts_arrays():
     assert max(errors) < 1e-4
 
 
-@pytest.mark.parametrize("group", ["D4", "SO2", "C8", 4, None])
-def test_only_c4(group):
-    with pytest.raises(ValueError, match="group"):
+@pytest.mark.parametrize("group", ["SO2", "C8", "D8", 4, None])
+def test_only_c4_and_d4(group):
+    with pytest.raises(ValueError, match="`group`"):
         eq.check_equivariance(eq.C4CNN(), torch.randn(1, 1, 8, 8), group=group)
+
+
+def test_d4_reports_the_8_elements_in_order():
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 13, 13)
+    errors = eq.check_equivariance(eq.D4CNN(widths=(2, 2, 3)).train(), x, group="D4")
+    assert isinstance(errors, list) and len(errors) == 8 and errors[0] == 0
+    assert max(errors) < 1e-5  # float rounding only
+    assert eq.check_equivariance(eq.D4CNN(), x, group="d4") == pytest.approx(errors, abs=1e-5)
+    # C4 stays the default: the 4 rotations only
+    assert len(eq.check_equivariance(eq.D4CNN(widths=(2, 2, 3)), x)) == 4
+    # a D4 layer's output transforms as its regular representation under all 8
+    layer = eq.D4LiftingConv2d(1, 2, 3)
+    assert max(eq.check_equivariance(layer, x, group="D4")) < 1e-5
+    assert max(eq.check_equivariance(layer, x, group="D4", output="regular")) < 1e-5
+    assert max(eq.check_equivariance(layer, x, group="D4", output="rotate")) > 1e-2
+    hidden = torch.randn(2, 16, 9, 9)
+    assert max(eq.check_equivariance(eq.D4Conv2d(2, 3, 3), hidden, group="D4")) < 1e-5
+    # a C4 network is not invariant to the mirrors: elements 4..7
+    c4 = eq.check_equivariance(eq.C4CNN(), x, group="D4")
+    assert max(c4[:4]) < 1e-4 and min(c4[4:]) > 1e-3
+
+
+def test_simple_cnn_is_clearly_not_d4_invariant():
+    torch.manual_seed(0)
+    errors = eq.check_equivariance(eq.SimpleCNN(), torch.randn(4, 1, 28, 28), group="D4")
+    assert len(errors) == 8 and min(errors[1:]) > 1e-3
+
+
+def test_d4_bad_actions():
+    x = torch.randn(1, 1, 9, 9)
+    with pytest.raises(ValueError, match="`output`"):
+        eq.check_equivariance(eq.D4CNN(), x, group="D4", output="spin")
+    with pytest.raises(TypeError, match="`input`"):
+        eq.check_equivariance(eq.D4CNN(), x, group="D4", input=3)
+
+
+def test_escnn_modules_with_the_group_of_their_gspace():
+    from equivariance import escnn_models as em
+
+    torch.manual_seed(0)
+    d4 = em.flip_rot2d_on_r2(4)
+    conv = em.r2_conv(em.field_type(d4, "trivial"), em.field_type(d4, "regular"), 3)
+    x = torch.randn(2, 1, 9, 9)
+    errors = eq.check_equivariance(conv, x, group="D4")
+    assert len(errors) == 8 and max(errors) < 1e-4
+    # escnn's element k is ours: our regular action agrees with escnn's transform
+    assert max(eq.check_equivariance(conv, x, group="D4", output="regular")) < 1e-4
+    with pytest.raises(ValueError, match="`group`"):
+        eq.check_equivariance(conv, x)  # C4 by default, the module acts on D4
+    c8 = em.rot2d_on_r2(8)
+    conv8 = em.r2_conv(em.field_type(c8, "trivial"), em.field_type(c8, "regular"), 3)
+    with pytest.raises(ValueError, match="C8"):
+        eq.check_equivariance(conv8, x, group="D4")  # 8 elements too, another group
 
 
 def test_bad_actions():

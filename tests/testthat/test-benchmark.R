@@ -99,3 +99,25 @@ test_that("rotation_benchmark() runs on the device asked for", {
       class = "equivariance_value_error")
   }
 })
+
+test_that("rotation_benchmark(test = \"d4\") tests the 8 rotations and mirrors", {
+  skip_if_no_python()
+  png <- tempfile(fileext = ".png")
+  result <- small_benchmark(models = c("SimpleCNN", "D4CNN"), test = "d4", png = png)
+  labels <- c("0", "90", "180", "270", "flip_0", "flip_90", "flip_180", "flip_270")
+  expect_named(result, c(
+    "model", "parameters", "seconds_per_epoch", paste0("accuracy_", labels), "invariance_error"
+  ))
+  expect_lte(result$parameters[2], 14000)
+  acc <- as.matrix(result[grep("^accuracy_", names(result))])
+  # D4CNN is exactly invariant: the same accuracy on all 8 test sets
+  expect_equal(length(unique(acc[2, ])), 1)
+  expect_lt(result$invariance_error[2], 1e-4)
+  expect_gt(result$invariance_error[1], 1e-3)
+  expect_output(print(result), "flip90%")
+  expect_output(print(result), "acc270%")
+  expect_gt(file.size(png), 1000)
+  expect_error(small_benchmark(models = "D4CNN", test = "o2"), "`test`",
+    class = "equivariance_value_error"
+  )
+})

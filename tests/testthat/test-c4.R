@@ -77,7 +77,7 @@ test_that("bad input gives R errors naming the argument", {
   expect_error(c4_cnn(widths = c(8, 0, 16)), "widths")
   expect_error(simple_cnn(num_classes = 0), "num_classes")
   x <- array(runif(28 * 28), c(1, 1, 28, 28))
-  expect_error(check_equivariance(c4_cnn(), x, group = "D4"), "group")
+  expect_error(check_equivariance(c4_cnn(), x, group = "D8"), "`group`")
   expect_error(check_equivariance(c4_cnn(), x, output = "spin"), "output")
   expect_error(check_equivariance(c4_cnn(), "x"), "`x`")
   expect_error(check_equivariance(42, x), "module")

@@ -52,3 +52,26 @@ test_that("checks and feature maps follow a double() model's type (and device)",
     expect_equal(dim(feature_maps(model, x, depth = 2)), c(2, 8, 28, 28))
   }
 })
+
+test_that("check_equivariance(group = \"D4\") reports the 8 elements by name", {
+  skip_if_no_python()
+  torch()$manual_seed(0L)
+  x <- array(runif(2 * 13 * 13), c(2, 1, 13, 13))
+  errors <- check_equivariance(d4_cnn(widths = c(2, 2, 3)), x, group = "D4")
+  expect_equal(errors$element, c(
+    "rot0", "rot90", "rot180", "rot270",
+    "flip_rot0", "flip_rot90", "flip_rot180", "flip_rot270"
+  ))
+  expect_lt(max(errors$error), 1e-5) # invariant to all 8, up to float rounding
+  # a D4 layer's output transforms as its regular representation under all 8
+  layer <- d4_lifting_conv2d(1, 2, 3)
+  expect_lt(max(check_equivariance(layer, x, group = "D4")$error), 1e-5)
+  expect_gt(max(check_equivariance(layer, x, group = "D4", output = "rotate")$error), 1e-2)
+  # a plain CNN is clearly not invariant; C4 stays the default with 0-based turns
+  plain <- check_equivariance(simple_cnn(), x, group = "D4")
+  expect_gt(min(plain$error[-1]), 1e-3)
+  expect_equal(check_equivariance(simple_cnn(), x)$element, 0:3)
+  expect_error(check_equivariance(simple_cnn(), x, group = "O2"), "`group`.*\"D4\"",
+    class = "equivariance_value_error"
+  )
+})

@@ -21,6 +21,10 @@ The built-in models, by name (:data:`MODEL_NAMES`):
 - ``"EqCNN"``: the article's design, the same filters shared by the 4 input rotations.
 - ``"C4CNN"``: this package's C4 group-convolution network (plain PyTorch).
 - ``"EscnnC4CNN"``: the same architecture built from escnn's ``R2Conv``.
+
+Not in the default set (:data:`EXTRA_MODEL_NAMES`), for ``test="d4"``: ``"D4CNN"``
+(rotations and mirrors, plain PyTorch), ``"EscnnC8CNN"`` (escnn, 45-degree turns) and
+``"EscnnD4CNN"`` (escnn, rotations and mirrors).
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ from ._validation import (
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
+from .distributed import is_main_process
 from .evaluation import evaluate
+from .groups.networks import D4CNN
 from .history import History
 from .networks import C4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
@@ -53,6 +59,7 @@ from .training import fit
 
 __all__ = [
     "BENCHMARK_WIDTHS",
+    "EXTRA_MODEL_NAMES",
     "MODEL_NAMES",
     "BenchmarkResult",
     "benchmark_model",
@@ -62,6 +69,9 @@ __all__ = [
 
 #: The built-in models, in the order of the table.
 MODEL_NAMES = ("SimpleCNN", "SimpleCNN+aug", "SimpleCNN+reg", "EqCNN", "C4CNN", "EscnnC4CNN")
+
+#: Built-in rows asked for by name only: D4 and escnn's C8 and D4 (default widths).
+EXTRA_MODEL_NAMES = ("D4CNN", "EscnnC8CNN", "EscnnD4CNN")
 
 #: The built-in rows that train the benchmark's SimpleCNN with another recipe.
 AUGMENTED = ("SimpleCNN+aug", "SimpleCNN+reg")
@@ -121,7 +131,8 @@ def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> n
     """A freshly initialised built-in model of the benchmark, by name.
 
     Args:
-        name: one of :data:`MODEL_NAMES` (``"SimpleCNN+aug"`` and ``"SimpleCNN+reg"``
+        name: one of :data:`MODEL_NAMES` or :data:`EXTRA_MODEL_NAMES`
+            (``"SimpleCNN+aug"`` and ``"SimpleCNN+reg"``
             give a ``SimpleCNN``; :func:`rotation_benchmark` adds the augmentation and
             the regularizer).
         in_channels, num_classes: passed to the model.
@@ -138,15 +149,26 @@ def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> n
                      **BENCHMARK_LAYOUT)
     if name == "C4CNN":
         return C4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
-    from .escnn_models import EscnnC4CNN  # the last name left; imports escnn
+    if name == "D4CNN":
+        return D4CNN(in_channels, num_classes)  # default widths: 13,606 parameters
+    from .escnn_models import EscnnC4CNN, EscnnCNN  # the escnn rows; imports escnn
 
+    if name == "EscnnC8CNN":
+        return EscnnCNN(8, in_channels=in_channels, num_classes=num_classes)
+    if name == "EscnnD4CNN":
+        return EscnnCNN(4, flips=True, in_channels=in_channels, num_classes=num_classes)
     return EscnnC4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
 
 
 def _check_model_name(name: str) -> None:
-    if name not in MODEL_NAMES:
+    if name not in MODEL_NAMES + EXTRA_MODEL_NAMES:
         raise ValueError(f"`models`: unknown model {name!r}; the built-in models are "
-                         f"{', '.join(repr(m) for m in MODEL_NAMES)}")
+                         f"{', '.join(repr(m) for m in MODEL_NAMES + EXTRA_MODEL_NAMES)}")
+
+
+def _element_label(evaluation: dict[str, Any]) -> str:
+    """``"90"`` for a turn by 90 degrees, ``"flip_90"`` for the mirror image turned."""
+    return f"{'flip_' if evaluation.get('mirrored') else ''}{evaluation['degrees']}"
 
 
 @dataclass
@@ -156,8 +178,10 @@ class BenchmarkResult:
     Attributes:
         rows: one dict per model, in order: ``model``, ``parameters``,
             ``seconds_per_epoch``, ``accuracy_<degrees>`` for every rotation (in
-            [0, 1]) and ``invariance_error`` (the mean over the non-zero rotations of
-            :func:`~equivariance.evaluate`'s relative change of the logits).
+            [0, 1]; with ``test="d4"`` then ``accuracy_flip_<degrees>`` for the
+            mirrored images) and ``invariance_error`` (the mean over the tested
+            elements other than the identity of :func:`~equivariance.evaluate`'s
+            relative change of the logits).
         evaluations: the per-rotation dicts of :func:`~equivariance.evaluate`, by model.
         histories: the training :class:`~equivariance.History` of every model.
         models: the trained models, by name.
@@ -181,8 +205,9 @@ class BenchmarkResult:
             "seconds_per_epoch": history.seconds_per_epoch,
         }
         for e in evaluation:
-            row[f"accuracy_{e['degrees']}"] = e["accuracy"]
-        turned = [e["invariance_error"] for e in evaluation if e["rotation"] != 0]
+            row[f"accuracy_{_element_label(e)}"] = e["accuracy"]
+        turned = [e["invariance_error"] for e in evaluation
+                  if e["rotation"] != 0 or e.get("mirrored")]
         row["invariance_error"] = sum(turned) / len(turned) if turned else 0.0
         self.rows.append(row)
         self.evaluations[label] = evaluation
@@ -206,7 +231,7 @@ class BenchmarkResult:
 
     def format(self) -> str:
         """The table as aligned text, accuracies in percent."""
-        degrees = [e["degrees"] for e in next(iter(self.evaluations.values()), [])]
+        degrees = [_element_label(e) for e in next(iter(self.evaluations.values()), [])]
         head = ["model", "params", "s/epoch"] + [f"acc@{d}" for d in degrees] + ["inv.err"]
         lines = [head]
         for row in self.rows:
@@ -276,6 +301,14 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | 
     return specs
 
 
+def _check_test(test: Any) -> str:
+    """``test`` checked: ``"c4"`` or ``"d4"``."""
+    if isinstance(test, str) and test in ("c4", "d4"):
+        return test
+    raise ValueError('`test` must be "c4" (the rotations) or "d4" (the rotations and the '
+                     f"rotations of the mirrored images), got {test!r}")
+
+
 def _build(label: str, build: Callable[[], nn.Module], seed: int) -> nn.Module:
     """The model of one row, initialised after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
@@ -301,10 +334,11 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
                   device=recipe["device"])
-    row = result.add(label, model, history,
-                     evaluate(model, test, rotations=ks, device=recipe["device"]))
+    row = result.add(label, model, history, evaluate(model, test, rotations=ks,
+                                                      device=recipe["device"],
+                                                      mirror=recipe["mirror"]))
     if verbose:
-        accs = ", ".join(f"{e['degrees']}: {100 * e['accuracy']:.1f}%"
+        accs = ", ".join(f"{_element_label(e)}: {100 * e['accuracy']:.1f}%"
                          for e in result.evaluations[label])
         print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
 
@@ -314,7 +348,7 @@ def rotation_benchmark(
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
     reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
-    warn: bool = True, device: DeviceLike = "auto",
+    warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -322,6 +356,7 @@ def rotation_benchmark(
     :func:`~equivariance.fit` with Adam, cross-entropy, ``lr``, ``batch_size`` and
     ``seed``; then :func:`~equivariance.evaluate` measures its accuracy on the test
     images turned by each of ``rotations`` and how much its logits move.
+    Under ``torchrun`` the models train data-parallel; rank 0 prints and writes ``csv``.
 
     Args:
         models: ``None`` for all of :data:`MODEL_NAMES`, a sequence of those names, or
@@ -342,6 +377,8 @@ def rotation_benchmark(
             is absent and the subset shipped with the package is used.
         device: where every model trains and is tested: ``"auto"`` (CUDA when
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
+        test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
+            images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
@@ -356,10 +393,12 @@ def rotation_benchmark(
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
-    ks = quarter_turns(rotations, "rotations")
+    # `test` names the data set further down: keep the choice as a flag
+    ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
     reg_n, reg_num_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
     reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
-    verbose, warn = flag(verbose, "verbose"), flag(warn, "warn")
+    main = is_main_process()  # under torchrun: rank 0 prints and writes
+    verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     if csv is not None:
         csv = _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
@@ -373,15 +412,13 @@ def rotation_benchmark(
         "train_size": len(train), "test_size": len(test), "source": train.source,
     })
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device}
+              "verbose": verbose, "device": device, "mirror": mirror}
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = (
-            benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
-            if builtin in REGULARIZED else None
-        )
+        reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
+               if builtin in REGULARIZED else None)
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
-    if csv is not None:
+    if csv is not None and main:
         result.to_csv(csv)
     if verbose:
         print(result.format(), flush=True)

@@ -1,6 +1,6 @@
-"""Numerical equivariance checks for C4 (rotations by multiples of 90 degrees).
+"""Numerical equivariance checks for C4 (rotations by multiples of 90 degrees) and D4.
 
-:func:`check_equivariance` applies every element ``k`` of C4 to an input, runs the
+:func:`check_equivariance` applies every element ``k`` of the group to an input, runs the
 module on the transformed input, applies the matching action to the untransformed
 output, and reports how far apart the two are. It works for plain torch modules
 (this package's C4 layers and networks, or any other) and for escnn modules, whose
@@ -17,6 +17,8 @@ from torch import nn
 from ._validation import as_tensor, check_finite, positive_int
 from .c4 import ORDER, rotate, rotate_regular
 from .devices import as_model_input, find_device_dtype, model_device_dtype
+from .groups.checks import check_equivariance_group, group_action
+from .groups.group import GridGroup, get_group
 from .modes import preserved_modes
 from .networks import EqCNN
 
@@ -86,15 +88,6 @@ def _declared(module, side: str):
     return None
 
 
-def _check_group(group) -> None:
-    name = group if isinstance(group, str) else getattr(group, "name", None)
-    if not isinstance(name, str) or name.upper() != "C4":
-        raise ValueError(
-            f'`group` must be "C4" (rotations by multiples of 90 degrees), got {group!r}; '
-            "other groups are not supported"
-        )
-
-
 def _snapshot(module: nn.Module) -> dict:
     """Copies of the module's buffers (BatchNorm running statistics, counters)."""
     return {name: buf.detach().clone() for name, buf in module.named_buffers()}
@@ -120,16 +113,19 @@ def _relative_error(actual: torch.Tensor, expected: torch.Tensor, scale: float) 
 def check_equivariance(
     module: Callable,
     x,
-    group: str = "C4",
+    group: Union[str, GridGroup] = "C4",
     output: Action = "auto",
     input: Action = "auto",
 ) -> list[float]:
-    """Error of ``module(g . x)`` against ``g . module(x)`` for every element of C4.
+    """Error of ``module(g . x)`` against ``g . module(x)`` for every element of a group.
 
-    For each element ``k`` (rotation by ``k * 90`` degrees, ``torch.rot90`` with
-    ``k``), the error is ``max |module(g_k x) - g_k module(x)|`` divided by
-    ``max |module(x)|``: 0 for an exactly equivariant module, about 1e-7 from float32
-    rounding, and of order 0.1 to 1 for a module that ignores rotations.
+    For C4, element ``k`` is the rotation by ``k * 90`` degrees (``torch.rot90`` with
+    ``k``); D4 adds the same rotations after a left-right mirror (elements ``rot0,
+    rot90, rot180, rot270, flip_rot0, ..., flip_rot270``, escnn's order for
+    ``flipRot2dOnR2(4)``, see :mod:`equivariance.groups.group`). The error is
+    ``max |module(g_k x) - g_k module(x)|`` divided by ``max |module(x)|``: 0 for an
+    exactly equivariant module, about 1e-7 from float32 rounding, and of order 0.1
+    to 1 for a module that ignores rotations.
 
     Each element is evaluated in a separate forward pass, in the module's current
     mode (train or eval), without gradients; buffers such as BatchNorm running
@@ -142,10 +138,15 @@ def check_equivariance(
         x: input batch of finite numbers, a tensor (or array), or an escnn
             ``GeometricTensor`` whose type must be ``module.in_type``; a tensor is
             converted to the module's device and dtype (its first parameter's).
-        group: only ``"C4"`` is supported; anything else is a ValueError.
+        group: ``"C4"`` (the default) or ``"D4"`` (case-insensitive), or a
+            :class:`~equivariance.groups.group.GridGroup`; anything else is a
+            ValueError. An escnn module must act on the same group (escnn's
+            ``rot2dOnR2(4)`` or ``flipRot2dOnR2(4)``).
         output: action on the output: ``"invariant"`` (unchanged, e.g. logits),
-            ``"rotate"`` (feature maps rotate), ``"regular"`` (rotate and shift each
-            field's 4 orientation channels), a function ``f(y, k)``, or ``"auto"``:
+            ``"rotate"`` (feature maps rotate, and mirror for D4), ``"regular"``
+            (maps transform and each regular field's ``|G|`` channels permute as
+            the regular representation), a function ``f(y, k)`` of the element
+            index ``k``, or ``"auto"``:
             the module's own declaration (this package's layers say ``"regular"``
             or ``"rotate"``; escnn modules use their ``out_type``), otherwise
             ``"invariant"`` for outputs without spatial dimensions and ``"rotate"``.
@@ -153,17 +154,24 @@ def check_equivariance(
             unless the module declares regular input, or escnn's ``in_type``).
 
     Returns:
-        A list of 4 floats, the relative error for elements 0, 1, 2 and 3.
+        A list of ``|G|`` floats, the relative error for each element in the group's
+        order: elements 0 to 3 for C4; for D4 the 8 elements named by
+        ``get_group("D4").names``. A list rather than a dict, so ``max(errors)``
+        is the largest error for every group.
     """
     if not callable(module):
         raise TypeError(
             "`module` must be a torch nn.Module, an escnn EquivariantModule or a callable "
             f"on tensors, got {type(module).__name__}"
         )
-    _check_group(group)
+    g = get_group(group)
     if _is_escnn_module(module) or _is_geometric(x):
-        return _check_escnn(module, x, output, input)
+        return _check_escnn(module, x, output, input, g)
     x = _as_input(x, module)
+    if g.name != "C4":
+        # one mechanism for every grid group; C4 keeps its own (older) path below
+        errors = check_equivariance_group(module, x, g, output=output, input=input)
+        return list(errors.values())
     f_in = _resolve(input, module, "input", "input")
     auto_output = isinstance(output, str) and output == "auto"
     f_out = _resolve(output, module, "output", "output")
@@ -188,8 +196,8 @@ def _is_geometric(x) -> bool:
     return type(x).__name__ == "GeometricTensor" and hasattr(x, "type")
 
 
-def _run(call, owner, x, f_in, f_out, guess_output: bool) -> list[float]:
-    """Errors of ``call`` for the 4 elements; ``owner``'s buffers are restored."""
+def _run(call, owner, x, f_in, f_out, guess_output: bool, order: int = ORDER) -> list[float]:
+    """Errors of ``call`` for the ``order`` elements; ``owner``'s buffers are restored."""
     is_module = isinstance(owner, nn.Module)
     saved = _snapshot(owner) if is_module else {}
     try:
@@ -199,7 +207,7 @@ def _run(call, owner, x, f_in, f_out, guess_output: bool) -> list[float]:
                 f_out = _invariant  # logits or pooled features: no spatial dims
             scale = y.abs().max().item() if y.numel() else 0.0
             errors = []
-            for k in range(ORDER):
+            for k in range(order):
                 if is_module:
                     _restore(owner, saved)  # same running statistics for every k
                 actual = call(f_in(x, k))
@@ -210,8 +218,12 @@ def _run(call, owner, x, f_in, f_out, guess_output: bool) -> list[float]:
     return errors
 
 
-def _check_escnn(module, x, output: Action, input: Action) -> list[float]:
-    """escnn modules: GeometricTensor in and out; actions from the field types."""
+def _check_escnn(module, x, output: Action, input: Action, group: GridGroup) -> list[float]:
+    """escnn modules: GeometricTensor in and out; actions from the field types.
+
+    escnn lists the elements of ``rot2dOnR2(4)`` and ``flipRot2dOnR2(4)`` in the order
+    of ``group``'s elements, so element ``k`` means the same on both sides.
+    """
     from . import escnn_models  # imports escnn, only on this path
 
     in_type = getattr(module, "in_type", None)
@@ -223,9 +235,12 @@ def _check_escnn(module, x, output: Action, input: Action) -> list[float]:
         x = _as_input(x, module)
     gt = escnn_models.geometric_tensor(x, in_type, name="x")
     group_elements = escnn_models.group_elements(in_type.gspace)
-    if len(group_elements) != ORDER:
+    fibergroup = in_type.gspace.fibergroup
+    # the name tells C8 (8 elements) from D4 (8 elements too)
+    if len(group_elements) != group.order or getattr(fibergroup, "name", None) != group.name:
         raise ValueError(
-            f'`module` acts on {in_type.gspace.fibergroup}; only "C4" is supported'
+            f"`module` acts on {fibergroup}, not on `group` {group.name}: check it with the "
+            "group of its gspace (only C4 and D4 are supported)"
         )
 
     def unwrap(y):
@@ -239,10 +254,20 @@ def _check_escnn(module, x, output: Action, input: Action) -> list[float]:
             return escnn_models.geometric_tensor(t, field_type).transform(group_elements[k]).tensor
         return act
 
-    f_in = escnn_action(in_type) if input == "auto" else _resolve(input, module, "input", "input")
-    f_out = (escnn_action(module.out_type) if output == "auto"
-             else _resolve(output, module, "output", "output"))
-    return _run(wrap_module, module, gt.tensor, f_in, f_out, False)
+    def named(action: Action, side: str) -> Callable:
+        if group.name == "C4" or (callable(action) and not isinstance(action, str)):
+            return _resolve(action, module, side, side)
+        if not isinstance(action, str):
+            raise TypeError(f"`{side}` must be a string or a function(x, k), got {action!r}")
+        try:
+            return group_action(action, group)
+        except ValueError:
+            raise ValueError(f'`{side}` must be "auto", "invariant", "rotate", "regular" or a '
+                             f"function(x, k), got {action!r}") from None
+
+    f_in = escnn_action(in_type) if input == "auto" else named(input, "input")
+    f_out = escnn_action(module.out_type) if output == "auto" else named(output, "output")
+    return _run(wrap_module, module, gt.tensor, f_in, f_out, False, group.order)
 
 
 def feature_maps(model: nn.Module, x, depth: int = 1) -> torch.Tensor:

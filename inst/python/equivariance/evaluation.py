@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import positive_int, quarter_turns
+from ._validation import flag, positive_int, quarter_turns
 from .data import as_tensors
 from .devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
@@ -33,6 +33,7 @@ def evaluate(
     rotations: Sequence[int] = (0, 1, 2, 3),
     batch_size: int = 1000,
     device: DeviceLike = "auto",
+    mirror: bool = False,
 ) -> list[dict[str, Any]]:
     """Accuracy of a classifier on rotated copies of ``data``.
 
@@ -49,12 +50,16 @@ def evaluate(
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
             ``"cuda:<index>"``, ``"mps"``, a ``torch.device``, or ``None`` (where the
             model is); the model is moved there for the call and back afterwards.
+        mirror: also test the images mirrored left to right, then turned by each of
+            ``rotations`` (the other 4 elements of D4, ``flip_rot0`` to
+            ``flip_rot270``); their rows follow the unmirrored ones.
 
     Returns:
-        One dict per rotation: ``rotation`` (quarter turns), ``degrees``, ``accuracy``
-        (in [0, 1]), ``correct``, ``n``, and ``invariance_error``: the mean over images
-        of ``|f(rot x) - f(x)|`` divided by the mean of ``|f(x)|`` (Euclidean norms of
-        the logits; 0 for an exactly invariant model).
+        One dict per rotation (and mirror): ``rotation`` (quarter turns), ``degrees``,
+        ``mirrored`` (bool), ``accuracy`` (in [0, 1]), ``correct``, ``n``, and
+        ``invariance_error``: the mean over images of ``|f(g x) - f(x)|`` divided by
+        the mean of ``|f(x)|`` (Euclidean norms of the logits, ``x`` the image as it
+        is; 0 for an exactly invariant model).
 
     Shape:
         images ``(N, C, H, W)``; logits ``(N, num_classes)``.
@@ -65,10 +70,12 @@ def evaluate(
     x = image_batch(x, model_in_channels(model), "data")
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
+    elements = [(m, k) for m in ((False, True) if flag(mirror, "mirror") else (False,))
+                for k in ks]
     target = resolve_device(device)
     dtype = model_device_dtype(model)[1]
-    correct = {k: 0 for k in ks}
-    diff = {k: 0.0 for k in ks}
+    correct = {e: 0 for e in elements}
+    diff = {e: 0.0 for e in elements}
     norm = 0.0
     with preserved_modes(model, "eval"), on_device(model, target) as device:
         for start in range(0, x.shape[0], batch_size):
@@ -76,21 +83,23 @@ def evaluate(
             yb = y[start : start + batch_size].to(device=device)
             upright = model(xb)
             norm += float(upright.norm(dim=-1).sum())
-            for k in ks:
-                out = upright if k == 0 else model(torch.rot90(xb, k, dims=(-2, -1)))
-                correct[k] += int((out.argmax(dim=-1) == yb).sum())
-                diff[k] += float((out - upright).norm(dim=-1).sum())
+            for m, k in elements:
+                xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
+                out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
+                correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
+                diff[m, k] += float((out - upright).norm(dim=-1).sum())
     n = x.shape[0]
     return [
         {
             "rotation": k,
             "degrees": 90 * k,
-            "accuracy": correct[k] / n,
-            "correct": correct[k],
+            "mirrored": m,
+            "accuracy": correct[m, k] / n,
+            "correct": correct[m, k],
             "n": n,
-            "invariance_error": diff[k] / norm if norm > 0 else float("nan"),
+            "invariance_error": diff[m, k] / norm if norm > 0 else float("nan"),
         }
-        for k in ks
+        for m, k in elements
     ]
 
 

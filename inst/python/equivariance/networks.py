@@ -22,6 +22,8 @@ from torch.nn import functional as F
 
 from ._validation import is_whole_number, nonnegative_int, positive_int
 from .c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
+from .groups.group import C4
+from .groups.layers import GroupInvariantLinear
 
 __all__ = ["SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"]
 
@@ -232,14 +234,16 @@ class EqCNN(nn.Module):
         return h
 
 
-class C4InvariantLinear(nn.Module):
+class C4InvariantLinear(GroupInvariantLinear):
     """Linear head on regular C4 vectors, invariant to their cyclic shifts.
 
     ``max over k of Linear(shift_k(v))``: the linear map sees each field's 4
     orientations in all 4 cyclic orders and the logits keep the best. Rotating the
     input of an equivariant network shifts ``v`` and so only permutes the 4 terms:
     the output is exactly invariant, yet (unlike pooling the orientations first)
-    it can use how the orientations of different fields relate.
+    it can use how the orientations of different fields relate. This is
+    :class:`~equivariance.groups.layers.GroupInvariantLinear` for C4 (same
+    state-dict keys, ``linear.weight`` and ``linear.bias``).
 
     Args:
         in_fields: regular fields of the input vector (``4 * in_fields`` entries).
@@ -253,16 +257,7 @@ class C4InvariantLinear(nn.Module):
     c4_output = "invariant"
 
     def __init__(self, in_fields: int, out_features: int):
-        super().__init__()
-        self.in_fields = positive_int(in_fields, "in_fields")
-        self.linear = nn.Linear(4 * self.in_fields, positive_int(out_features, "out_features"))
-
-    def forward(self, v: torch.Tensor) -> torch.Tensor:
-        n = v.shape[0]
-        fields = v.reshape(n, self.in_fields, 4)
-        shifts = torch.stack([torch.roll(fields, k, dims=2) for k in range(4)], dim=0)
-        # explicit sizes: a -1 is ambiguous for an empty batch
-        return self.linear(shifts.reshape(4, n, 4 * self.in_fields)).amax(dim=0)
+        super().__init__(C4, in_fields, out_features)
 
 
 #: C4CNN's choices for a short training run (see :class:`C4CNN`).

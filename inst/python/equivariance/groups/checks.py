@@ -73,7 +73,9 @@ def _resolve(action: Action, module: Any, side: str, group: GridGroup) -> Option
     """``f(x, e)`` for ``action``; ``None`` when ``"auto"`` finds no declaration."""
     if callable(action) and not isinstance(action, str):
         return action
-    if not isinstance(action, str) or action not in ACTIONS + ("auto",):
+    if not isinstance(action, str):
+        raise TypeError(f"`{side}` must be a string or a function(x, element), got {action!r}")
+    if action not in ACTIONS + ("auto",):
         raise ValueError(f'`{side}` must be "auto", "invariant", "rotate", "regular" or a '
                          f"function(x, element), got {action!r}")
     if action == "auto":
