@@ -246,3 +246,11 @@ def test_evaluate_mirror_rows_follow_the_rotations():
     assert len(eq.evaluate(net, (x, y), device="cpu")) == 4  # no mirror by default
     with pytest.raises(TypeError, match="`mirror`"):
         eq.evaluate(net, (x, y), mirror="yes")
+
+
+def test_benchmark_eqcnn_has_no_padding_and_the_simple_cnns_budget():
+    eqcnn, simple = B.benchmark_model("EqCNN"), B.benchmark_model("SimpleCNN")
+    assert eqcnn.padding == (0, 0, 0) and simple.padding == (1, 1, 1)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(eqcnn) == count(simple) == 13_780
+    assert eqcnn(torch.rand(2, 1, 28, 28)).shape == (2, 10)

@@ -85,9 +85,12 @@ BENCHMARK_WIDTHS = {
     "C4CNN": (8, 12, 20),
 }
 
-#: Filters of the benchmark's plain CNNs: three 3x3 convolutions that keep the size,
-#: then a global max pool (wider than the article's networks, same budget as C4CNN).
+#: Filters of the benchmark's plain CNNs: three 3x3 convolutions, then a global max
+#: pool (wider than the article's networks, same budget as C4CNN). SimpleCNN keeps the
+#: map's size; EqCNN, which runs every image in its 4 rotations, has no padding (28 ->
+#: 26 -> 13 -> 11 -> 5 -> 3): half the time per epoch for the same accuracy.
 BENCHMARK_LAYOUT = {"kernel_size": 3, "padding": "same"}
+EQCNN_LAYOUT = {"kernel_size": 3, "padding": 0}
 
 
 def benchmark_regularizer(
@@ -146,7 +149,7 @@ def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> n
                          **BENCHMARK_LAYOUT)
     if name == "EqCNN":
         return EqCNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["EqCNN"],
-                     **BENCHMARK_LAYOUT)
+                     **EQCNN_LAYOUT)
     if name == "C4CNN":
         return C4CNN(in_channels, num_classes, widths=BENCHMARK_WIDTHS["C4CNN"])
     if name == "D4CNN":
