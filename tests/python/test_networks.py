@@ -18,11 +18,12 @@ def test_default_parameter_counts_are_the_articles():
 
 
 def test_benchmark_variants_keep_their_layout_and_budget():
-    # three 3x3 filters that keep the size, as the benchmark's table has always had
+    # three 3x3 filters; the SimpleCNNs keep the size, EqCNN (4 rotations) has no padding
     for name in ("SimpleCNN", "SimpleCNN+aug", "SimpleCNN+reg", "EqCNN"):
         model = B.benchmark_model(name)
         assert count(model) == 13_780
-        assert model.kernel_size == (3, 3, 3) and model.padding == (1, 1, 1)
+        padding = (0, 0, 0) if name == "EqCNN" else (1, 1, 1)
+        assert model.kernel_size == (3, 3, 3) and model.padding == padding
 
 
 def test_simple_cnn_layers_are_the_articles():
