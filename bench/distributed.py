@@ -61,7 +61,9 @@ def run(out: str) -> None:
     train = eq.load_fashion_mnist("train", limit=LIMIT, warn=False)
     torch.manual_seed(0)
     model = eq.benchmark_model("C4CNN")
-    history = eq.fit(model, train, epochs=EPOCHS, batch_size=BATCH, seed=0, verbose=False)
+    sync = os.environ.get("EQUIVARIANCE_BENCH_SYNC_BN", "1") == "1"
+    history = eq.fit(model, train, epochs=EPOCHS, batch_size=BATCH, seed=0, verbose=False,
+                     sync_batchnorm=sync)
     result = {"images_per_second": len(train) / history.epoch_seconds[-1],
               "steps": len(history.loss) // EPOCHS,
               "threads": torch.get_num_threads(), "source": train.source}
@@ -72,9 +74,10 @@ def run(out: str) -> None:
         Path(out).write_text(json.dumps(result))
 
 
-def _launch(ranks: int, threads: int, out: Path) -> dict:
+def _launch(ranks: int, threads: int, out: Path, sync: bool = True) -> dict:
     path = os.pathsep.join(p for p in (str(CORE), os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path,
+               EQUIVARIANCE_BENCH_SYNC_BN="1" if sync else "0")
     script = [str(Path(__file__).resolve()), "--measure", str(out)]
     cmd = [sys.executable] + script if ranks == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -86,12 +89,16 @@ def _launch(ranks: int, threads: int, out: Path) -> dict:
 def main() -> None:
     from _timing import print_table
 
-    runs = {"1 process": (1, 2), "1 process, 1 thread": (1, 1), "2 ranks": (2, 1)}
+    # "2 ranks" synchronises batch norm (fit's default); the unsynchronised run shows
+    # what that costs (each rank then normalises with its own half of the batch)
+    runs = {"1 process": (1, 2, True), "1 process, 1 thread": (1, 1, True),
+            "2 ranks": (2, 1, True), "2 ranks, no sync BN": (2, 1, False)}
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for attempt in range(2):
-            for name, (ranks, threads) in runs.items():
-                r = _launch(ranks, threads, Path(tmp) / f"{ranks}-{threads}-{attempt}.json")
+            for name, (ranks, threads, sync) in runs.items():
+                r = _launch(ranks, threads, Path(tmp) / f"{ranks}-{threads}-{sync}-{attempt}.json",
+                            sync)
                 if name not in best or r["images_per_second"] > best[name]["images_per_second"]:
                     best[name] = r
     one, two = best["1 process"], best["2 ranks"]
