@@ -28,27 +28,42 @@ def _world_size() -> int:
     return 1
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over the ranks that carries gradients: the gradient of the sum is the sum of
-    the ranks' gradients (each rank's loss depends on every rank's statistics)."""
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    if _world_size() > 1:
+        dist.all_reduce(t)
+    return t
+
+
+class _SyncedNorm(torch.autograd.Function):
+    """``(v - mean) / sqrt(var + eps)`` over ``(N, F, rest)`` with the statistics of
+    every rank, and its gradient, written out: two all-reduces forward (the sums, then
+    the squared deviations) and one backward, on tensors of size ``F``; the big tensors
+    see a few passes instead of an autograd graph of elementwise ops."""
 
     @staticmethod
-    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
-        out = t.clone()
-        dist.all_reduce(out)
-        return out
+    def forward(ctx: Any, v: torch.Tensor, eps: float) -> tuple[torch.Tensor, ...]:
+        f = v.shape[1]
+        totals = _all_reduce(torch.cat([v.sum((0, 2)), v.new_tensor([v.shape[0] * v.shape[2]])]))
+        n = totals[f]
+        mean = totals[:f] / n
+        centered = v - mean[None, :, None]
+        var = _all_reduce(centered.pow(2).sum((0, 2))) / n
+        invstd = torch.rsqrt(var + eps)
+        xhat = centered.mul_(invstd[None, :, None])
+        ctx.save_for_backward(xhat, invstd, n)
+        ctx.mark_non_differentiable(mean, var, n)
+        return xhat, mean, var, n
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-def _all_sum(t: torch.Tensor) -> torch.Tensor:
-    if _world_size() == 1:
-        return t
-    return _AllReduceSum.apply(t)
+    def backward(ctx: Any, grad: torch.Tensor, *_: Any) -> tuple[torch.Tensor, None]:
+        xhat, invstd, n = ctx.saved_tensors
+        f = grad.shape[1]
+        # The sums run over every rank's batch: each rank's loss depends on the
+        # statistics, hence on every rank's inputs (as in torch's SyncBatchNorm).
+        sums = _all_reduce(torch.cat([grad.sum((0, 2)), (grad * xhat).sum((0, 2))]))
+        mean_grad, mean_grad_xhat = sums[:f] / n, sums[f:] / n
+        dv = grad - mean_grad[None, :, None] - xhat * mean_grad_xhat[None, :, None]
+        return dv.mul_(invstd[None, :, None]), None
 
 
 def _synced_batch_norm(x: torch.Tensor, bn: _BatchNorm) -> torch.Tensor:
@@ -57,24 +72,19 @@ def _synced_batch_norm(x: torch.Tensor, bn: _BatchNorm) -> torch.Tensor:
     Each of ``bn``'s ``num_features`` statistics covers a consecutive group of channels
     (one channel for ``nn.BatchNorm2d``, a whole regular field for the C4 and D4 layers)
     and every position: the input is viewed as ``(N, F, rest)``. Mean first, then the
-    mean squared deviation from it (two sums, more accurate than one pass).
+    mean squared deviation from it (two sums, more accurate than one pass); see
+    :class:`_SyncedNorm`.
     """
     f = bn.num_features
     if x.dim() < 2 or x.shape[1] % f:
         raise ValueError(f"{type(bn).__name__} expects {f} features (or fields of channels) "
                          f"along dimension 1, got input of shape {tuple(x.shape)}")
     v = x.reshape(x.shape[0], f, -1)
-    count = v.shape[0] * v.shape[2]
-    totals = _all_sum(torch.cat([v.sum((0, 2)), v.new_tensor([count])]))
-    n = totals[f]
-    mean = totals[:f] / n
-    centered = v - mean[None, :, None]
-    var = _all_sum(centered.pow(2).sum((0, 2))) / n
-    y = centered * torch.rsqrt(var + bn.eps)[None, :, None]
-    if bn.affine:
-        y = y * bn.weight[None, :, None] + bn.bias[None, :, None]
+    xhat, mean, var, n = _SyncedNorm.apply(v, bn.eps)
+    # a new tensor either way: xhat is saved for backward and must not be changed in place
+    y = torch.addcmul(bn.bias[None, :, None], xhat, bn.weight[None, :, None]) if bn.affine else xhat.clone()
     if bn.training and bn.track_running_stats:
-        _update_running_stats(bn, mean.detach(), var.detach(), float(n.detach()))
+        _update_running_stats(bn, mean, var, float(n))
     return y.reshape(x.shape)
 
 
