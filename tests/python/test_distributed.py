@@ -211,3 +211,14 @@ def test_cli_fit_one_step_saves_a_model(tmp_path):
     assert f"saved C4CNN to {path}" in out.stdout and "epoch 1/1" in out.stdout
     model = eq.load_model(path)
     assert isinstance(model, eq.C4CNN)
+
+
+def test_synced_norm_on_one_rank_is_batch_norm_with_its_exact_gradient():
+    from equivariance.sync_batchnorm import _SyncedNorm
+
+    torch.manual_seed(0)
+    v = torch.randn(4, 3, 10, dtype=torch.float64, requires_grad=True)
+    xhat = _SyncedNorm.apply(v, 1e-5)[0]
+    expected = torch.nn.functional.batch_norm(v, None, None, training=True, eps=1e-5)
+    assert torch.allclose(xhat, expected, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: _SyncedNorm.apply(t, 1e-5)[0], (v,))
