@@ -34,11 +34,16 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch import nn
 
-from ._validation import flag, is_whole_number, nonnegative_real, positive_int, unit_interval
+from ._validation import is_whole_number
 from .groups.group import C4, check_regular, regular_transform
-from .groups.layers import GroupConv2d, GroupLiftingConv2d, GroupMaxPool2d, check_input
+from .groups.layers import (
+    GroupBatchNorm2d,
+    GroupConv2d,
+    GroupLiftingConv2d,
+    GroupMaxPool2d,
+    GroupPool,
+)
 
 __all__ = [
     "C4LiftingConv2d",
@@ -196,7 +201,7 @@ class C4Conv2d(GroupConv2d):
 # ------------------------------------------------------------- other layers
 
 
-class C4BatchNorm2d(nn.BatchNorm2d):
+class C4BatchNorm2d(GroupBatchNorm2d):
     """Batch normalisation of regular C4 fields (escnn's ``InnerBatchNorm``).
 
     The mean, variance, scale and shift of a field are shared by its 4 orientation
@@ -224,28 +229,12 @@ class C4BatchNorm2d(nn.BatchNorm2d):
         affine: bool = True,
         track_running_stats: bool = True,
     ):
-        num_fields = positive_int(num_fields, "num_fields")
-        # nn.BatchNorm2d takes any of these (momentum 5 gives a running variance of 41
-        # for data of variance 9): check them here
-        super().__init__(num_fields, eps=nonnegative_real(eps, "eps"),
-                         momentum=unit_interval(momentum, "momentum", allow_none=True),
-                         affine=flag(affine, "affine"),
-                         track_running_stats=flag(track_running_stats, "track_running_stats"))
-        self.num_fields = num_fields
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, ORDER * self.num_fields, "C4BatchNorm2d",
-                     f"{self.num_fields} regular fields x 4 orientations")
-        n, c, h, w = x.shape
-        # (N, F, 4 * H, W): batch_norm then pools each field over its 4 orientations
-        y = super().forward(x.reshape(n, self.num_fields, ORDER * h, w))
-        return y.reshape(n, c, h, w)
-
-    def extra_repr(self) -> str:
-        return f"num_fields={self.num_fields}, " + super().extra_repr()
+        # the shared group layer with C4: it checks every argument (nn.BatchNorm2d
+        # alone takes momentum 5 or a NaN eps)
+        super().__init__(C4, num_fields, eps, momentum, affine, track_running_stats)
 
 
-class C4GroupPool(nn.Module):
+class C4GroupPool(GroupPool):
     """Pool each regular field over its 4 orientations: an invariant channel.
 
     Args:
@@ -259,24 +248,7 @@ class C4GroupPool(nn.Module):
     c4_output = "rotate"
 
     def __init__(self, mode: str = "max"):
-        super().__init__()
-        if mode not in ("max", "mean"):
-            raise ValueError(f'`mode` must be "max" or "mean", got {mode!r}')
-        self.mode = mode
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"C4GroupPool expects a torch.Tensor input, got {type(x).__name__}")
-        if x.dim() < 2 or x.shape[1] % ORDER != 0:
-            raise ValueError(
-                "C4GroupPool expects regular fields: an input with a multiple of 4 "
-                f"channels, got shape {tuple(x.shape)}"
-            )
-        fields = x.reshape(x.shape[0], x.shape[1] // ORDER, ORDER, *x.shape[2:])
-        return fields.amax(dim=2) if self.mode == "max" else fields.mean(dim=2)
-
-    def extra_repr(self) -> str:
-        return f"mode={self.mode!r}"
+        super().__init__(C4, mode)
 
 
 class C4MaxPool2d(GroupMaxPool2d):

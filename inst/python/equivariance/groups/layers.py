@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import flag, nonnegative_int, positive_int, positive_real, unit_interval
+from .._validation import flag, nonnegative_int, nonnegative_real, positive_int, unit_interval
 from .expansion import expand, lifting_index, regular_index
 from .group import GridGroup, check_regular, get_group
 
@@ -221,7 +221,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
     Args:
         group: ``"C4"``, ``"D4"`` or a :class:`GridGroup`.
         num_fields: number of regular fields (``|G| * num_fields`` channels).
-        eps: added to the variance, a positive number.
+        eps: added to the variance, a finite number >= 0.
         momentum: weight of the newest batch in the running statistics, in [0, 1],
             or ``None`` for a cumulative average.
         affine, track_running_stats: as in ``nn.BatchNorm2d`` (True or False).
@@ -238,7 +238,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
                  track_running_stats: bool = True):
         group = get_group(group)
         num_fields = positive_int(num_fields, "num_fields")
-        super().__init__(num_fields, eps=positive_real(eps, "eps"),
+        super().__init__(num_fields, eps=nonnegative_real(eps, "eps"),
                          momentum=unit_interval(momentum, "momentum", allow_none=True),
                          affine=flag(affine, "affine"),
                          track_running_stats=flag(track_running_stats, "track_running_stats"))
