@@ -5,13 +5,13 @@ For 4, 16 and 32 regular fields (16, 64, 128 channels), batch 64, 28x28 images,
 
 - training: forward + backward (gradients for the input and the parameters);
 - evaluation: forward without gradients, also for ``C4Conv2d.export()``; C4Conv2d
-  expands its filter again in every call (no cache that could serve stale weights,
-  issue 14), so the eval column C4/plain shows what that gather costs;
+  expands its filter again in every call (no cache that could serve stale weights),
+  so the eval column C4/plain shows what that gather costs;
 
 and the construction of a 64-field layer in both libraries. Every time is the
 minimum over interleaved rounds (the candidates alternate, so a burst of load from
 other processes hits all of them alike), and is reported as a ratio to a baseline
-measured in the same run. Targets (issue 4):
+measured in the same run. Targets:
 
 - training: C4Conv2d <= 1.0x escnn R2Conv and <= 1.05x the plain conv;
 - evaluation: the exported conv <= 1.02x the plain conv;

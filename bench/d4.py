@@ -4,7 +4,7 @@ For 4 and 16 regular D4 fields (32 and 128 channels), batch 64, 28x28 images, 3x
 filters with padding 1, it times training (forward + backward, gradients for the
 input and the parameters) and the construction of a 16-field layer in both
 libraries. Times are minima over interleaved rounds (bench/c4.py's method, reused),
-reported as ratios to baselines measured in the same run. Targets (issue 11):
+reported as ratios to baselines measured in the same run. Targets:
 
 - training: D4Conv2d <= 1.05x the plain conv and <= 1.0x escnn's R2Conv;
 - construction of a 16-field layer: at least 50x faster than escnn's.

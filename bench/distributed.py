@@ -9,8 +9,8 @@ subset when the full set is absent), batch 128, measured on the second epoch:
 
 Each configuration runs twice, alternating, and its best run counts (a burst of load
 from other processes then hits both alike). The ranks also time the all-reduce of
-the model's gradients (one bucket of C4CNN's ~14k parameters) per step. Target
-(issue 13): 2 ranks >= 0.9x the images per second of 1 process.
+the model's gradients (one bucket of C4CNN's ~14k parameters) per step. Target:
+2 ranks >= 0.9x the images per second of 1 process.
 
 Run: ``python bench/distributed.py`` (about 1 to 2 minutes on 2 CPU cores).
 """

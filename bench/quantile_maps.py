@@ -13,11 +13,11 @@ has 2 cores shared with other jobs, where one thread gives the most stable ratio
 the load average is printed before and after the timings. It then measures the sketch
 mode's Kolmogorov distance to the exact mode on Gaussian, uniform and Cauchy inputs
 (two-sample distance between the outputs of each group, worst group reported) and
-prints whether each target of issue 3 is met.
+prints whether each target is met.
 
 Our exact mode sorts order-preserving integer keys of the floats in one 1-D sort (see
 ``_SortedRows`` in ``quantile_maps/sorting.py``), which is why it can beat the float argsort
-floor; the floor and the reference are kept exactly as issue 3 defines them.
+floor; the floor and the reference are kept exactly as the targets define them.
 
 Usage: python bench/quantile_maps.py [--threads 1] [--rounds 11]
 """
@@ -164,7 +164,7 @@ def sketch_accuracy() -> dict[str, float]:
 
 
 def print_targets(best: dict, ks_max: dict[str, float]) -> None:
-    """Whether each target of issue 3 is met (ratios of minimums, same run)."""
+    """Whether each target is met (ratios of minimums, same run)."""
     floor = {mode: best[("argsort (floor)", mode)] for mode in MODES}
     exact_f = best[("GroupMap exact", "fwd")]
     exact_fb = best[("GroupMap exact", "fwd+bwd")]
@@ -180,7 +180,7 @@ def print_targets(best: dict, ks_max: dict[str, float]) -> None:
          5.0),
     ] + [(f"sketch KS to exact <= 0.01 ({name})", value, 0.01) for name, value in ks_max.items()]
     print()
-    print("Targets (issue 3; timings: ratio of minimums, same run, same thread count):")
+    print("Targets (timings: ratio of minimums, same run, same thread count):")
     for label, value, limit in checks:
         verdict = "met" if value <= limit else "NOT MET"
         print(f"  {label:46s} {value:8.3f}  (limit {limit:g})  {verdict}")

@@ -1,6 +1,6 @@
 """Regularizer cost: this package against the reference package, same workload.
 
-Workload (issue 2): a small CNN on 1x28x28 inputs, n = 64 points, four transforms,
+Workload: a small CNN on 1x28x28 inputs, n = 64 points, four transforms,
 num_funcs = 4; time of reg() + backward. Baseline in the same run: a plain training
 step (forward, cross-entropy, backward, Adam step) on a batch of 128.
 

@@ -6,7 +6,7 @@ trained with its recipe (Adam, lr 1e-3, batch 128) for one epoch on the first
 plain SimpleCNN. The models run in turn, three rounds, and each keeps the median of
 its three epochs, so a slow phase of the machine hits them all alike.
 
-Target (issue 5): the regularized SimpleCNN at most 1.7x the plain SimpleCNN's
+Target: the regularized SimpleCNN at most 1.7x the plain SimpleCNN's
 time per epoch. When the reference package equivariance-regularizer 0.1.1 is
 installed (make bench installs it), the same regularizer built with it is timed
 too, evaluated at n = 64 fresh points like the reference does.

@@ -213,7 +213,7 @@ def _load_through_data(layer):
     lambda layer: layer.load_state_dict({"weight": layer.weight * 0, "bias": layer.bias}),
 ], ids=["adam_fused", "data_mul", "ema_data", "load_data", "load_state_dict"])
 def test_no_grad_forward_uses_the_current_weights(update):
-    # issue 14: a cache keyed on weight._version served stale filters after updates
+    # before: a cache keyed on weight._version served stale filters after updates
     # that do not bump the version counter
     torch.manual_seed(0)
     layer = eq.C4LiftingConv2d(1, 2, 3, padding=1).eval()
@@ -260,7 +260,7 @@ def test_pickled_conv_carries_no_scratch_buffers():
 
 
 def test_flags_rates_and_elements_are_not_coerced():
-    # issue 14: bias="False" kept the bias, k=1.5 acted as 1, momentum 5 was accepted
+    # before: bias="False" kept the bias, k=1.5 acted as 1, momentum 5 was accepted
     for cls, args in ((eq.C4LiftingConv2d, (1, 2, 3)), (eq.C4Conv2d, (1, 2, 3))):
         for bad in ("False", 0, None):
             with pytest.raises(TypeError, match="`bias`"):
@@ -307,7 +307,7 @@ def test_running_variance_follows_the_data_with_full_momentum():
 @pytest.mark.parametrize("cls", [eq.C4CNN, eq.C4InvariantLinear])
 @pytest.mark.parametrize("train", MODES)
 def test_empty_batch(cls, train):
-    # issue 14: C4CNN failed on an empty batch with a reshape error
+    # before: C4CNN failed on an empty batch with a reshape error
     if cls is eq.C4CNN:
         net, x, out = cls(), torch.zeros(0, 1, 28, 28), (0, 10)
     else:

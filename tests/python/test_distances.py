@@ -1,4 +1,4 @@
-"""Tests of the distances between outputs (issue 9 section 1, issue 14 item 6)."""
+"""Tests of the distances between outputs."""
 
 import math
 

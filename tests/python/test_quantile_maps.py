@@ -408,7 +408,7 @@ def test_infinite_inputs_are_ranked():
         assert y[0, 0, 0] == y.max() and y[0, 1, 1] == y.min()
 
 
-# -- targets returning NaN, flags and rates (issue 14) ------------------------------------------
+# -- targets returning NaN, flags and rates ------------------------------------------
 
 def test_target_returning_nan_is_an_error_naming_target():
     with pytest.raises(ValueError, match="`target`.*finite"):
@@ -451,7 +451,7 @@ def test_numpy_flags_and_counts_are_accepted():
     assert InstanceMap(np.int32(3), affine=np.bool_(True)).weight.shape == (3,)
 
 
-# -- pickling (issue 14) ----------------------------------------------------------------------
+# -- pickling ----------------------------------------------------------------------
 
 def _saved(obj) -> bytes:
     buf = io.BytesIO()

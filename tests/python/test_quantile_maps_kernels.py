@@ -1,5 +1,5 @@
 """Tests of the quantile maps' kernels: the integer-key sort, the blocked sketch, and
-finite outputs and gradients for every finite input (issue 14)."""
+finite outputs and gradients for every finite input."""
 
 import math
 
@@ -177,7 +177,7 @@ def test_sketch_accuracy_with_per_group_location_and_scale(kind):
     assert kolmogorov(a, b).max() <= 0.01
 
 
-# -- finiteness (issue 14) -------------------------------------------------------------------
+# -- finiteness -------------------------------------------------------------------
 
 def _train_on(m, x, steps=3):
     m.train()

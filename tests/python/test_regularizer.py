@@ -1,4 +1,4 @@
-"""Tests of the equivariance regularizer (issue 2)."""
+"""Tests of the equivariance regularizer."""
 
 import copy
 import math
@@ -230,7 +230,7 @@ def test_draw_with_replacement_when_more_funcs_than_transforms():
     assert torch.allclose(reg(x), 3 * single(x), atol=1e-6)
 
 
-# -- torch's generator after a call (issue 14 item 5) --------------------------------
+# -- torch's generator after a call --------------------------------
 
 
 class NoisyModel(nn.Module):
@@ -276,7 +276,7 @@ def test_generator_ends_where_a_plain_forward_pass_leaves_it(three_elements):
     assert torch.equal(after_reg, torch.rand(8))
 
 
-# -- non-finite points (issue 14 item 3) -----------------------------------------------
+# -- non-finite points -----------------------------------------------
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

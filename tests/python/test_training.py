@@ -361,7 +361,7 @@ def test_fit_is_short():
 
 
 
-# -- own data, validation, early stopping, callbacks, devices (issue 10) --------------------
+# -- own data, validation, early stopping, callbacks, devices --------------------
 
 
 CUDA = [pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

@@ -1,5 +1,5 @@
-"""Tests of the transforms (issue 2; continuous rotations: issue 9 section 3;
-flags: issue 14 item 6)."""
+"""Tests of the transforms: quarter turns, flips, translations, continuous rotations
+and their flags."""
 
 import math
 

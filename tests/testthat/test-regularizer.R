@@ -78,7 +78,7 @@ test_that("dist accepts p, Inf, names and R functions", {
   expect_gt(value("kl_logits_target"), 0)
 })
 
-test_that("every named distance is 0 for an exactly invariant model (issue 9)", {
+test_that("every named distance is 0 for an exactly invariant model", {
   skip_if_no_python()
   th <- torch()
   nn <- th$nn
@@ -96,7 +96,7 @@ test_that("every named distance is 0 for an exactly invariant model (issue 9)", 
   }
 })
 
-test_that("a dist function returning NA or NaN is an error naming dist (issue 14)", {
+test_that("a dist function returning NA or NaN is an error naming dist", {
   skip_if_no_python()
   tr <- list(list(transform_rot90(1), 0, 1))
   for (f in list(function(a, b) NA, function(a, b) NA_real_, function(a, b) c(1, NA),
@@ -110,7 +110,7 @@ test_that("a dist function returning NA or NaN is an error naming dist (issue 14
   expect_equal(ok()$item(), 0.5)
 })
 
-test_that("non-finite points are an error naming x (issue 14)", {
+test_that("non-finite points are an error naming x", {
   skip_if_no_python()
   reg <- equivariance_regularizer(small_cnn(), c(1, 8, 8), rot_transforms())
   x <- array(0.5, c(2, 1, 8, 8))

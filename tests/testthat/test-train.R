@@ -169,7 +169,7 @@ test_that("fit_model() leaves frozen layers frozen and names bad arguments", {
 })
 
 
-# -- own data, validation, early stopping, callbacks, devices, seeds (issue 10) --
+# -- own data, validation, early stopping, callbacks, devices, seeds --
 
 weights <- function(model) {
   lapply(reticulate::iterate(model$parameters()), function(p) p$detach()$numpy())

@@ -1,4 +1,4 @@
-# Transforms from R; continuous rotations (issue 9), flags (issue 14 item 6).
+# Transforms from R: continuous rotations and flags.
 
 test_that("transform_rotate(90) equals transform_rot90(1) on the interior", {
   skip_if_no_python()
