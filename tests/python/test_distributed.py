@@ -6,6 +6,7 @@ cases of distributed_cases.py, and parallel_fit() for the launcher and its fault
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from torch import nn
 import distributed_cases as cases
 import equivariance as eq
 from equivariance.__main__ import main
+from equivariance import distributed as par
 from equivariance.distributed import Ranks, Share, distributed_ranks, training_generators
 from equivariance.sync_batchnorm import SyncFieldBatchNorm, sync_batchnorm
 
@@ -108,6 +110,58 @@ def test_distributed_argument_outside_a_job():
         distributed_ranks("yes")
     with pytest.raises(ValueError, match="`distributed`"):
         eq.fit(cases.small_net(), cases.data(8), distributed=True, verbose=False)
+
+
+JOB = """
+import atexit, json, os, sys
+import torch.distributed as dist
+import distributed_cases as cases, equivariance as eq
+out = sys.argv[1]
+def report():  # registered before fit's own exit hook, so it runs after it
+    with open(os.path.join(out, "exit" + os.environ["RANK"] + ".json"), "w") as f:
+        json.dump({"initialized": dist.is_initialized(),
+                   "cores": sorted(os.sched_getaffinity(0))}, f)
+atexit.register(report)
+eq.fit(cases.small_net(), cases.data(8), batch_size=8, epochs=1, verbose=False)
+"""
+
+
+def test_ranks_run_on_their_own_cores_and_leave_the_group_at_exit(tmp_path):
+    # a gloo group left to the interpreter's teardown aborts the process about one
+    # exit in three: two jobs, each rank's group destroyed before it exits
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc-per-node=2", str(script), str(tmp_path)], env=ENV,
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0 and "terminate called" not in out.stderr, out.stderr[-3000:]
+        exits = [json.loads((tmp_path / f"exit{r}.json").read_text()) for r in (0, 1)]
+        assert [e["initialized"] for e in exits] == [False, False]
+        if os.cpu_count() >= 2 and len(os.sched_getaffinity(0)) == os.cpu_count():
+            half = os.cpu_count() // 2
+            assert exits[0]["cores"] == list(range(half))
+            assert exits[1]["cores"] == list(range(half, 2 * half))
+
+
+def test_a_rank_already_bound_or_alone_keeps_its_cores(monkeypatch):
+    calls = []
+    monkeypatch.setattr(par.os, "sched_setaffinity", lambda pid, cores: calls.append(cores))
+    monkeypatch.setattr(par.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert par._bind_to_own_cores() == [4, 5] and calls == [[4, 5]]
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: {0, 1, 2})  # taskset
+    assert par._bind_to_own_cores() is None
+    monkeypatch.setattr(par.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert par._bind_to_own_cores() is None
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # more ranks than cores
+    assert par._bind_to_own_cores() is None
+    monkeypatch.delenv("LOCAL_RANK")
+    assert par._bind_to_own_cores() is None
+    assert len(calls) == 1
 
 
 def test_generators_are_seeded_and_rank_streams_differ():
@@ -217,8 +271,18 @@ def test_synced_norm_on_one_rank_is_batch_norm_with_its_exact_gradient():
     from equivariance.sync_batchnorm import _SyncedNorm
 
     torch.manual_seed(0)
-    v = torch.randn(4, 3, 10, dtype=torch.float64, requires_grad=True)
-    xhat = _SyncedNorm.apply(v, 1e-5)[0]
-    expected = torch.nn.functional.batch_norm(v, None, None, training=True, eps=1e-5)
-    assert torch.allclose(xhat, expected, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda t: _SyncedNorm.apply(t, 1e-5)[0], (v,))
+    # a large mean: the statistics must not cancel (no sum of squares)
+    v = (torch.randn(4, 3, 10, dtype=torch.float64) * 2 + 50).requires_grad_()
+    weight = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    y, mean, var, n = _SyncedNorm.apply(v, weight, bias, 1e-5)
+    expected = torch.nn.functional.batch_norm(v, None, None, weight, bias, training=True, eps=1e-5)
+    assert torch.allclose(y, expected, atol=1e-12)
+    assert torch.allclose(mean, v.mean((0, 2))) and torch.allclose(var, v.var((0, 2), unbiased=False))
+    assert n.item() == 40
+    assert torch.autograd.gradcheck(lambda *a: _SyncedNorm.apply(*a, 1e-5)[0], (v, weight, bias))
+    # the backward is written out: a second derivative is an error, not a wrong number
+    g = torch.autograd.grad(_SyncedNorm.apply(v, weight, bias, 1e-5)[0].pow(2).sum(), v,
+                            create_graph=True)[0]
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
