@@ -66,6 +66,11 @@ def test_two_ranks_give_the_weights_of_one_process(ranks, name):
         assert sum(v > 0 for v in history.reg) >= 10  # a draw of 0 quarter turns gives 0
 
 
+def test_the_loss_travels_with_the_gradients(ranks):
+    # every step's loss reached the other rank inside the gradient exchange
+    assert [r["loss_collectives"] for r in ranks] == [0, 0]
+
+
 def test_c4_with_sync_batchnorm_stays_invariant_and_normalises_the_global_batch(ranks):
     r0, r1 = (r["c4_sync_bn"] for r in ranks)
     assert r0["invariance"] < 1e-5 and r1["invariance"] < 1e-5

@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from ._validation import flag, optional_flag, positive_real
+from .exchange import StepExchange
 from .sync_batchnorm import sync_batchnorm
 
 __all__ = [
@@ -337,7 +338,8 @@ _SYNC_BUFFERS = ("forward_sync_buffers" if "forward_sync_buffers" in
 
 
 @contextlib.contextmanager
-def data_parallel(model: nn.Module, ranks: Ranks, sync: Any = True) -> Iterator[nn.Module]:
+def data_parallel(model: nn.Module, ranks: Ranks, sync: Any = True,
+                  exchange: StepExchange | None = None) -> Iterator[nn.Module]:
     """The module a training step calls: ``model`` itself in one process, else
     ``model`` (its batch norm synchronised when ``sync``) wrapped in
     ``DistributedDataParallel``, which starts from rank 0's parameters and buffers
@@ -346,7 +348,9 @@ def data_parallel(model: nn.Module, ranks: Ranks, sync: Any = True) -> Iterator[
     After a block that ends normally every rank holds rank 0's buffers, so the ranks
     end with the same model. Other forward passes (the regularizer's) may call
     ``model`` directly: their gradients reach the same parameters and are averaged by
-    the same backward pass.
+    the same backward pass. With ``exchange``, the gradients are averaged by its
+    communication hook (:class:`~equivariance.exchange.StepExchange`), which also
+    carries the step's loss.
     """
     sync = flag(sync, "sync_batchnorm")
     if not ranks.active:
@@ -358,6 +362,8 @@ def data_parallel(model: nn.Module, ranks: Ranks, sync: Any = True) -> Iterator[
             model, device_ids=[device] if device.type == "cuda" else None,
             **{_SYNC_BUFFERS: not sync},  # synchronised statistics are equal anyway
         )
+        if exchange is not None:
+            ddp.register_comm_hook(exchange, StepExchange.hook)
         try:
             yield ddp
         finally:
@@ -383,6 +389,7 @@ class Share:
     total: int  # images in the global batch
     ranks: Ranks = Ranks()
     draws: torch.Generator | None = None
+    exchange: StepExchange | None = None
 
     @classmethod
     def whole(cls, size: int) -> Share:
@@ -410,8 +417,20 @@ class Share:
             return total
         return total + (reg if reg_weight == 1.0 else reg * reg_weight)
 
+    def post(self, loss: torch.Tensor, reg: torch.Tensor | None, reg_weight: float) -> None:
+        """Hand the step's loss and regularizer value to the gradient exchange before
+        the backward pass: they then reach every rank with the gradients."""
+        if self.exchange is not None:
+            w = self.ranks.weight(self.size, self.total)
+            r = loss.new_zeros(()) if reg is None else reg.detach().to(loss) * reg_weight
+            self.exchange.post(torch.stack([loss.detach() * w, r]))
+
     def means(self, loss: float, reg: float, reg_weight: float) -> tuple[float, float]:
-        """The global batch's loss and regularizer value, the same on every rank."""
+        """The global batch's loss and regularizer value, the same on every rank: those
+        the backward pass brought (:meth:`post`), else from a collective."""
+        carried = None if self.exchange is None else self.exchange.take()
+        if carried is not None:
+            return float(carried[0]) / self.ranks.size, float(carried[1]) / self.ranks.size
         w = self.ranks.weight(self.size, self.total)
         return self.ranks.mean(loss * w, reg * reg_weight)
 
@@ -430,12 +449,14 @@ class Parallel:
         ranks: the :class:`Ranks`.
         seed: the training's seed (see :func:`shared_seed`).
         order, draws: see :func:`training_generators`.
+        exchange: the gradient exchange of the DDP model (``None`` in one process).
     """
 
     ranks: Ranks
     seed: int | None
     order: torch.Generator
     draws: torch.Generator
+    exchange: StepExchange | None = None
 
     @classmethod
     def start(cls, distributed: Any, batch_size: int, seed: int | None) -> Parallel:
@@ -443,7 +464,8 @@ class Parallel:
         ranks = distributed_ranks(distributed)
         ranks.check_batch_size(batch_size)
         seed = shared_seed(ranks, seed)
-        return cls(ranks, seed, *training_generators(ranks, seed))
+        exchange = StepExchange(ranks.size) if ranks.active else None
+        return cls(ranks, seed, *training_generators(ranks, seed), exchange)
 
     def share(self, index: torch.Tensor) -> Share | None:
         """This rank's share of the global batch at positions ``index`` of the data
@@ -451,8 +473,8 @@ class Parallel:
         part = self.ranks.shard(index)
         if part is None:
             return None
-        return Share(part, part.shape[0], index.shape[0], self.ranks, self.draws)
+        return Share(part, part.shape[0], index.shape[0], self.ranks, self.draws, self.exchange)
 
     def wrap(self, model: nn.Module, sync_batchnorm: Any) -> contextlib.AbstractContextManager:
         """:func:`data_parallel` for this training."""
-        return data_parallel(model, self.ranks, sync_batchnorm)
+        return data_parallel(model, self.ranks, sync_batchnorm, self.exchange)

@@ -219,7 +219,9 @@ def _step(
     share = Share.whole(xb.shape[0]) if share is None else share
     with share.shared_draws(recipe.device):
         r, w = _reg_term(recipe, xb, logits, share) if recipe.reg is not None else (None, 0.0)
-    share.weighted(loss, r, w).backward()
+    total = share.weighted(loss, r, w)
+    share.post(loss, r, w)  # the loss reaches the other ranks with the gradients
+    total.backward()
     loss_value, reg_value = share.means(float(loss.detach()),
                                         0.0 if r is None else float(r.detach()), w)
     # checked before the optimizer's step, so a NaN never reaches the parameters
