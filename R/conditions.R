@@ -65,10 +65,14 @@ with_py_errors <- function(expr, call = user_call()) {
   })
 }
 
-#' The former name of with_py_errors(), used throughout the R layer.
+#' with_py_errors() for the R layer's calls into the core; afterwards, the memory
+#' that R's tensors hold is released when the process has grown (see
+#' release_memory_if_grown()).
 #' @noRd
 call_py <- function(expr) {
-  with_py_errors(expr, call = user_call())
+  value <- with_py_errors(expr, call = user_call())
+  release_memory_if_grown()
+  value
 }
 
 #' "value" or "type" when `e` is a Python ValueError or TypeError (or a subclass),

@@ -76,17 +76,19 @@ def release_memory_after_steps(grown_mb: float | None = 16.0) -> bool:
     if _rss_bytes() is None or not release_free_memory():
         return False
     limit = float(grown_mb) * 2**20
-    floor = [_rss_bytes()]
+    floor: list[int | None] = [_rss_bytes()]
 
     def hook(optimizer: Any, args: Any, kwargs: Any) -> None:
         rss = _rss_bytes()
         if rss is None:
             return
-        if rss < floor[0]:
+        if floor[0] is None or rss < floor[0]:
             floor[0] = rss
         elif rss - floor[0] > limit:
             release_free_memory()
-            floor[0] = _rss_bytes() or rss
+            # the next step takes back the pages it uses: its reading is the level,
+            # not the low point right after the trim (which would trim every step)
+            floor[0] = None
 
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -98,8 +100,9 @@ _FLOOR: list[int | None] = [None]
 
 
 def memory_grew(grown_mb: float = 64.0) -> bool:
-    """Whether the resident memory grew by more than ``grown_mb`` since the last
-    :func:`reset_memory_floor` (or the first call).
+    """Whether the resident memory grew by more than ``grown_mb`` above the level:
+    the lowest reading since the first call after :func:`reset_memory_floor` (or
+    after the first call ever). The call that takes the level returns False.
 
     The R layer asks this after its calls into the core: tensors that R received are
     freed only when R's garbage collector runs, which R does not do for memory it
@@ -119,5 +122,9 @@ def memory_grew(grown_mb: float = 64.0) -> bool:
 
 
 def reset_memory_floor() -> None:
-    """Take the current resident memory as the level :func:`memory_grew` compares to."""
-    _FLOOR[0] = _rss_bytes()
+    """Forget the level :func:`memory_grew` compares to: its next call takes its own
+    reading as the level. Called after a release, this lets the steps in between
+    take back the pages they use (a release returns them too), so that the level is
+    the loop's working set and not the low point right after the trim; comparing
+    with the low point would release again at every check."""
+    _FLOOR[0] = None
