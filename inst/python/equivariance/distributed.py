@@ -408,10 +408,15 @@ class Share:
         part = self.ranks.points(m)
         return max(part, 1), self.ranks.weight(part, m)
 
+    @property
+    def loss_weight(self) -> float:
+        """The weight of this rank's mean loss (:meth:`Ranks.weight` of its part)."""
+        return self.ranks.weight(self.size, self.total)
+
     def weighted(self, loss: torch.Tensor, reg: torch.Tensor | None, reg_weight: float
                  ) -> torch.Tensor:
         """The tensor to differentiate: the weighted loss plus the weighted regularizer."""
-        w = self.ranks.weight(self.size, self.total)
+        w = self.loss_weight
         total = loss if w == 1.0 else loss * w
         if reg is None:
             return total
@@ -421,7 +426,7 @@ class Share:
         """Hand the step's loss and regularizer value to the gradient exchange before
         the backward pass: they then reach every rank with the gradients."""
         if self.exchange is not None:
-            w = self.ranks.weight(self.size, self.total)
+            w = self.loss_weight
             r = loss.new_zeros(()) if reg is None else reg.detach().to(loss) * reg_weight
             self.exchange.post(torch.stack([loss.detach() * w, r]))
 
@@ -431,8 +436,7 @@ class Share:
         carried = None if self.exchange is None else self.exchange.take()
         if carried is not None:
             return float(carried[0]) / self.ranks.size, float(carried[1]) / self.ranks.size
-        w = self.ranks.weight(self.size, self.total)
-        return self.ranks.mean(loss * w, reg * reg_weight)
+        return self.ranks.mean(loss * self.loss_weight, reg * reg_weight)
 
     def shared_draws(self, device: torch.device) -> contextlib.AbstractContextManager:
         """:func:`shared_draws` for this step (nothing special outside :func:`fit`)."""

@@ -32,10 +32,10 @@ def _world_size() -> int:
 def _all_gather(t: torch.Tensor) -> torch.Tensor:
     """Every rank's ``t``, stacked in rank order: ``(ranks, *t.shape)``.
 
-    For the few numbers per feature that batch norm exchanges, an all-gather is one
-    round of messages where gloo's all-reduce takes several (about 0.4 ms against
-    1.2-1.5 ms for two ranks on a 2-core machine), and the sum of the gathered rows,
-    taken in rank order, is the same on every rank.
+    For the few numbers per feature that batch norm exchanges, an all-gather is
+    cheaper than an all-reduce on gloo, and the sum of the gathered rows, taken in rank
+    order, is the same on every rank (see :mod:`equivariance.exchange`, which averages
+    small gradient buckets the same way).
     """
     ranks = _world_size()
     if ranks == 1:
