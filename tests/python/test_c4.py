@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import equivariance as eq
-from equivariance.c4 import rotate
+from equivariance.groups.c4 import rotate
 
 SIZES = [12, 13]  # even and odd
 MODES = [True, False]  # train, eval
@@ -390,7 +390,7 @@ def test_wrong_input_channels():
 
 
 def test_soft_spatial_max_is_a_smooth_maximum():
-    from equivariance.networks import soft_spatial_max
+    from equivariance.models.networks import soft_spatial_max
 
     h = torch.randn(3, 5, 7, 7, requires_grad=True)
     hard = h.amax(dim=(-2, -1))
@@ -406,7 +406,7 @@ def test_soft_spatial_max_is_a_smooth_maximum():
 
 
 def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
-    from equivariance.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE
+    from equivariance.models.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE
 
     torch.manual_seed(0)
     net = eq.C4CNN()
@@ -418,7 +418,7 @@ def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
 
 
 def test_spatial_summary_keeps_regular_fields():
-    from equivariance.networks import spatial_summary
+    from equivariance.models.networks import spatial_summary
 
     h = torch.randn(2, 8, 7, 7)  # 2 regular fields
     out = spatial_summary(h)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import equivariance as eq
-from equivariance import training as T
+from equivariance.training import loop as T
 from equivariance.modes import preserved_modes, training_targets
 
 

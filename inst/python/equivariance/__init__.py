@@ -26,14 +26,11 @@ sys.modules[f"{__name__}.distances"] = distances
 
 from . import (  # noqa: E402  (after the aliases above)
     benchmark,
-    c4,
     checks,
     data,
-    distributed,
     groups,
-    launch,
     memory,
-    networks,
+    models,
     persistence,
     prediction,
     quantile_maps,
@@ -41,17 +38,16 @@ from . import (  # noqa: E402  (after the aliases above)
     summary,
     training,
 )
-
-# groups/__init__ leaves out groups.networks (it imports .networks, hence .c4), so
-# that c4 can build on groups.expansion without an import cycle
-from .groups import networks as _group_networks  # noqa: E402
+from .groups import c4  # noqa: E402
+from .training import parallel  # noqa: E402
 
 __version__ = "0.1.0"
 
 _FLAT_MODULES = (
-    regularizer, quantile_maps, c4, networks, checks, data, training, benchmark, memory,
-    prediction, persistence, summary, distributed, launch,
-    groups.group, groups.layers, groups.d4, _group_networks, groups.checks,
+    regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist,
+    training.loop, training.evaluation, training.history, benchmark, memory,
+    prediction, persistence, summary, parallel.distributed, parallel.launch,
+    groups.group, groups.layers, groups.d4, models.group_networks, groups.checks,
 )
 
 # `c4.rotate(x, k)` turns by quarter turns; at the top level `rotate(x, 45)` would read
@@ -64,12 +60,10 @@ _MODULE_NAMES = [
     "checks",
     "data",
     "distances",
-    "distributed",
     "escnn_models",
     "groups",
-    "launch",
     "memory",
-    "networks",
+    "models",
     "persistence",
     "prediction",
     "quantile_maps",

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from ._validation import as_tensor, check_finite, positive_int
-from .c4 import ORDER, rotate, rotate_regular
+from .groups.c4 import ORDER, rotate, rotate_regular
 from .devices import as_model_input, find_device_dtype, model_device_dtype
 from .groups.checks import check_equivariance_group, group_action
 from .groups.group import GridGroup, get_group
 from .modes import preserved_modes
-from .networks import EqCNN
+from .models.networks import EqCNN
 
 __all__ = ["check_equivariance", "feature_maps", "group_actions"]
 

@@ -46,19 +46,19 @@ SAVABLE: dict[str, type] = {}
 
 #: the package's models and layers, registered when this module is imported
 _EAGER = {
-    "equivariance.networks": ("SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"),
-    "equivariance.c4": ("C4LiftingConv2d", "C4Conv2d", "C4BatchNorm2d", "C4GroupPool",
+    "equivariance.models.networks": ("SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"),
+    "equivariance.groups.c4": ("C4LiftingConv2d", "C4Conv2d", "C4BatchNorm2d", "C4GroupPool",
                         "C4MaxPool2d"),
     "equivariance.quantile_maps": ("GroupMap", "LayerMap", "InstanceMap"),
     "equivariance.groups.layers": ("GroupLiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
                                    "GroupPool", "GroupMaxPool2d", "GroupInvariantLinear"),
     "equivariance.groups.d4": ("D4LiftingConv2d", "D4Conv2d", "D4BatchNorm2d", "D4GroupPool",
                                "D4MaxPool2d"),
-    "equivariance.groups.networks": ("D4CNN",),
+    "equivariance.models.group_networks": ("D4CNN",),
 }
 # escnn's models register themselves when equivariance.escnn_models is imported (it
 # is slow to import); a file naming one of these modules imports it, and only it
-_LAZY = {"equivariance.escnn_networks": "equivariance.escnn_models",
+_LAZY = {"equivariance.escnn_models.networks": "equivariance.escnn_models",
          "equivariance.escnn_models": "equivariance.escnn_models"}
 
 _INIT = "_equivariance_init"  # instance attribute: (class, {name: value}) or (class, reason)

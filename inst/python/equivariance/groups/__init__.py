@@ -4,17 +4,15 @@
   on images and on regular fields;
 - :mod:`.expansion`: the one filter-expansion mechanism, for any such group;
 - :mod:`.layers`: group layers taking the group as an argument;
-- :mod:`.d4`: the D4 layers; :mod:`.networks`: the D4CNN classifier;
+- :mod:`.c4` and :mod:`.d4`: the C4 and D4 layers;
 - :mod:`.checks`: equivariance checks reporting one error per element.
 
-Importing this package imports neither escnn nor :mod:`equivariance.networks`
-(``groups.networks`` is imported by the top-level package), so modules such as
-:mod:`equivariance.c4` can build on :mod:`.expansion` without import cycles.
+Importing this package imports neither escnn nor the classifiers (``models/``).
 """
 
 from __future__ import annotations
 
-from . import checks, d4, expansion, group, layers
+from . import c4, checks, d4, expansion, group, layers
 from .group import C4, D4, GridGroup, get_group
 
-__all__ = ["checks", "d4", "expansion", "group", "layers", "C4", "D4", "GridGroup", "get_group"]
+__all__ = ["c4", "checks", "d4", "expansion", "group", "layers", "C4", "D4", "GridGroup", "get_group"]

@@ -26,23 +26,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import (
+from .._validation import (
     class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
     positive_real,
 )
-from ._validation import seed as check_seed
-from .data import as_tensors, holdout
-from .devices import (
+from .._validation import seed as check_seed
+from ..data import as_tensors, holdout
+from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
     resolve_device, same_device,
 )
-from .distributed import Parallel, Share
+from .parallel.distributed import Parallel, Share
 from .evaluation import evaluate, loss_and_accuracy
 from .history import EarlyStopping, History, Progress, ProgressFunction
-from .modes import mode_dependent_modules, preserved_modes
-from .regularizer import EquivarianceRegularizer
+from ..modes import mode_dependent_modules, preserved_modes
+from ..regularizer import EquivarianceRegularizer
 
-__all__ = ["History", "evaluate", "fit", "mode_dependent_modules", "set_seed", "train_step"]
+__all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -35,9 +35,9 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ._validation import is_whole_number
-from .groups.group import C4, check_regular, regular_transform
-from .groups.layers import (
+from .._validation import is_whole_number
+from .group import C4, check_regular, regular_transform
+from .layers import (
     GroupBatchNorm2d,
     GroupConv2d,
     GroupLiftingConv2d,

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import escnn_models as em
-from ._validation import flag, is_whole_number, positive_int
-from .groups.layers import GroupInvariantLinear, GroupMaxPool2d
-from .groups.networks import three_widths
-from .networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE, scale_filters_, spatial_summary
+from .. import escnn_models as em
+from .._validation import flag, is_whole_number, positive_int
+from ..groups.layers import GroupInvariantLinear, GroupMaxPool2d
+from ..models.group_networks import three_widths
+from ..models.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE, scale_filters_, spatial_summary
 
 __all__ = ["EscnnCNN", "EscnnC4CNN"]
 

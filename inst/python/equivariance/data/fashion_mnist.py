@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import check_finite, positive_int
+from .._validation import check_finite, positive_int
 
 __all__ = [
     "CLASSES",
@@ -61,7 +61,7 @@ ENV_VAR = "EQUIVARIANCE_FASHION_MNIST"
 #: Where Debian's ``dataset-fashion-mnist`` package installs the files.
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 #: The subset shipped inside this package.
-SUBSET_ROOT = Path(__file__).resolve().parent / "data"
+SUBSET_ROOT = Path(__file__).resolve().parent
 
 _SPLITS = {"train": "train", "test": "t10k"}
 _IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions

@@ -14,15 +14,15 @@ import torch
 from torch import nn
 
 from .._validation import positive_int
-from ..networks import (
+from .networks import (
     C4CNN_BN_MOMENTUM,
     C4CNN_FILTER_SCALE,
     scale_filters_,
     spatial_summary,
 )
-from .d4 import D4BatchNorm2d, D4Conv2d, D4LiftingConv2d, D4MaxPool2d
-from .group import D4
-from .layers import GroupInvariantLinear
+from ..groups.d4 import D4BatchNorm2d, D4Conv2d, D4LiftingConv2d, D4MaxPool2d
+from ..groups.group import D4
+from ..groups.layers import GroupInvariantLinear
 
 __all__ = ["D4CNN"]
 

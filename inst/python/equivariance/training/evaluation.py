@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import flag, positive_int, quarter_turns
-from .data import as_tensors
-from .devices import (
+from .._validation import flag, positive_int, quarter_turns
+from ..data import as_tensors
+from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
     resolve_device,
 )
-from .modes import preserved_modes
+from ..modes import preserved_modes
 
 __all__ = ["evaluate"]
 

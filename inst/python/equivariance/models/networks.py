@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._validation import is_whole_number, nonnegative_int, positive_int
-from .c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
-from .groups.group import C4
-from .groups.layers import GroupInvariantLinear
+from .._validation import is_whole_number, nonnegative_int, positive_int
+from ..groups.c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
+from ..groups.group import C4
+from ..groups.layers import GroupInvariantLinear
 
 __all__ = ["SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"]
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from ._validation import is_whole_number, nonnegative_int, positive_int
+from .._validation import is_whole_number, nonnegative_int, positive_int
 
 __all__ = [
     "rot2d_on_r2",
@@ -457,11 +457,11 @@ def walkthrough_model(
 
 
 # the classifiers build on the helpers above (imported last: they import this module)
-from .escnn_networks import EscnnC4CNN, EscnnCNN  # noqa: E402
+from .networks import EscnnC4CNN, EscnnCNN  # noqa: E402
 
 
 # saved with its architecture by save_model(); registered here because this module is
 # imported lazily, after persistence has registered the other models
-from . import persistence as _persistence  # noqa: E402
+from .. import persistence as _persistence  # noqa: E402
 
 _persistence.register(EscnnCNN, EscnnC4CNN)
