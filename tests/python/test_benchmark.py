@@ -26,7 +26,8 @@ def test_table_rows_columns_and_invariance(capsys):
     assert capsys.readouterr().out == ""
     assert [r["model"] for r in result.rows] == ["SimpleCNN", "C4CNN"]
     assert result.columns == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
-                              "accuracy_90", "accuracy_180", "accuracy_270", "invariance_error"]
+                              "accuracy_90", "accuracy_180", "accuracy_270", "invariance_error",
+                              "agreement"]
     simple, c4 = result.rows
     for row in result.rows:
         assert 0.0 <= min(row[f"accuracy_{d}"] for d in (0, 90, 180, 270)) <= 1.0
@@ -34,12 +35,13 @@ def test_table_rows_columns_and_invariance(capsys):
         assert row["parameters"] == sum(p.numel() for p in result.models[row["model"]].parameters())
     # the C4 network is exactly invariant: same accuracy at every angle
     assert c4["invariance_error"] < 1e-4
+    assert c4["agreement"] == 1.0 and 0.0 <= simple["agreement"] < 1.0
     assert len({c4[f"accuracy_{d}"] for d in (0, 90, 180, 270)}) == 1
     assert simple["invariance_error"] > 1e-3
     assert result.settings["train_size"] == 128 and result.settings["test_size"] == 100
     assert result.settings["source"] == "subset"
     assert len(result.histories["C4CNN"].loss) == 2
-    assert "C4CNN" in str(result) and "acc@90" in str(result)
+    assert "C4CNN" in str(result) and "acc@90" in str(result) and "agree%" in str(result)
 
 
 def test_seeded_runs_repeat():

@@ -48,6 +48,7 @@ from ._validation import (
 )
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
+from .label_budget import balanced_subset, check_labels, repeated
 from .devices import DeviceLike, resolve_device
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
@@ -182,14 +183,17 @@ class BenchmarkResult:
         rows: one dict per model, in order: ``model``, ``parameters``,
             ``seconds_per_epoch``, ``accuracy_<degrees>`` for every rotation (in
             [0, 1]; with ``test="d4"`` then ``accuracy_flip_<degrees>`` for the
-            mirrored images) and ``invariance_error`` (the mean over the tested
+            mirrored images), ``invariance_error`` (the mean over the tested
             elements other than the identity of :func:`~equivariance.evaluate`'s
-            relative change of the logits).
+            relative change of the logits) and ``agreement`` (the share of test images,
+            in [0, 1], given the same class at every tested element: 1 for an exactly
+            invariant model).
         evaluations: the per-rotation dicts of :func:`~equivariance.evaluate`, by model.
         histories: the training :class:`~equivariance.History` of every model.
         models: the trained models, by name.
         settings: the recipe and the data used (``epochs``, ``batch_size``, ``lr``,
-            ``seed``, ``train_size``, ``test_size``, ``source``).
+            ``seed``, ``train_size``, ``test_size``, ``source``, ``labels``: the
+            number of labelled training images, ``None`` for all).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -212,6 +216,7 @@ class BenchmarkResult:
         turned = [e["invariance_error"] for e in evaluation
                   if e["rotation"] != 0 or e.get("mirrored")]
         row["invariance_error"] = sum(turned) / len(turned) if turned else 0.0
+        row["agreement"] = evaluation[0]["agreement"] if evaluation else 1.0
         self.rows.append(row)
         self.evaluations[label] = evaluation
         self.histories[label] = history
@@ -235,13 +240,14 @@ class BenchmarkResult:
     def format(self) -> str:
         """The table as aligned text, accuracies in percent."""
         degrees = [_element_label(e) for e in next(iter(self.evaluations.values()), [])]
-        head = ["model", "params", "s/epoch"] + [f"acc@{d}" for d in degrees] + ["inv.err"]
+        head = (["model", "params", "s/epoch"] + [f"acc@{d}" for d in degrees]
+                + ["inv.err", "agree%"])
         lines = [head]
         for row in self.rows:
             lines.append(
                 [row["model"], f"{row['parameters']:,}", f"{row['seconds_per_epoch']:.1f}"]
                 + [f"{100 * row[f'accuracy_{d}']:.1f}" for d in degrees]
-                + [f"{row['invariance_error']:.2g}"]
+                + [f"{row['invariance_error']:.2g}", f"{100 * row['agreement']:.1f}"]
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
         def aligned(line: list[str]) -> str:
@@ -325,18 +331,42 @@ def _count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _split(train: Any, labels: int | None, seed: int) -> tuple[Any, Any]:
+    """The labelled training data and the unlabeled images (``None`` with all labels).
+
+    With a label budget, the class-balanced subset is repeated to the training set's
+    size (so an epoch has as many steps as with all the labels) and the other images
+    are the unlabeled ones.
+    """
+    if labels is None:
+        return train, None
+    x, y = train.tensors
+    chosen = balanced_subset(y, labels, seed)
+    rest = torch.ones(x.shape[0], dtype=torch.bool)
+    rest[chosen] = False
+    order = repeated(chosen, x.shape[0], seed)
+    return (x[order], y[order]), x[rest]
+
+
 def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
                     reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
-    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``."""
-    epochs, verbose = recipe["epochs"], recipe["verbose"]
+    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``.
+
+    ``train``: the labelled data and the unlabeled images (``None`` or used by the
+    regularized row only).
+    """
+    (train, unlabeled), epochs, verbose = train, recipe["epochs"], recipe["verbose"]
+    unlabeled = unlabeled if reg is not None else None
     # a random quarter turn per image, drawn anew at every step
     augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
     if verbose:
-        print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) on "
-              f"{len(train):,} images", flush=True)
+        budget = "" if recipe["labels"] is None else f" ({recipe['labels']:,} labelled" + (
+            f", {unlabeled.shape[0]:,} unlabeled)" if unlabeled is not None else ")")
+        print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) of "
+              f"{recipe['train_size']:,} images{budget}", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
-                  device=recipe["device"])
+                  device=recipe["device"], unlabeled_data=unlabeled)
     row = result.add(label, model, history, evaluate(model, test, rotations=ks,
                                                       device=recipe["device"],
                                                       mirror=recipe["mirror"]))
@@ -351,7 +381,7 @@ def rotation_benchmark(
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
     reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
-    warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
+    warn: bool = True, device: DeviceLike = "auto", test: str = "c4", labels: int | None = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -382,6 +412,13 @@ def rotation_benchmark(
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
+        labels: ``None`` (every training image labelled) or a label budget: train on a
+            class-balanced subset of that many labelled images drawn with ``seed``,
+            repeated so that an epoch keeps the length of a full-data epoch (the
+            batches cycle through the subset). The regularized row also gets the
+            other training images, without labels, as ``unlabeled_data``: its
+            regularizer is evaluated on ``reg_n`` of them per step. The other rows
+            (augmentation included) see the labelled subset only.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
@@ -410,12 +447,16 @@ def rotation_benchmark(
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
     test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
 
+    labels = check_labels(labels, len(train), int(train.tensors[1].unique().numel()))
     result = BenchmarkResult(settings={
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "train_size": len(train), "test_size": len(test), "source": train.source,
+        "labels": labels,
     })
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device, "mirror": mirror}
+              "verbose": verbose, "device": device, "mirror": mirror, "labels": labels,
+              "train_size": len(train)}
+    train = _split(train, labels, seed)
     for label, build, builtin in specs:
         model = _build(label, build, seed)
         reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)

@@ -2,7 +2,8 @@
 
 The model runs in eval mode without gradients on copies of a data set turned by
 quarter turns (``torch.rot90`` on the last two dimensions); besides the accuracy, it
-measures how far the logits move under each rotation. :func:`loss_and_accuracy` is
+measures how far the logits move under each rotation and what share of the images keeps
+its class at every tested rotation (``agreement``). :func:`loss_and_accuracy` is
 what :func:`~equivariance.fit` measures on its validation data after every epoch.
 """
 
@@ -23,7 +24,7 @@ from ..devices import (
 )
 from ..modes import preserved_modes
 
-__all__ = ["evaluate"]
+__all__ = ["agreement", "evaluate"]
 
 
 @torch.no_grad()
@@ -59,7 +60,10 @@ def evaluate(
         ``mirrored`` (bool), ``accuracy`` (in [0, 1]), ``correct``, ``n``, and
         ``invariance_error``: the mean over images of ``|f(g x) - f(x)|`` divided by
         the mean of ``|f(x)|`` (Euclidean norms of the logits, ``x`` the image as it
-        is; 0 for an exactly invariant model).
+        is; 0 for an exactly invariant model); ``agreement``, the same in every dict:
+        the share (in [0, 1]) of images given the same class at every tested element
+        (all of ``rotations``, and their mirrors with ``mirror``; 1 for an exactly
+        invariant model; see :func:`agreement`).
 
     Shape:
         images ``(N, C, H, W)``; logits ``(N, num_classes)``.
@@ -76,18 +80,21 @@ def evaluate(
     dtype = model_device_dtype(model)[1]
     correct = {e: 0 for e in elements}
     diff = {e: 0.0 for e in elements}
-    norm = 0.0
+    norm, agreeing = 0.0, 0
     with preserved_modes(model, "eval"), on_device(model, target) as device:
         for start in range(0, x.shape[0], batch_size):
             xb = as_model_input(x[start : start + batch_size], device, dtype)
             yb = y[start : start + batch_size].to(device=device)
             upright = model(xb)
             norm += float(upright.norm(dim=-1).sum())
+            classes = []  # the class given at each tested element
             for m, k in elements:
                 xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
                 out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
-                correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
+                classes.append(out.argmax(dim=-1))
+                correct[m, k] += int((classes[-1] == yb).sum())
                 diff[m, k] += float((out - upright).norm(dim=-1).sum())
+            agreeing += same_class_count(classes)
     n = x.shape[0]
     return [
         {
@@ -98,9 +105,46 @@ def evaluate(
             "correct": correct[m, k],
             "n": n,
             "invariance_error": diff[m, k] / norm if norm > 0 else float("nan"),
+            "agreement": agreeing / n,
         }
         for m, k in elements
     ]
+
+
+def same_class_count(classes: Sequence[torch.Tensor]) -> int:
+    """How many images are given the same class by every one of ``classes``.
+
+    Args:
+        classes: one vector of predicted classes ``(N,)`` per transformation.
+
+    Returns:
+        The number of positions where all the vectors agree.
+    """
+    if not classes:
+        return 0
+    stacked = torch.stack(list(classes))
+    return int((stacked == stacked[0]).all(dim=0).sum())
+
+
+def agreement(classes: Sequence[Any]) -> float:
+    """The share of images given the same class under every transformation.
+
+    Args:
+        classes: one vector of predicted classes per transformation (tensors or
+            arrays of the same length ``N >= 1``).
+
+    Returns:
+        A fraction in [0, 1]; 1 when every vector is the same.
+
+    Example:
+        >>> agreement([torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 0])])
+        0.75
+    """
+    tensors = [c if isinstance(c, torch.Tensor) else torch.as_tensor(c) for c in classes]
+    if not tensors or tensors[0].numel() == 0 or any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError("`classes` must be one or more vectors of predicted classes of the "
+                         "same length N >= 1")
+    return same_class_count(tensors) / tensors[0].numel()
 
 
 @torch.no_grad()

@@ -41,6 +41,7 @@ from .evaluation import evaluate, loss_and_accuracy
 from .history import EarlyStopping, History, Progress, ProgressFunction
 from ..modes import mode_dependent_modules, preserved_modes
 from ..regularizer import EquivarianceRegularizer
+from .unlabeled import UnlabeledPoints, reg_points_choice, unlabeled_points
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
@@ -70,6 +71,7 @@ class _Recipe:
     # number of class names: checked against the logits of the first step
     labels: tuple[tuple[str, int, int], ...] = ()
     num_names: int | None = None
+    unlabeled: UnlabeledPoints | None = None  # reg_points == "unlabeled": where it draws
 
 
 def _check_model(model: Any) -> nn.Module:
@@ -101,9 +103,9 @@ def _recipe(
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
     num_names: int | None = None,
+    unlabeled: UnlabeledPoints | None = None,
 ) -> _Recipe:
-    if reg_points not in ("batch", "sample"):
-        raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
+    reg_points = reg_points_choice(reg_points, unlabeled is not None)
     reg = _regularizer(regularizer)
     reuse = optional_flag(reuse_outputs, "reuse_outputs")
     if reuse is None:
@@ -123,6 +125,7 @@ def _recipe(
         dtype=dtype,
         labels=labels,
         num_names=num_names,
+        unlabeled=unlabeled,
     )
 
 
@@ -165,7 +168,9 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
               ) -> tuple[torch.Tensor, float]:
     """The regularizer's value for one training batch, and its weight (see :class:`Share`)."""
     reg, weight = recipe.reg, 1.0
-    if not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
+    if recipe.unlabeled is not None:  # every rank draws the same points: weight 1
+        value = reg(recipe.unlabeled.draw(reg.n, recipe.device, recipe.dtype))
+    elif not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
         value = reg()
     else:
         m, weight = share.points(reg.n)
@@ -346,11 +351,11 @@ def fit(
     regularizer: Any = None, seed: int | None = None, *, validation_data: Any = None,
     patience: int | None = None, restore_best: bool | None = None, callbacks: Any = None,
     device: DeviceLike = "auto", class_names: list[str] | None = None,
-    optimizer: torch.optim.Optimizer | None = None, reg_points: str = "batch",
+    optimizer: torch.optim.Optimizer | None = None, reg_points: str | None = None,
     reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
     verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
     progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
-    distributed: bool | None = None, sync_batchnorm: bool = True,
+    distributed: bool | None = None, sync_batchnorm: bool = True, unlabeled_data: Any = None,
 ) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
@@ -379,8 +384,10 @@ def fit(
             model is); the model moves there and stays.
         class_names: names of the classes by label, kept as ``model.class_names``.
         optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
-        reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images)
-            or ``"sample"`` (``n`` points drawn inside its bounds).
+        reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images),
+            ``"sample"`` (``n`` points drawn inside its bounds) or ``"unlabeled"`` (``reg.n``
+            images of ``unlabeled_data`` per step); ``None``: ``"unlabeled"`` when
+            ``unlabeled_data`` is given, else ``"batch"``.
         reuse_outputs: give the batch's logits to the regularizer (default: when the
             model has no :func:`mode_dependent_modules`).
         augment: a transform (``transforms.random_rot90()``) or function applied to
@@ -391,6 +398,11 @@ def fit(
         callback: called after every step as ``callback(epoch, step, loss, reg)``.
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
+        unlabeled_data: images without labels for the regularizer (which it needs): at
+            every step it is evaluated on the next ``reg.n`` of them (shuffled passes,
+            seeded by ``seed``), independent of the labelled batches, which alone make
+            the loss; not augmented. Images as in ``data`` (same shape), or a pair or
+            labelled data set whose labels are ignored (see :mod:`.unlabeled`).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -408,8 +420,10 @@ def fit(
     watch = _early_stopping(model, patience, restore_best, val is not None)
     callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
     _on_device(model, device)
+    unlabeled = unlabeled_points(unlabeled_data, regularizer, model_in_channels(model),
+                                 tuple(x.shape[1:]), par.seed)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
-                     None if names is None else len(names))
+                     None if names is None else len(names), unlabeled)
     report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
                        math.ceil(x.shape[0] / batch_size), progress_every)
     loop = _Loop(model, _check_optimizer(optimizer, model, lr), x, y, val, batch_size, recipe,
