@@ -87,7 +87,7 @@ def test_custom_models_and_csv(tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["model"] for r in rows] == ["linear", "given", "c4"]
     assert list(rows[0]) == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
-                             "accuracy_90", "invariance_error"]
+                             "accuracy_90", "invariance_error", "agreement"]
     assert int(rows[0]["parameters"]) == 28 * 28 * 10 + 10
     assert float(rows[2]["accuracy_90"]) == pytest.approx(result.rows[2]["accuracy_90"])
 
@@ -111,9 +111,10 @@ def test_d4_rows_are_extra_and_within_the_budget():
 def test_d4_test_has_8_columns_and_d4cnn_is_invariant(capsys):
     result = eq.rotation_benchmark(["SimpleCNN", "D4CNN"], test="d4", **SMALL)
     assert result.columns == (["model", "parameters", "seconds_per_epoch"]
-                              + [f"accuracy_{d}" for d in D4_LABELS] + ["invariance_error"])
+                              + [f"accuracy_{d}" for d in D4_LABELS]
+                              + ["invariance_error", "agreement"])
     simple, d4 = result.rows
-    assert d4["invariance_error"] < 1e-4
+    assert d4["invariance_error"] < 1e-4 and d4["agreement"] == 1.0
     assert len({d4[f"accuracy_{d}"] for d in D4_LABELS}) == 1  # all 8 equal
     assert simple["invariance_error"] > 1e-3
     # the mirrored images differ: the plain CNN's accuracy is not the same on all 8

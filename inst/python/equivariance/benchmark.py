@@ -348,6 +348,13 @@ def _split(train: Any, labels: int | None, seed: int) -> tuple[Any, Any]:
     return (x[order], y[order]), x[rest]
 
 
+def _reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any) -> dict[str, Any]:
+    """The regularized row's settings, checked (named as ``rotation_benchmark``'s)."""
+    return {"n": positive_int(reg_n, "reg_n"),
+            "num_funcs": positive_int(reg_num_funcs, "reg_num_funcs"),
+            "lambda_eq": nonnegative_real(reg_lambda, "reg_lambda")}
+
+
 def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
                     reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
     """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``.
@@ -412,13 +419,10 @@ def rotation_benchmark(
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
-        labels: ``None`` (every training image labelled) or a label budget: train on a
-            class-balanced subset of that many labelled images drawn with ``seed``,
-            repeated so that an epoch keeps the length of a full-data epoch (the
-            batches cycle through the subset). The regularized row also gets the
-            other training images, without labels, as ``unlabeled_data``: its
-            regularizer is evaluated on ``reg_n`` of them per step. The other rows
-            (augmentation included) see the labelled subset only.
+        labels: ``None`` (all labelled) or a budget: train on a class-balanced subset of
+            that many labelled images drawn with ``seed``, an epoch as long as a full one;
+            the regularized row also gets the others as ``unlabeled_data`` (evaluated on
+            ``reg_n`` of them per step). See :mod:`equivariance.label_budget`.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
@@ -435,8 +439,7 @@ def rotation_benchmark(
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_n, reg_num_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
-    reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
+    reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     if csv is not None:
@@ -447,20 +450,16 @@ def rotation_benchmark(
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
     test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
 
-    labels = check_labels(labels, len(train), int(train.tensors[1].unique().numel()))
     result = BenchmarkResult(settings={
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "train_size": len(train), "test_size": len(test), "source": train.source,
-        "labels": labels,
+        "labels": check_labels(labels, len(train), int(train.tensors[1].unique().numel())),
     })
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device, "mirror": mirror, "labels": labels,
-              "train_size": len(train)}
-    train = _split(train, labels, seed)
+    recipe = {**result.settings, "verbose": verbose, "device": device, "mirror": mirror}
+    train = _split(train, recipe["labels"], seed)
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
-               if builtin in REGULARIZED else None)
+        reg = benchmark_regularizer(model, **reg_recipe) if builtin in REGULARIZED else None
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)

@@ -78,8 +78,7 @@ def evaluate(
                 for k in ks]
     target = resolve_device(device)
     dtype = model_device_dtype(model)[1]
-    correct = {e: 0 for e in elements}
-    diff = {e: 0.0 for e in elements}
+    correct, diff = {e: 0 for e in elements}, {e: 0.0 for e in elements}
     norm, agreeing = 0.0, 0
     with preserved_modes(model, "eval"), on_device(model, target) as device:
         for start in range(0, x.shape[0], batch_size):

@@ -102,7 +102,7 @@ def _recipe(
     loss_fn: Any,
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
-    num_names: int | None = None,
+    names: list[str] | None = None,
     unlabeled: UnlabeledPoints | None = None,
 ) -> _Recipe:
     reg_points = reg_points_choice(reg_points, unlabeled is not None)
@@ -124,7 +124,7 @@ def _recipe(
         device=device,
         dtype=dtype,
         labels=labels,
-        num_names=num_names,
+        num_names=None if names is None else len(names),
         unlabeled=unlabeled,
     )
 
@@ -350,13 +350,12 @@ def fit(
     model: nn.Module, data: Any, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3,
     regularizer: Any = None, seed: int | None = None, *, validation_data: Any = None,
     patience: int | None = None, restore_best: bool | None = None, callbacks: Any = None,
-    device: DeviceLike = "auto", class_names: list[str] | None = None,
+    device: DeviceLike = "auto", class_names: list[str] | None = None, unlabeled_data: Any = None,
     optimizer: torch.optim.Optimizer | None = None, reg_points: str | None = None,
     reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
     verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
     progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
-    distributed: bool | None = None, sync_batchnorm: bool = True, unlabeled_data: Any = None,
-) -> History:
+    distributed: bool | None = None, sync_batchnorm: bool = True) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
     Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
@@ -379,15 +378,12 @@ def fit(
             (default: ``True`` when ``patience`` is set).
         callbacks: functions called after every epoch with its figures (a dict, see
             :meth:`History.figures`); one returning ``False`` stops training.
-        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
-            ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or ``None`` (where the
-            model is); the model moves there and stays.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda[:<index>]"``,
+            ``"mps"``, a ``torch.device``, ``None`` (where the model is); it moves there.
         class_names: names of the classes by label, kept as ``model.class_names``.
         optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
-        reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images),
-            ``"sample"`` (``n`` points drawn inside its bounds) or ``"unlabeled"`` (``reg.n``
-            images of ``unlabeled_data`` per step); ``None``: ``"unlabeled"`` when
-            ``unlabeled_data`` is given, else ``"batch"``.
+        reg_points: ``"batch"`` (each batch's first ``reg.n`` images), ``"sample"`` (drawn in
+            its bounds), ``"unlabeled"`` (``unlabeled_data``; default when given).
         reuse_outputs: give the batch's logits to the regularizer (default: when the
             model has no :func:`mode_dependent_modules`).
         augment: a transform (``transforms.random_rot90()``) or function applied to
@@ -398,11 +394,8 @@ def fit(
         callback: called after every step as ``callback(epoch, step, loss, reg)``.
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
-        unlabeled_data: images without labels for the regularizer (which it needs): at
-            every step it is evaluated on the next ``reg.n`` of them (shuffled passes,
-            seeded by ``seed``), independent of the labelled batches, which alone make
-            the loss; not augmented. Images as in ``data`` (same shape), or a pair or
-            labelled data set whose labels are ignored (see :mod:`.unlabeled`).
+        unlabeled_data: images (a pair's labels are ignored) the regularizer is evaluated
+            on, ``reg.n`` per step; the loss never sees them (see :mod:`.unlabeled`).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -420,10 +413,8 @@ def fit(
     watch = _early_stopping(model, patience, restore_best, val is not None)
     callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
     _on_device(model, device)
-    unlabeled = unlabeled_points(unlabeled_data, regularizer, model_in_channels(model),
-                                 tuple(x.shape[1:]), par.seed)
-    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
-                     None if names is None else len(names), unlabeled)
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels, names,
+                     unlabeled_points(unlabeled_data, regularizer, x, par.seed))
     report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
                        math.ceil(x.shape[0] / batch_size), progress_every)
     loop = _Loop(model, _check_optimizer(optimizer, model, lr), x, y, val, batch_size, recipe,

@@ -1,10 +1,16 @@
 """Images without labels for the regularizer: ``fit(..., unlabeled_data=...)``.
 
 The regularizer needs no labels: with ``unlabeled_data`` it is evaluated at every step
-on a batch of ``reg.n`` of those images (``reg_points="unlabeled"``), drawn in order
-from a shuffled pass over them (a fresh shuffle when they run out), independent of the
-labelled batches. The labelled loss never sees them. This is the setting of
-semi-supervised consistency training.
+on a batch of ``reg.n`` of those images (``reg_points="unlabeled"``, the default when
+``unlabeled_data`` is given), drawn in order from a shuffled pass over them (a fresh
+shuffle when they run out, seeded by ``fit``'s ``seed``), independent of the labelled
+batches. The labelled loss never sees them, and ``augment`` does not apply to them.
+This is the setting of semi-supervised consistency training.
+
+``unlabeled_data`` takes images in the forms ``fit`` accepts for images: a tensor or
+array ``(N, C, H, W)`` or ``(N, H, W)``, a data set, or a pair ``(images, labels)``
+(or a labelled data set), whose labels are ignored. The images must have the shape
+of ``data``'s, hold at least one image and only finite values.
 """
 
 from __future__ import annotations
@@ -141,17 +147,15 @@ class UnlabeledPoints:
         return as_model_input(self.images[index], device, dtype)
 
 
-def unlabeled_points(
-    data: Any, regularizer: Any, in_channels: int | None, like: tuple[int, ...],
-    seed: int | None,
-) -> UnlabeledPoints | None:
+def unlabeled_points(data: Any, regularizer: Any, x: torch.Tensor, seed: int | None
+                     ) -> UnlabeledPoints | None:
     """:class:`UnlabeledPoints` for ``fit``'s ``unlabeled_data`` (``None`` without it).
 
     Args:
         data: ``unlabeled_data``.
         regularizer: ``fit``'s ``regularizer``: an
             :class:`~equivariance.EquivarianceRegularizer` is needed.
-        in_channels, like: see :func:`unlabeled_images`.
+        x: the labelled images ``(N, C, H, W)``; the unlabeled ones must have their shape.
         seed: ``fit``'s seed.
 
     Returns:
@@ -163,4 +167,5 @@ def unlabeled_points(
     if not isinstance(reg, EquivarianceRegularizer):
         raise ValueError("`unlabeled_data` needs `regularizer` to be an "
                          "EquivarianceRegularizer: the images are only used by it")
-    return UnlabeledPoints(unlabeled_images(data, in_channels, like), seed)
+    return UnlabeledPoints(unlabeled_images(data, x.shape[1] if x.dim() == 4 else None,
+                                            tuple(x.shape[1:])), seed)
