@@ -419,17 +419,15 @@ def rotation_benchmark(
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
-        labels: ``None`` (all labelled) or a budget: train on a class-balanced subset of
-            that many labelled images drawn with ``seed``, an epoch as long as a full one;
-            the regularized row also gets the others as ``unlabeled_data`` (evaluated on
-            ``reg_n`` of them per step). See :mod:`equivariance.label_budget`.
+        labels: ``None`` (all labelled) or a budget: a class-balanced subset of that many
+            labelled images drawn with ``seed``, epochs as long as full ones; the regularized
+            row gets the others as ``unlabeled_data`` (see :mod:`equivariance.label_budget`).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
     specs = _model_specs(models)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
+    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     lr = positive_real(lr, "lr")
     seed = check_seed(seed, "seed")
     if seed is None:
@@ -442,8 +440,7 @@ def rotation_benchmark(
     reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
-    if csv is not None:
-        csv = _csv_path(csv)  # before the training, not after it
+    csv = None if csv is None else _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
     # one warning at most when the shipped subset stands in for the full data set
