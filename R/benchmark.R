@@ -41,6 +41,13 @@
 #'   elements of D4 for the default rotations.
 #' @param reg_n,reg_num_funcs,reg_lambda The regularizer of `"SimpleCNN+reg"`:
 #'   images of each batch it is evaluated at, rotations drawn per step, weight.
+#' @param labels `NULL` (every training image keeps its label) or a label budget:
+#'   the number of labelled training images, a class-balanced subset drawn with
+#'   `seed`, from the number of classes to the size of the training set. Every row
+#'   trains on that subset (repeated so that an epoch has as many steps as with all
+#'   the labels: 469 at batch 128 on the full data); the regularized row also gets
+#'   the other training images, without labels, as `unlabeled_data` of
+#'   [fit_model()], and its regularizer is evaluated on `reg_n` of them per step.
 #' @param csv `NULL` or a file to write the table to, as CSV.
 #' @param png `NULL` or a file to draw the accuracy-against-rotation plot in, as PNG.
 #' @param verbose Print training progress and results.
@@ -51,9 +58,11 @@
 #' @return A data.frame of class `rotation_benchmark`, one row per model: `model`,
 #'   `parameters`, `seconds_per_epoch`, `accuracy_0`, `accuracy_90`, ... (in
 #'   `[0, 1]`; with `test = "d4"` then `accuracy_flip_0`, `accuracy_flip_90`, ...
-#'   for the mirrored images) and `invariance_error` (the mean relative change of
+#'   for the mirrored images), `invariance_error` (the mean relative change of
 #'   the logits under the tested transformations other than the identity; 0 for
-#'   an exactly invariant model). The trained
+#'   an exactly invariant model) and `agreement` (the share of test images, in
+#'   `[0, 1]`, given the same class at every tested rotation, and mirror with
+#'   `test = "d4"`; 1 for an exactly invariant model). The trained
 #'   models are in `attr(x, "models")`, the training histories in
 #'   `attr(x, "histories")` and the recipe and data sizes in `attr(x, "settings")`.
 #'   It has `print()` and `plot()` methods.
@@ -77,7 +86,7 @@ rotation_benchmark <- function(models = c(
                                test = "c4",
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
-                               workers = 1, timeout = 600, port = NULL) {
+                               workers = 1, timeout = 600, port = NULL, labels = NULL) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) {
     png <- path.expand(check_string(png, "png"))
@@ -98,6 +107,7 @@ rotation_benchmark <- function(models = c(
     reg_n = as_py_int(reg_n, "reg_n"),
     reg_num_funcs = as_py_int(reg_num_funcs, "reg_num_funcs"),
     reg_lambda = as_py_nonneg(reg_lambda, "reg_lambda"),
+    labels = if (is.null(labels)) NULL else as_py_whole(labels, "labels"),
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
@@ -155,8 +165,10 @@ print.rotation_benchmark <- function(x, ...) {
   )
   shown$seconds_per_epoch <- round(shown$seconds_per_epoch, 1)
   shown$invariance_error <- format(signif(shown$invariance_error, 2))
+  if (!is.null(shown$agreement)) shown$agreement <- round(100 * shown$agreement, 1)
   names(shown)[match(c("parameters", "seconds_per_epoch", "invariance_error"), names(shown))] <-
     c("params", "s/epoch", "inv.error")
+  names(shown)[names(shown) == "agreement"] <- "agree%"
   print(shown, row.names = FALSE)
   invisible(x)
 }
@@ -182,6 +194,8 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   graphics::axis(1,
     at = at, labels = sub("^flip_", "flip ", labels), cex.axis = if (mirrored) 0.7 else 1
   )
-  graphics::legend("bottomleft", x$model, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)
+  legend <- x$model
+  if (!is.null(x$agreement)) legend <- sprintf("%s (agreement %.1f%%)", x$model, 100 * x$agreement)
+  graphics::legend("bottomleft", legend, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)
   invisible(x)
 }
