@@ -164,9 +164,19 @@ check_regularizer <- function(reg, arg = "reg") {
 #' `f_out(model(v))` and `model(f_in(v))`, without threshold, weight or gradient:
 #' the quantity to monitor while training.
 #'
+#' Without `x`, the result is a fresh Monte Carlo estimate on the regularizer's `n`
+#' points drawn at random inside its bounds (uniform noise images, for bounds
+#' `c(0, 1)`): it changes from call to call (seed torch's generator with
+#' [set_seed()] to repeat one), and says how the model behaves on random inputs,
+#' not on your data. To measure the model where it matters, give the points: a
+#' batch of real images, e.g. `equivariance_errors(reg, as.array(test)[1:500, , , ,
+#' drop = FALSE])`, or a tensor; for a classifier's agreement across quarter turns
+#' on labelled test data, see [evaluate_rotations()].
+#'
 #' @param reg A regularizer made by [equivariance_regularizer()].
 #' @param x Points (an R array of dimension `c(N, shape)` or a tensor); `NULL`
-#'   samples `n` points inside the regularizer's bounds.
+#'   samples `n` fresh points inside the regularizer's bounds (a new random
+#'   estimate at every call).
 #' @return A data.frame with columns `transform` (a label) and `error`.
 #' @export
 #' @examples
@@ -175,7 +185,11 @@ check_regularizer <- function(reg, arg = "reg") {
 #'   model <- torch$nn$Conv2d(1L, 1L, 3L, padding = 1L)
 #'   reg <- equivariance_regularizer(model, c(1, 8, 8),
 #'     list(list(transform_rot90(1), 0, 1), list(transform_vflip(), 0, 1)), n = 4)
-#'   equivariance_errors(reg)
+#'   equivariance_errors(reg) # on n = 4 random points: changes between calls
+#'   # on data: the same images give the same errors at every call
+#'   test <- fashion_mnist("test", limit = 50, root = "subset")
+#'   crops <- as.array(test)[, , 11:18, 11:18, drop = FALSE] # 8 x 8 crops
+#'   equivariance_errors(reg, crops)
 #' }
 equivariance_errors <- function(reg, x = NULL) {
   py <- check_regularizer(reg)
