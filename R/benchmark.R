@@ -39,8 +39,10 @@
 #' @param test `"c4"` tests on the test images turned by `rotations`; `"d4"` also
 #'   on the mirrored (left to right) test images turned by `rotations`: the 8
 #'   elements of D4 for the default rotations.
-#' @param reg_n,reg_num_funcs,reg_lambda The regularizer of `"SimpleCNN+reg"`:
-#'   images of each batch it is evaluated at, rotations drawn per step, weight.
+#' @param reg_n,reg_num_funcs,reg_lambda,reg_warmup The regularizer of
+#'   `"SimpleCNN+reg"`: images of each batch (or unlabeled images, with `labels`)
+#'   it is evaluated at per step, rotations drawn per step, weight, and the number
+#'   of steps over which the weight grows linearly from 0 (0: none).
 #' @param labels `NULL` (every training image keeps its label) or a label budget:
 #'   the number of labelled training images, a class-balanced subset drawn with
 #'   `seed`, from the number of classes to the size of the training set. Every row
@@ -84,7 +86,7 @@ rotation_benchmark <- function(models = c(
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
                                test = "c4",
-                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
+                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1, reg_warmup = 0,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
                                workers = 1, timeout = 600, port = NULL, labels = NULL) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
@@ -107,6 +109,7 @@ rotation_benchmark <- function(models = c(
     reg_n = as_py_int(reg_n, "reg_n"),
     reg_num_funcs = as_py_int(reg_num_funcs, "reg_num_funcs"),
     reg_lambda = as_py_nonneg(reg_lambda, "reg_lambda"),
+    reg_warmup = as_py_whole(reg_warmup, "reg_warmup"),
     labels = if (is.null(labels)) NULL else as_py_whole(labels, "labels"),
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),

@@ -2,17 +2,16 @@
 
 import csv
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import transforms as T
 from equivariance.label_budget import balanced_subset, check_labels, repeated
 from equivariance.training.evaluation import agreement
+from torch import nn
 
-SMALL = dict(epochs=1, batch_size=64, root="subset", limit=200, test_limit=100, verbose=False)
+SMALL = {"epochs": 1, "batch_size": 64, "root": "subset", "limit": 200, "test_limit": 100, "verbose": False}
 
 
 class Quarter(nn.Module):
@@ -79,7 +78,8 @@ def test_benchmark_rows_and_csv_have_agreement(tmp_path):
     simple, c4 = result.rows
     assert c4["agreement"] == 1.0
     assert 0.0 <= simple["agreement"] <= 1.0
-    rows = list(csv.DictReader(open(path)))
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert float(rows[1]["agreement"]) == 1.0 and "agreement" in rows[0]
     assert "agree%" in result.format()
 
@@ -168,7 +168,7 @@ def test_bad_unlabeled_type_and_missing_pieces():
     with pytest.raises(ValueError, match='`unlabeled_data` is only used with `reg_points'):
         eq.fit(model, (x, y), regularizer=_regularizer(model), reg_points="batch",
                unlabeled_data=torch.rand(3, 1, 4, 4), verbose=False)
-    with pytest.raises(ValueError, match="`unlabeled_data` needs `regularizer`"):
+    with pytest.raises(TypeError, match="`unlabeled_data` needs `regularizer`"):
         eq.fit(model, (x, y), unlabeled_data=torch.rand(3, 1, 4, 4), verbose=False)
     with pytest.raises(ValueError, match="`reg_points` must be"):
         eq.fit(model, (x, y), regularizer=_regularizer(model), reg_points="all", verbose=False)
@@ -215,3 +215,25 @@ def test_benchmark_with_a_label_budget():
     for bad in (5, 201, 20.5):
         with pytest.raises(ValueError, match="`labels`"):
             eq.rotation_benchmark(["SimpleCNN"], labels=bad, **SMALL)
+
+
+def test_warmed_up_regularizer_grows_linearly():
+    from equivariance.benchmark_recipe import WarmedUpRegularizer, benchmark_regularizer
+
+    model = eq.C4CNN(widths=(1, 1, 1))
+    torch.manual_seed(0)
+    plain = eq.SimpleCNN()
+    x = torch.rand(4, 1, 28, 28)
+    reg = benchmark_regularizer(plain, n=4, lambda_eq=2.0, warmup=4)
+    assert isinstance(reg, WarmedUpRegularizer) and "warmup=4" in repr(reg)
+    values = []
+    for _ in range(6):
+        torch.manual_seed(1)
+        values.append(float(reg(x)))
+    torch.manual_seed(1)
+    base = float(reg.__class__.__mro__[1].__call__(reg, x))
+    assert values == pytest.approx([base * f for f in (0.25, 0.5, 0.75, 1, 1, 1)], rel=1e-5)
+    with torch.no_grad():  # monitoring neither counts nor scales
+        torch.manual_seed(1)
+        assert float(reg(x)) == pytest.approx(base, rel=1e-5) and reg.calls == 6
+    assert not isinstance(benchmark_regularizer(model), WarmedUpRegularizer)

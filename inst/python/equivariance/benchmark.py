@@ -41,22 +41,23 @@ from torch import nn
 from . import transforms as T
 from ._validation import (
     flag,
+    nonnegative_int,
     nonnegative_real,
     positive_int,
     positive_real,
     quarter_turns,
 )
 from ._validation import seed as check_seed
+from .benchmark_recipe import benchmark_regularizer
 from .data import load_fashion_mnist
-from .label_budget import balanced_subset, check_labels, repeated
 from .devices import DeviceLike, resolve_device
-from .training.parallel.distributed import is_main_process
-from .training.evaluation import evaluate
+from .label_budget import balanced_subset, check_labels, repeated
 from .models.group_networks import D4CNN
-from .training.history import History
 from .models.networks import C4CNN, EqCNN, SimpleCNN
-from .regularizer import EquivarianceRegularizer
+from .training.evaluation import evaluate
+from .training.history import History
 from .training.loop import fit
+from .training.parallel.distributed import is_main_process
 
 __all__ = [
     "BENCHMARK_WIDTHS",
@@ -92,43 +93,6 @@ BENCHMARK_WIDTHS = {
 #: 26 -> 13 -> 11 -> 5 -> 3): half the time per epoch for the same accuracy.
 BENCHMARK_LAYOUT = {"kernel_size": 3, "padding": "same"}
 EQCNN_LAYOUT = {"kernel_size": 3, "padding": 0}
-
-
-def benchmark_regularizer(
-    model: nn.Module,
-    n: int = 64,
-    num_funcs: int = 1,
-    lambda_eq: float = 1.0,
-    epsilon: float = 0.0,
-) -> EquivarianceRegularizer:
-    """The regularizer of ``"SimpleCNN+reg"``: invariance of the logits to rotations.
-
-    Three transforms ``(identity, rot90(k), epsilon, lambda_eq)`` for ``k = 1, 2, 3``
-    (the class probabilities of a turned image should equal those of the image as
-    it is), with the distance ``"kl_logits_target"``: the output at the turned image
-    is pulled towards the output at the image, held fixed; ``num_funcs`` of them are
-    drawn at every step. :func:`~equivariance.fit` evaluates it at the first ``n``
-    images of each training batch, reusing the batch's own forward pass; the row also
-    trains on randomly turned images, like ``"SimpleCNN+aug"`` (see :data:`AUGMENTED`),
-    so the regularizer's term is what the two rows differ by.
-
-    Args:
-        model: the classifier to regularize (28 x 28 grey images).
-        n: points per evaluation (the first ``n`` images of a training batch).
-        num_funcs: rotations drawn per step (without replacement, at most 3 distinct).
-        lambda_eq: weight of the term.
-        epsilon: error tolerated before the term is non-zero.
-
-    Returns:
-        An :class:`~equivariance.EquivarianceRegularizer`.
-    """
-    lambda_eq = nonnegative_real(lambda_eq, "lambda_eq")
-    epsilon = nonnegative_real(epsilon, "epsilon")
-    transforms = [(T.identity, T.rot90(k), epsilon, lambda_eq) for k in (1, 2, 3)]
-    return EquivarianceRegularizer(
-        model, (1, 28, 28), transforms, dist="kl_logits_target",
-        n=positive_int(n, "n"), num_funcs=positive_int(num_funcs, "num_funcs"),
-    )
 
 
 def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
@@ -348,11 +312,13 @@ def _split(train: Any, labels: int | None, seed: int) -> tuple[Any, Any]:
     return (x[order], y[order]), x[rest]
 
 
-def _reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any) -> dict[str, Any]:
+def _reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any, reg_warmup: Any
+                ) -> dict[str, Any]:
     """The regularized row's settings, checked (named as ``rotation_benchmark``'s)."""
     return {"n": positive_int(reg_n, "reg_n"),
             "num_funcs": positive_int(reg_num_funcs, "reg_num_funcs"),
-            "lambda_eq": nonnegative_real(reg_lambda, "reg_lambda")}
+            "lambda_eq": nonnegative_real(reg_lambda, "reg_lambda"),
+            "warmup": nonnegative_int(reg_warmup, "reg_warmup")}
 
 
 def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
@@ -387,7 +353,8 @@ def rotation_benchmark(
     models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
-    reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
+    reg_lambda: float = 1.0, reg_warmup: int = 0, csv: str | os.PathLike | None = None,
+    verbose: bool = True,
     warn: bool = True, device: DeviceLike = "auto", test: str = "c4", labels: int | None = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
@@ -409,8 +376,8 @@ def rotation_benchmark(
         limit, test_limit: use only the first ``limit`` training and ``test_limit``
             test images.
         rotations: quarter turns to test (0, 1, 2, 3 for 0 to 270 degrees).
-        reg_n, reg_num_funcs, reg_lambda: the regularizer of ``"SimpleCNN+reg"`` (see
-            :func:`benchmark_regularizer`).
+        reg_n, reg_num_funcs, reg_lambda, reg_warmup: the regularizer of
+            ``"SimpleCNN+reg"`` (see :func:`benchmark_regularizer`).
         csv: if given, the table is written there as CSV.
         verbose: print training progress and each model's result.
         warn: issue a :class:`~equivariance.data.SubsetWarning` when the full data set
@@ -437,7 +404,7 @@ def rotation_benchmark(
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda)
+    reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda, reg_warmup)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     csv = None if csv is None else _csv_path(csv)  # before the training, not after it

@@ -165,7 +165,7 @@ def unlabeled_points(data: Any, regularizer: Any, x: torch.Tensor, seed: int | N
         return None
     reg = getattr(regularizer, "py", regularizer)
     if not isinstance(reg, EquivarianceRegularizer):
-        raise ValueError("`unlabeled_data` needs `regularizer` to be an "
+        raise TypeError("`unlabeled_data` needs `regularizer` to be an "
                          "EquivarianceRegularizer: the images are only used by it")
     return UnlabeledPoints(unlabeled_images(data, x.shape[1] if x.dim() == 4 else None,
                                             tuple(x.shape[1:])), seed)
