@@ -13,7 +13,6 @@ test_that("evaluate_rotations() reports agreement: 1 for an invariant model", {
 
 test_that("evaluate_rotations()'s agreement is the exact share on a constructed case", {
   skip_if_no_python()
-  th <- torch()
   # class = the quarter holding the brightest pixel: it moves with every turn
   quarter <- reticulate::py_run_string(paste(
     "import torch",
