@@ -17,8 +17,9 @@
 #'   regularizer that asks its class probabilities to be invariant to quarter turns
 #'   of the training batch (transforms `list(transform_identity(),
 #'   transform_rot90(k), 0, reg_lambda)` for `k = 1, 2, 3` with
-#'   `dist = "kl_logits_target"`, `reg_num_funcs` of them per step, at the first
-#'   `reg_n` images of each batch);
+#'   `dist = "kl_logits"` (symmetric Kullback-Leibler divergence), `reg_num_funcs`
+#'   of them per step, at the first `reg_n` images of each batch, or at `reg_n`
+#'   unlabeled images per step with `labels`);
 #' * `"EqCNN"`: the same filters applied to the 4 rotations of the input ([eq_cnn()]);
 #' * `"C4CNN"`: this package's C4 group-convolution network ([c4_cnn()]);
 #' * `"EscnnC4CNN"`: the same network built from escnn's layers ([escnn_c4_cnn()]).

@@ -65,7 +65,7 @@ def test_benchmark_regularizer_transforms():
     assert reg.n == 8 and reg.num_funcs == 2 and len(reg.transforms) == 3
     assert all(t.lambda_eq == 0.5 and t.epsilon == 0.0 for t in reg.transforms)
     # the regularized row differs from the augmented one by the term only
-    assert reg.dist == "kl_logits_target"
+    assert reg.dist == "kl_logits"
     assert "SimpleCNN+reg" in B.AUGMENTED and "SimpleCNN+aug" in B.AUGMENTED
     assert B.REGULARIZED == ("SimpleCNN+reg",)
     # an invariant model has no error under any of the three rotations

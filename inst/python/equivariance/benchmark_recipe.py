@@ -59,14 +59,17 @@ def benchmark_regularizer(
     lambda_eq: float = 1.0,
     epsilon: float = 0.0,
     warmup: int = 0,
+    dist: Any = "kl_logits",
 ) -> EquivarianceRegularizer:
     """The regularizer of ``"SimpleCNN+reg"``: invariance of the logits to rotations.
 
     Three transforms ``(identity, rot90(k), epsilon, lambda_eq)`` for ``k = 1, 2, 3``
     (the class probabilities of a turned image should equal those of the image as
-    it is), with the distance ``"kl_logits_target"``: the output at the turned image
-    is pulled towards the output at the image, held fixed; ``num_funcs`` of them are
-    drawn at every step. :func:`~equivariance.fit` evaluates it at the first ``n``
+    it is), with the distance ``"kl_logits"``: the symmetric Kullback-Leibler
+    divergence between the two class distributions, so that both move towards each
+    other (``"kl_logits_target"``, which pulls the turned image's output towards the
+    upright one's held fixed, gave less agreement for the same accuracy);
+    ``num_funcs`` of them are drawn at every step. :func:`~equivariance.fit` evaluates it at the first ``n``
     images of each training batch, reusing the batch's own forward pass (or at ``n``
     unlabeled images per step); the row also trains on randomly turned images, like
     ``"SimpleCNN+aug"``, so the regularizer's term is what the two rows differ by.
@@ -79,6 +82,7 @@ def benchmark_regularizer(
         epsilon: error tolerated before the term is non-zero.
         warmup: training steps over which the weight grows linearly from 0 to
             ``lambda_eq`` (0: the full weight from the first step).
+        dist: the distance (any ``dist`` of the regularizer).
 
     Returns:
         An :class:`~equivariance.EquivarianceRegularizer` (a
@@ -88,7 +92,7 @@ def benchmark_regularizer(
     epsilon = nonnegative_real(epsilon, "epsilon")
     warmup = nonnegative_int(warmup, "warmup")
     transforms = [(T.identity, T.rot90(k), epsilon, lambda_eq) for k in (1, 2, 3)]
-    kwargs = {"dist": "kl_logits_target", "n": positive_int(n, "n"),
+    kwargs = {"dist": dist, "n": positive_int(n, "n"),
               "num_funcs": positive_int(num_funcs, "num_funcs")}
     if warmup:
         return WarmedUpRegularizer(model, (1, 28, 28), transforms, warmup=warmup, **kwargs)
