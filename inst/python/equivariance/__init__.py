@@ -45,7 +45,8 @@ __version__ = "0.1.0"
 
 _FLAT_MODULES = (
     regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist,
-    training.loop, training.evaluation, training.history, benchmark, memory,
+    training.loop, training.evaluation, training.history, training.callbacks,
+    training.callback_library, training.metrics, training.progress, benchmark, memory,
     prediction, persistence, summary, parallel.distributed, parallel.launch,
     groups.group, groups.layers, groups.d4, models.group_networks, groups.checks,
 )
