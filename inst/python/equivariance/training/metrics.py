@@ -81,13 +81,13 @@ class Metric:
         (a function metric keeps this rank's share of the epoch)."""
         if not getattr(ranks, "active", False) or self.fn is not None:
             return
-        if self.confusion is not None:  # ranks.mean averages: times the number of ranks
-            summed = ranks.mean(*self.confusion.tolist())
-            self.confusion = torch.tensor([round(v * ranks.size) for v in summed],
-                                          dtype=torch.int64, device=self.confusion.device)
+        if self.confusion is not None:
+            summed = ranks.total(*self.confusion.tolist())
+            self.confusion = torch.tensor([round(v) for v in summed], dtype=torch.int64,
+                                          device=self.confusion.device)
         else:
-            correct, n = ranks.mean(float(self.correct), float(self.n))
-            self.correct, self.n = round(correct * ranks.size), round(n * ranks.size)
+            correct, n = ranks.total(float(self.correct), float(self.n))
+            self.correct, self.n = round(correct), round(n)
 
     def result(self) -> float:
         """The metric over everything seen since :meth:`reset` (NaN when nothing was)."""
