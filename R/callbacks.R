@@ -91,7 +91,7 @@ callback_csv_logger <- function(path) {
 callback_lr_schedule <- function(schedule, monitor = NULL, factor = 0.1, patience = 2,
                                  min_lr = 0) {
   if (is.function(schedule)) {
-    f <- schedule
+    f <- check_arity(schedule, 1, "schedule")
     schedule <- reticulate::r_to_py(function(epoch) f(as.integer(as_r_value(epoch))))
   }
   call_py(core()$lr_schedule(schedule,
@@ -114,13 +114,21 @@ callback_early_stopping <- function(monitor = "val_loss", patience = 3, restore_
 #' @export
 callback_lambda <- function(on_train_begin = NULL, on_epoch_begin = NULL, on_step_end = NULL,
                             on_epoch_end = NULL, on_train_end = NULL) {
-  wrap <- function(f) {
-    if (is.function(f)) reticulate::r_to_py(function(event) f(as_r_value(event))) else f
+  wrap <- function(f, arg) {
+    if (!is.function(f)) {
+      return(f)
+    }
+    check_arity(f, 1, arg)
+    reticulate::r_to_py(function(event) f(as_r_value(event)))
   }
+  on_train_begin <- wrap(on_train_begin, "on_train_begin")
+  on_epoch_begin <- wrap(on_epoch_begin, "on_epoch_begin")
+  on_step_end <- wrap(on_step_end, "on_step_end")
+  on_epoch_end <- wrap(on_epoch_end, "on_epoch_end")
+  on_train_end <- wrap(on_train_end, "on_train_end")
   call_py(core()$lambda_callback(
-    on_train_begin = wrap(on_train_begin), on_epoch_begin = wrap(on_epoch_begin),
-    on_step_end = wrap(on_step_end), on_epoch_end = wrap(on_epoch_end),
-    on_train_end = wrap(on_train_end)
+    on_train_begin = on_train_begin, on_epoch_begin = on_epoch_begin,
+    on_step_end = on_step_end, on_epoch_end = on_epoch_end, on_train_end = on_train_end
   ))
 }
 
@@ -137,7 +145,11 @@ as_py_callbacks <- function(x) {
     return(x)
   }
   lapply(x, function(f) {
-    if (is.function(f)) reticulate::r_to_py(function(figures) f(as_r_value(figures))) else f
+    if (!is.function(f)) {
+      return(f)
+    }
+    check_arity(f, 1, "callbacks")
+    reticulate::r_to_py(function(figures) f(as_r_value(figures)))
   })
 }
 
@@ -174,7 +186,7 @@ as_py_metrics <- function(x) {
 }
 
 metric_function <- function(f) {
-  force(f)
+  check_arity(f, 2, "metrics")
   reticulate::r_to_py(function(logits, labels) {
     f(as_r_array(logits), as.integer(as_r_array(labels)) + 1L)
   })

@@ -131,7 +131,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     seed = as_py_seed(seed, "seed"),
     augment = as_py_function_or_value(augment),
     verbose = verbose,
-    validation_data = as_validation_data(validation_data, dtype, train$class_names),
+    validation_data = as_validation_data(validation_data, dtype),
     patience = if (is.null(patience)) NULL else as_py_whole(patience, "patience"),
     metrics = as_py_metrics(metrics),
     callbacks = fit_callbacks(callbacks, verbose, workers, environment()),
@@ -143,16 +143,16 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
 }
 
 #' `validation_data`: a fraction goes to Python as a number (the core checks it),
-#' data as for `data`, with a factor sharing the training labels' levels.
+#' data as for `data` (a factor's labels are matched to the training classes by name).
 #' @noRd
-as_validation_data <- function(x, dtype, levels) {
+as_validation_data <- function(x, dtype) {
   if (is.null(x)) {
     return(NULL)
   }
   if (is.numeric(x) && !is.logical(x) && length(x) == 1 && is.null(dim(x))) {
     return(as.double(x))
   }
-  as_fit_data(x, "validation_data", dtype, levels)$py
+  as_fit_data(x, "validation_data", dtype)$py
 }
 
 as_r_value <- function(x) if (is_py(x)) reticulate::py_to_r(x) else x
@@ -275,4 +275,20 @@ train_step <- function(model, optimizer, x, y, regularizer = NULL, augment = NUL
     augment = as_py_function_or_value(augment)
   ))
   c(loss = out$loss, reg = out$reg, total = out$total)
+}
+
+#' An R function that cannot be called with `n` arguments fails here, naming `arg`,
+#' and not deep inside the training (where it would surface as a Python error).
+#' @noRd
+check_arity <- function(f, n, arg) {
+  args <- formals(args(f))
+  if ("..." %in% names(args)) {
+    return(invisible(f))
+  }
+  required <- sum(vapply(args, function(a) identical(a, quote(expr = )), logical(1)))
+  if (length(args) < n || required > n) {
+    got <- if (length(args)) paste0("function(", paste(names(args), collapse = ", "), ")") else "function()"
+    arg_error(arg, paste0("a function of ", n, " argument", if (n > 1) "s"), got, class = "type")
+  }
+  invisible(f)
 }

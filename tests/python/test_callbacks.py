@@ -3,12 +3,11 @@
 import csv
 import math
 
+import equivariance as eq
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance.training.progress import ProgressBar, fit_line, format_eta
+from torch import nn
 
 
 def small_cnn(seed=0):

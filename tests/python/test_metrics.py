@@ -1,13 +1,12 @@
 """Tests for equivariance.training.metrics and the figures fit() records per epoch."""
 
+import equivariance as eq
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-import equivariance as eq
 from equivariance.modes import preserved_modes
 from equivariance.training.metrics import confusion_metric, metric_list
+from torch import nn
 
 # 4 images, 3 classes; predictions 0, 1, 2, 0 for labels 0, 2, 2, 1
 LOGITS = torch.tensor([[3.0, 2, 1], [1, 3, 2], [1, 2, 3], [3, 1, 2]])

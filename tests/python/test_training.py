@@ -55,7 +55,8 @@ def test_regularizer_reuses_batch_forward(train):
     reg = eq.EquivarianceRegularizer(model, (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16)
     h = eq.fit(model, train[:64], epochs=1, batch_size=32, regularizer=reg, seed=0, verbose=False)
     assert h.reused_outputs and all(r > 0 for r in h.reg)
-    assert calls == [32, 16, 32, 16]  # batch pass, then only the 16 rotated points
+    # batch pass, then only the 16 rotated points
+    assert calls == [32, 16, 32, 16]
     # same losses with and without reuse for a model without mode-dependent layers
     ha = eq.fit(small_cnn(), train[:64], epochs=1, batch_size=32, verbose=False, seed=0,
                 regularizer=eq.EquivarianceRegularizer(small_cnn(), (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16))
@@ -467,8 +468,9 @@ def test_early_stopping_stops_and_restores_the_best_weights(train):
     # restore_best=False keeps the last weights
     model = small_cnn()
     weights.clear()
+    shuffled = y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]
     h = eq.fit(model, (x, y), epochs=3, batch_size=20, lr=0.5, verbose=False,
-               validation_data=(x, y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]),
+               validation_data=(x, shuffled),
                callbacks=[keep, eq.early_stopping(patience=None, restore_best=False)])
     assert all(torch.equal(a, b) for a, b in zip(weights[-1], model.parameters()))
     assert not h.restored and h.best_epoch == int(np.argmin(h.val_loss)) + 1

@@ -352,6 +352,24 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
         print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
 
 
+def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int
+              ) -> dict[str, Any]:
+    """The recipe and the data of a run (``BenchmarkResult.settings``)."""
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "train_size": len(train), "test_size": len(test), "source": train.source,
+            "num_classes": int(train.tensors[1].max()) + 1}
+
+
+def _check_recipe(epochs: Any, batch_size: Any, lr: Any, seed: Any
+                  ) -> tuple[int, int, float, int]:
+    """The training recipe shared by all models, checked."""
+    seed = check_seed(seed, "seed")
+    if seed is None:
+        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    return (positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size"),
+            positive_real(lr, "lr"), seed)
+
+
 def rotation_benchmark(
     models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
@@ -390,33 +408,26 @@ def rotation_benchmark(
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
-        progress: ``None`` or a function that receives the progress as events instead
-            of the printed text: ``{"event": "model", "model", "index", "models"}``
-            before each model, then those of
-            :class:`~equivariance.training.progress.ProgressEvents` during its training.
+        progress: ``None`` or a function receiving the progress as events instead of
+            the text (``{"event": "model", "model", "index", "models"}``, then those
+            of :class:`~equivariance.training.progress.ProgressEvents`).
         table: with ``verbose``, print the table at the end.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
     specs = _model_specs(models)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    lr = positive_real(lr, "lr")
-    seed = check_seed(seed, "seed")
-    if seed is None:
-        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    epochs, batch_size, lr, seed = _check_recipe(epochs, batch_size, lr, seed)
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_n, reg_num_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
+    reg_n, reg_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
     reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     progress = optional_callable(progress, "progress", "None or a function of one dict")
-    progress = progress if main else None
     if csv is not None:
         csv = _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
@@ -425,17 +436,13 @@ def rotation_benchmark(
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
     test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
 
-    result = BenchmarkResult(settings={
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "train_size": len(train), "test_size": len(test), "source": train.source,
-        "num_classes": int(train.tensors[1].max()) + 1,
-    })
+    result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed))
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device, "mirror": mirror, "progress": progress,
-              "count": len(specs)}
+              "verbose": verbose, "device": device, "mirror": mirror,
+              "progress": progress if main else None, "count": len(specs)}
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
+        reg = (benchmark_regularizer(model, reg_n, reg_funcs, reg_lambda)
                if builtin in REGULARIZED else None)
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:

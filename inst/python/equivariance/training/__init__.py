@@ -3,9 +3,9 @@
 ``loop`` holds the training loop, ``evaluation`` the evaluation helpers, ``history``
 the record of a run, ``metrics`` what is measured per epoch, ``callbacks`` the one
 callback mechanism (with early stopping), ``callback_library`` the ready-made
-callbacks (checkpoint, CSV log, learning-rate schedules), ``progress`` the display; ``parallel/`` is everything that makes
-``fit`` data-parallel under ``torchrun`` (process group, gradient exchange,
-synchronised batch norm, local launch).
+callbacks (checkpoint, CSV log, learning-rate schedules), ``progress`` the display;
+``parallel/`` is everything that makes ``fit`` data-parallel under ``torchrun``
+(process group, gradient exchange, synchronised batch norm, local launch).
 """
 
 from __future__ import annotations

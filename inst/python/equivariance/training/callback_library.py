@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .._validation import nonnegative_real, positive_int, positive_real
+from .._validation import check_arity, nonnegative_real, positive_int, positive_real
 from .callbacks import Callback, TrainState, Watch, check_mode, check_monitor
 
 __all__ = ["checkpoint", "csv_logger", "lr_schedule"]
@@ -180,6 +180,8 @@ def lr_schedule(schedule: str | Callable[[int], float], monitor: str | None = No
     if not (schedule in ("plateau", "cosine") if isinstance(schedule, str) else callable(schedule)):
         raise ValueError('`schedule` must be "plateau", "cosine" or a function of the epoch '
                          f"returning a learning rate, got {schedule!r}")
+    if callable(schedule):
+        check_arity(schedule, 1, "schedule")
     factor = positive_real(factor, "factor")
     if factor >= 1:
         raise ValueError(f"`factor` must be in (0, 1), got {factor}")

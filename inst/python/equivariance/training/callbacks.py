@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import flag, nonnegative_real, positive_int
+from .._validation import check_arity, flag, nonnegative_real, positive_int
 from .history import History
 
 __all__ = ["Callback", "EarlyStopping", "TrainState", "early_stopping", "lambda_callback"]
@@ -173,6 +173,8 @@ def lambda_callback(on_train_begin: Callable | None = None,
         if fn is not None and not callable(fn):
             raise TypeError(f"`{name}` must be None or a function of one dict, got "
                             f"{type(fn).__name__}")
+        if fn is not None:
+            check_arity(fn, 1, name)
     return LambdaCallback(**functions)
 
 
@@ -299,7 +301,7 @@ def as_callbacks(callbacks: Any) -> list[Callback]:
         if isinstance(c, Callback):
             out.append(c)
         elif callable(c):
-            out.append(EpochFunction(c))
+            out.append(EpochFunction(check_arity(c, 1, "callbacks")))
         else:
             raise TypeError("`callbacks` must be None or a list of callbacks (eq.checkpoint(), "
                             "eq.early_stopping(), ...) and functions of an epoch's figures, "

@@ -3,10 +3,11 @@
 ``fit`` is a plain Adam / cross-entropy loop over in-memory tensors with optional
 equivariance regularization and augmentation, validation data, metrics
 (:mod:`.metrics`) and callbacks (:mod:`.callbacks`: early stopping, the progress
-display and the rest are callback objects), on the device asked for; ``train_step`` is one of its steps, for
-loops written by the caller (in R, for instance). Both decide once how a step runs
-(:class:`_Recipe`: the regularizer, whether it reuses the batch's forward pass, the
-loss, the augmentation, the model's device and dtype) and then call :func:`_step`.
+display and the rest are callback objects), on the device asked for;
+``train_step`` is one of its steps, for loops written by the caller (in R, for
+instance). Both decide once how a step runs (:class:`_Recipe`: the regularizer,
+whether it reuses the batch's forward pass, the loss, the augmentation, the model's
+device and dtype) and then call :func:`_step`.
 
 When the regularizer is evaluated on the training batch it reuses the batch's own
 forward pass (the model's outputs at those points) unless the model has modules that
@@ -35,13 +36,11 @@ from .._validation import (
     positive_real,
 )
 from .._validation import seed as check_seed
-from ..data import as_tensors, holdout
+from ..data import as_tensors
 from ..devices import (
     DeviceLike,
     as_model_input,
-    image_batch,
     model_device_dtype,
-    model_in_channels,
     resolve_device,
     same_device,
 )
@@ -50,6 +49,7 @@ from ..regularizer import EquivarianceRegularizer
 from .callbacks import TrainState
 from .epochs import Epochs, callback_list, figure_names
 from .history import History
+from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
 
@@ -81,6 +81,12 @@ class _Recipe:
     # number of class names: checked against the logits of the first step
     labels: tuple[tuple[str, int, int], ...] = ()
     num_names: int | None = None
+    data_name: str = "data"  # the argument holding the images, for messages
+
+    @property
+    def default_loss(self) -> bool:
+        """Cross-entropy, which needs logits ``(N, classes)``."""
+        return self.loss_fn is F.cross_entropy
 
 
 def _check_model(model: Any) -> nn.Module:
@@ -112,6 +118,7 @@ def _recipe(
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
     num_names: int | None = None,
+    data_name: str = "data",
 ) -> _Recipe:
     if reg_points not in ("batch", "sample"):
         raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
@@ -134,42 +141,11 @@ def _recipe(
         dtype=dtype,
         labels=labels,
         num_names=num_names,
+        data_name=data_name,
     )
 
 
-def _check_classes(recipe: _Recipe, logits: torch.Tensor) -> None:
-    """Labels beyond the model's logits fail here with their argument's name, not as
-    cross-entropy's "Target 10 is out of bounds"."""
-    c = logits.shape[-1] if logits.dim() == 2 else None
-    if c is None:
-        return
-    for name, low, high in recipe.labels:
-        if high >= c:
-            hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
-                    "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
-            raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
-                             f"model returns {c} logits; in R, classes 1 to {c}), got labels "
-                             f"from {low} to {high}{hint}")
-    if recipe.num_names is not None and recipe.num_names != c:
-        raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
-                         f"{recipe.num_names} names but the model returns {c} logits")
-
-
 # -- one step ------------------------------------------------------------------------------
-
-
-def _augmented(augment: Callable[[torch.Tensor], Any], xb: torch.Tensor) -> torch.Tensor:
-    out = augment(xb)
-    if isinstance(out, np.ndarray):  # e.g. an R function returning an R array
-        # R's arrays reach numpy read-only; torch warns on (and must not write to) those
-        out = torch.as_tensor(out if out.flags.writeable else out.copy())
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != xb.shape[0]:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"`augment` must return a batch of {xb.shape[0]} images (a tensor of shape "
-            f"(N, ...)) for a batch of {xb.shape[0]}, got {got}"
-        )
-    return as_model_input(out, xb.device, xb.dtype)
 
 
 def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Share
@@ -222,10 +198,12 @@ def _step(
         The loss and the regularizer's value (0 without one), as floats.
     """
     if recipe.augment is not None:
-        xb = _augmented(recipe.augment, xb)
+        xb = augmented(recipe.augment, xb)
     optimizer.zero_grad(set_to_none=True)
-    logits = model(xb)
-    _check_classes(recipe, logits)
+    # the model's own errors name what it was given; cross-entropy needs (N, classes)
+    logits = forward(model, xb, "augment" if recipe.augment is not None else recipe.data_name,
+                     logits=recipe.default_loss)
+    check_classes(recipe.labels, recipe.num_names, logits)
     loss = recipe.loss_fn(logits, yb)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError("`loss_fn` must return a scalar tensor")
@@ -258,24 +236,6 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     return optimizer
 
 
-def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
-          ) -> tuple[torch.Tensor, torch.Tensor, Any, tuple[tuple[str, int, int], ...]]:
-    """The training images and labels, the validation pair (``None`` without validation
-    data) and the labels' ranges (see :class:`_Recipe`)."""
-    in_channels = model_in_channels(model)
-    x, y = as_tensors(data, "data")
-    x, val = image_batch(x, in_channels, "data"), None
-    if isinstance(validation_data, (bool, np.bool_, int, float, np.number)):
-        (x, y), val = holdout(x, y, validation_data, seed)
-    elif validation_data is not None:
-        xv, yv = as_tensors(validation_data, "validation_data")
-        val = (image_batch(xv, in_channels, "validation_data"), yv)
-    labels = [("data", int(y.min()), int(y.max()))]
-    if val is not None:
-        labels.append(("validation_data", int(val[1].min()), int(val[1].max())))
-    return x, y, val, tuple(labels)
-
-
 def _on_device(model: nn.Module, device: DeviceLike) -> None:
     """Move ``model`` to ``device`` (where it stays after training)."""
     target = resolve_device(device)
@@ -296,8 +256,7 @@ def fit(
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
     Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
-    restored afterwards); a loss that is not finite stops it with a ValueError naming
-    the epoch and step, before that step changes the model.
+    restored afterwards); a loss that is not finite stops it, naming the epoch and step.
 
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
@@ -348,20 +307,21 @@ def fit(
     lr, seed, verbose = positive_real(lr, "lr"), check_seed(seed, "seed"), flag(verbose, "verbose")
     metric_objects = with_accuracy(metric_list(metrics))
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
-    x, y, val, labels = _data(model, data, validation_data, par.seed)
     calls, names = callback_list(callbacks, verbose, patience), class_names_list(class_names)
+    d = labelled_data(model, data, validation_data, par.seed, names)
     _on_device(model, device)
-    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
-                     None if names is None else len(names))
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
+                     None if d.classes is None else len(d.classes))
+    probe(model, d.unseen_images(), recipe)
     state = TrainState(model, _check_optimizer(optimizer, model, lr),
                        History(reused_outputs=recipe.reuse), epochs,
-                       math.ceil(x.shape[0] / batch_size),
-                       figure_names(metric_objects, val is not None), main=par.ranks.main)
-    if names is not None:
-        model.class_names = names  # before the first epoch: checkpoints save them
-    model.input_shape = tuple(x.shape[1:])  # what summary() shows output shapes for
-    return Epochs(x, y, val, batch_size, recipe, par, metric_objects, calls, state, _step).run(
-        sync_batchnorm)
+                       math.ceil(d.x.shape[0] / batch_size),
+                       figure_names(metric_objects, d.val is not None), main=par.ranks.main)
+    if d.classes is not None:
+        model.class_names = d.classes  # before the first epoch: checkpoints save them
+    model.input_shape = tuple(d.x.shape[1:])  # what summary() shows output shapes for
+    return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
+                  _step).run(sync_batchnorm)
 
 
 def set_seed(seed: int) -> None:
@@ -418,7 +378,8 @@ def train_step(
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     xb, yb = as_tensors((x, y), "x, y")
-    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment)
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment,
+                     data_name="x")
     xb = as_model_input(xb, recipe.device, recipe.dtype)
     loss, reg = _step(model, optimizer, xb, yb.to(device=recipe.device), recipe, "this step")
     return {"loss": loss, "reg": reg, "total": loss + reg}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_arity
 from ..devices import as_model_input, model_device_dtype
 from ..modes import preserved_modes
 
@@ -162,7 +163,8 @@ def _named(name: str) -> Metric:
     if name == "top_k":
         raise ValueError('`metrics`: give top-k accuracy with its k, e.g. "top_3"')
     match = _TOP_K.match(name)
-    if name in ("accuracy", "balanced_accuracy", "macro_f1") or (match and int(match.group(1)) >= 1):
+    if name in ("accuracy", "balanced_accuracy", "macro_f1") or (
+            match and int(match.group(1)) >= 1):
         return Metric(name)
     raise ValueError(f"`metrics`: unknown metric {name!r}; expected {_EXPECTED}")
 
@@ -199,9 +201,9 @@ def metric_list(metrics: Any) -> list[Metric]:
                 if not isinstance(name, str) or not name.isidentifier() or not callable(fn):
                     raise TypeError(f"`metrics`: a dict must map names to functions, got "
                                     f"{name!r}: {type(fn).__name__}")
-                out.append(Metric(name, fn))
+                out.append(Metric(name, check_arity(fn, 2, "metrics")))
         elif callable(m):
-            out.append(Metric(_function_name(m), m))
+            out.append(Metric(_function_name(m), check_arity(m, 2, "metrics")))
         else:
             raise TypeError(f"`metrics` must be {_EXPECTED}, got an element of type "
                             f"{type(m).__name__}")
