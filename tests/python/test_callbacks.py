@@ -177,3 +177,13 @@ def test_fit_adds_no_bar_when_a_display_is_given(train, capsys):
     eq.fit(small_cnn(), train[:8], callbacks=[ProgressBar(every=1, width=60)])
     out = capsys.readouterr().out
     assert out.count("epoch 1/1 ") == 1  # one epoch line: not two displays
+
+
+def test_a_failed_training_leaves_the_class_names_as_they_were(train):
+    model = small_cnn()
+    x, y = train[:8].tensors
+    x = x.clone()
+    x[0, 0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="not finite"):
+        eq.fit(model, (x, y), verbose=False, class_names=[f"c{i}" for i in range(10)])
+    assert not hasattr(model, "class_names") and not hasattr(model, "input_shape")

@@ -17,8 +17,10 @@ then the regularizer runs its own deterministic pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -317,11 +319,33 @@ def fit(
                        History(reused_outputs=recipe.reuse), epochs,
                        math.ceil(d.x.shape[0] / batch_size),
                        figure_names(metric_objects, d.val is not None), main=par.ranks.main)
-    if d.classes is not None:
-        model.class_names = d.classes  # before the first epoch: checkpoints save them
-    model.input_shape = tuple(d.x.shape[1:])  # what summary() shows output shapes for
-    return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
-                  _step).run(sync_batchnorm)
+    with _trained_on(model, d.classes, tuple(d.x.shape[1:])):
+        return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
+                      _step).run(sync_batchnorm)
+
+
+_TRAINED_ON = ("class_names", "input_shape")
+
+
+@contextlib.contextmanager
+def _trained_on(model: nn.Module, classes: list[str] | None, input_shape: tuple[int, ...]
+                ) -> Iterator[None]:
+    """Keep what ``model`` is trained on (class names; the input shape, for which
+    summary() shows output shapes) from the first epoch on, so checkpoints save it;
+    the previous values come back when the training fails."""
+    before = {k: getattr(model, k) for k in _TRAINED_ON if hasattr(model, k)}
+    if classes is not None:
+        model.class_names = classes
+    model.input_shape = input_shape
+    try:
+        yield
+    except BaseException:
+        for k in _TRAINED_ON:
+            if k in before:
+                setattr(model, k, before[k])
+            elif hasattr(model, k):
+                delattr(model, k)
+        raise
 
 
 def set_seed(seed: int) -> None:
