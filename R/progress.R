@@ -51,7 +51,7 @@ progress_line <- function(event, epochs, width = progress_width(), prefix = "",
 
 progress_width <- function() min(cli::console_width(), 80) - 1
 
-fmt <- function(x) formatC(x, digits = 4, format = "fg")
+fmt <- function(x) trimws(formatC(x, digits = 4, format = "fg"))
 
 #' "epoch 2/5: loss 0.41, accuracy 0.86, val_loss 0.45, ... (1.2 s)".
 #' @noRd
