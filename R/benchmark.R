@@ -134,9 +134,7 @@ benchmark_display <- function(envir) {
     event <- as_r_value(event)
     if (identical(event[["event"]], "model")) {
       counter$next_model(event$model, event$index, event$models)
-      cli::cli_inform(paste0("model ", event$index, " of ", event$models, ": ", event$model),
-        .envir = envir
-      )
+      inform(paste0("model ", event$index, " of ", event$models, ": ", event$model))
       return(NULL)
     }
     fit_display(event)
