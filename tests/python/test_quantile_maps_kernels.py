@@ -105,10 +105,44 @@ def test_negative_nan_is_found():
             GroupMap(2, 4, dtype=dtype)(x.to(dtype))
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, where exact mode sorts blocks of rows (see ``_one_sort``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_block_sorts_only_with_one_thread():
+    sorting = eq.quantile_maps.sorting
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert sorting._one_sort(cpu) == sorting._CPU_RADIX_SORT
+        torch.manual_seed(2)
+        x = torch.randn(3, 4, 500)
+        x[0, :2, :100] = 0.5  # ties
+        xg = x.clone().requires_grad_()
+        y_one = GroupMap(2, 4, affine=False)(xg)
+        y_one.sum().backward()
+        torch.set_num_threads(2)
+        assert not sorting._one_sort(cpu)  # one sort per row
+        xg2 = x.clone().requires_grad_()
+        y_two = GroupMap(2, 4, affine=False)(xg2)
+        y_two.sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(y_one, y_two)
+    assert torch.isfinite(xg.grad).all() and torch.isfinite(xg2.grad).all()
+    torch.testing.assert_close(xg.grad[1:], xg2.grad[1:])  # (no ties there)
+
+
 # 1-D sorts of blocks of rows (block_keys keys per sort): one block (the default on
 # these sizes), one row per block, and several blocks with a shorter last one
 @pytest.mark.parametrize("block_keys", [2**16, 1, 400])
-def test_block_sorts_and_row_sorts_agree(monkeypatch, block_keys):
+def test_block_sorts_and_row_sorts_agree(monkeypatch, one_thread, block_keys):
     torch.manual_seed(8)
     x = (torch.randn(5, 6, 50) * 8).round() / 8  # ties
     x[0, :, :3] = -0.0
@@ -129,6 +163,7 @@ def test_block_sorts_and_row_sorts_agree(monkeypatch, block_keys):
         return y.detach(), xg.grad, m.running_quantiles.clone()
 
     monkeypatch.setattr(sorting, "_BLOCK_KEYS", block_keys)
+    assert sorting._one_sort(x.device) == sorting._CPU_RADIX_SORT
     assert sorting._block_rows(10, 150, x.device) == {2**16: 10, 1: 1, 400: 3}[block_keys]
     flat_ties, flat_smooth, flat_half = run(x), run(smooth), run(x, torch.float16)
     monkeypatch.setattr(sorting, "_CPU_RADIX_SORT", False)  # one sort per row
@@ -150,7 +185,7 @@ def test_block_sorts_and_row_sorts_agree(monkeypatch, block_keys):
 
 
 @pytest.mark.parametrize("block_keys", [2**16, 1, 400])
-def test_nan_in_any_block_is_found(monkeypatch, block_keys):
+def test_nan_in_any_block_is_found(monkeypatch, one_thread, block_keys):
     monkeypatch.setattr(eq.quantile_maps.sorting, "_BLOCK_KEYS", block_keys)
     for row, sign in [(0, 1.0), (4, -1.0), (9, 1.0)]:  # first, middle and last block
         x = torch.randn(5, 6, 50)

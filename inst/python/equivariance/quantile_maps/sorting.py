@@ -42,15 +42,23 @@ _CPU_RADIX_SORT = ("fbgemm" in torch.backends.quantized.supported_engines
 # the memory bus. Blocks of 8 to 64 rows of 6272 keys ran alike, 1.8x faster than one
 # sort of all the rows. Rows of 2**16 keys or more are sorted one at a time (4 passes).
 # 1-D sorts of fewer than 32768 keys (torch's grain size) are comparison sorts: still
-# right, and only the last block of a large input can be that small.
+# right, and only small inputs or the last block of a large one are that small.
 _BLOCK_KEYS = 2**16
 _MAX_BLOCK_ROWS = 256
 
 
 def _one_sort(device: torch.device) -> bool:
-    """Whether 1-D sorts of the packed keys of many rows are fast on ``device`` (radix
-    sorts)."""
-    return _CPU_RADIX_SORT if device.type == "cpu" else device.type == "cuda"
+    """Whether 1-D sorts of the packed keys of many rows are fast on ``device``.
+
+    On GPU they are; on CPU only with fbgemm's radix sort and one torch thread. With
+    more threads each radix sort is an OpenMP team with a barrier per pass, so the many
+    small sorts of the blocks wait on each other's threads, and on a machine busy with
+    other work (threads outnumbering cores) a call took seconds; there the sort of each
+    row (one parallel loop over the rows, like an argsort) is used instead.
+    """
+    if device.type != "cpu":
+        return device.type == "cuda"
+    return _CPU_RADIX_SORT and torch.get_num_threads() == 1
 
 
 def _block_rows(rows: int, n: int, device: torch.device) -> int:
