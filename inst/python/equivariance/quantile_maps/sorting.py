@@ -1,9 +1,10 @@
-"""Exact mode's kernel: one sort per group through integer keys.
+"""Exact mode's kernel: the ranks of each group through sorts of integer keys.
 
-The ranks of a group come from sorting integer keys that order like the floats; the
-target's values at the plotting positions are scattered to the elements' positions,
-runs of ties get their mean, and the transport derivative is estimated from order
-statistics (see :func:`_sorted_slopes`).
+The ranks of a group come from sorting integer keys that order like the floats (on CPU
+with one thread: 1-D radix sorts of blocks of rows, see :func:`_map_blocks`; else one
+sort per row); the target's values at the plotting positions are scattered to the
+elements' positions, runs of ties get their mean, and the transport derivative is
+estimated from order statistics (see :func:`_sorted_slopes`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from __future__ import annotations
 import torch
 
 from .functional import _cap, _Slope
-
-# exact mode: one sort per group
-
 
 # Exact mode sorts integer keys instead of the floats themselves. A float's bits read as
 # a signed integer, with the magnitude bits of negative numbers flipped, give an integer
@@ -159,15 +157,13 @@ class _Sorted:
         ties: per block of rows (one block for one sort per row), whether it has a run of
             equal values long enough for the slopes to need tie handling (see
             :func:`_long_run`).
-        keys: (rows, n) sorted keys (one sort per row only, else None).
         idx: the sort's indices (None where no backward pass needs them): (rows * n,)
             flat positions after the 1-D sorts of blocks, else (rows, n) positions
             within each row.
     """
 
-    def __init__(self, picked: torch.Tensor, ties: list[bool], keys: torch.Tensor | None,
-                 idx: torch.Tensor | None) -> None:
-        self.picked, self.ties, self.keys, self.idx = picked, ties, keys, idx
+    def __init__(self, picked: torch.Tensor, ties: list[bool], idx: torch.Tensor | None) -> None:
+        self.picked, self.ties, self.idx = picked, ties, idx
 
 
 def _map_blocks(x: torch.Tensor, qvals: torch.Tensor, cols: torch.Tensor, long_run: int,
@@ -215,14 +211,14 @@ def _map_blocks(x: torch.Tensor, qvals: torch.Tensor, cols: torch.Tensor, long_r
         if keep_idx and r0:
             i.add_(r0 * n)
     picked = _key_values(picked.to(torch.int32), torch.float32)
-    return y.view(rows, n), _Sorted(picked, ties, None, idx)
+    return y.view(rows, n), _Sorted(picked, ties, idx)
 
 
 def _map_rows(x: torch.Tensor, qvals: torch.Tensor, cols: torch.Tensor, long_run: int,
               keep: bool) -> tuple[torch.Tensor, _Sorted]:
     """Exact mode through one sort of integer keys per row (float64 inputs, and devices
-    without a fast 1-D sort). Returns as :func:`_map_blocks`, with the sorted ``keys``
-    and ``idx`` only when ``keep``."""
+    without a fast 1-D sort, see :func:`_one_sort`). Returns as :func:`_map_blocks`, with
+    ``idx`` only when ``keep``."""
     rows, n = x.shape
     key_float = x.dtype if x.dtype in _KEY_DTYPES else torch.float32
     keys, idx = torch.sort(_float_keys(x.to(key_float)), dim=-1)
@@ -236,7 +232,7 @@ def _map_rows(x: torch.Tensor, qvals: torch.Tensor, cols: torch.Tensor, long_run
         y[r, idx[r, members % n]] = means
         ties[0] = longest >= long_run
     picked = _key_values(keys[:, cols], key_float)
-    return y, _Sorted(picked, ties, keys if keep else None, idx if keep else None)
+    return y, _Sorted(picked, ties, idx if keep else None)
 
 
 def _exact(x: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
@@ -284,12 +280,9 @@ def _exact(x: torch.Tensor, qvals: torch.Tensor, dq: torch.Tensor, h: int,
 
             slope = _Slope(get, (x, srt.idx), fresh=True)
         else:
-            key_float = x.dtype if x.dtype in _KEY_DTYPES else torch.float32
-
-            def get(keys: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-                s = _key_values(keys, key_float).to(x.dtype)
-                slopes = _sorted_slopes(s, qvals, dq, h, ties[0])
+            def get(first: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+                slopes = _sorted_slopes(first.gather(-1, idx), qvals, dq, h, ties[0])
                 return torch.empty_like(slopes).scatter_(-1, idx, slopes)
 
-            slope = _Slope(get, (srt.keys, srt.idx), fresh=True)
+            slope = _Slope(get, (x, srt.idx), fresh=True)
     return y, slope, quantiles
