@@ -65,7 +65,7 @@ def _gradient_exchange_seconds(numel: int, repeats: int = 30) -> float:
 def run(out: str) -> None:
     """One configuration (1 process, or every rank under torchrun); rank 0 writes ``out``."""
     import equivariance as eq
-    import equivariance.sync_batchnorm as sbn
+    import equivariance.training.parallel.sync_batchnorm as sbn
     import torch
 
     train = eq.load_fashion_mnist("train", limit=LIMIT, warn=False)
@@ -88,7 +88,7 @@ def run(out: str) -> None:
     result = {"rates": [len(train) / s for s in history.epoch_seconds[1:]],
               "threads": torch.get_num_threads(), "source": train.source,
               "batch_norm": spent[0] / steps}
-    if eq.distributed.launched_by_torchrun():
+    if eq.training.parallel.distributed.launched_by_torchrun():
         params = sum(p.numel() for p in model.parameters())
         result.update(gradients=_gradient_exchange_seconds(params), parameters=params)
     if eq.is_main_process():

@@ -78,18 +78,18 @@ class FailOnRank:
 def _main(out: str) -> None:
     rank = int(os.environ["RANK"])
     results = {"loss_collectives": 0}
-    mean = eq.distributed.Ranks.mean
+    mean = eq.training.parallel.distributed.Ranks.mean
 
     def counted(self, *values):  # a collective of its own for a step's loss
         results["loss_collectives"] += 1
         return mean(self, *values)
 
-    eq.distributed.Ranks.mean = counted
-    limit = eq.exchange.GATHER_LIMIT
+    eq.training.parallel.distributed.Ranks.mean = counted
+    limit = eq.training.parallel.exchange.GATHER_LIMIT
     for name in CASES:
         # the regularized case averages its gradients with the all-reduce (as on CUDA
         # or for large buckets), the others with the all-gather
-        eq.exchange.GATHER_LIMIT = 0 if name == "regularized" else limit
+        eq.training.parallel.exchange.GATHER_LIMIT = 0 if name == "regularized" else limit
         model, args = case(name)
         history = eq.fit(model, args.pop("data"), **args)
         x = data()[0][:6]

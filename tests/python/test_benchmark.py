@@ -144,7 +144,7 @@ def test_verbose_prints_progress_and_table(capsys):
 
 
 def test_subset_fallback_warns(tmp_path, monkeypatch):
-    monkeypatch.setattr(eq.data, "DEBIAN_ROOT", tmp_path / "absent")
+    monkeypatch.setattr(eq.data.fashion_mnist, "DEBIAN_ROOT", tmp_path / "absent")
     monkeypatch.delenv(eq.data.ENV_VAR, raising=False)
     with pytest.warns(eq.data.SubsetWarning):
         result = eq.rotation_benchmark(["SimpleCNN"], **{**SMALL, "root": None})

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import equivariance as eq
-from equivariance.c4 import rotate
+from equivariance.groups.c4 import rotate
 
 
 def test_reports_one_error_per_element():

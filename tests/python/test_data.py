@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import equivariance as eq
-from equivariance import data as D
+from equivariance.data import fashion_mnist as D
 
 
 def test_subset_shapes_ranges_and_balance():

@@ -20,9 +20,9 @@ from torch import nn
 import distributed_cases as cases
 import equivariance as eq
 from equivariance.__main__ import main
-from equivariance import distributed as par
-from equivariance.distributed import Ranks, Share, distributed_ranks, training_generators
-from equivariance.sync_batchnorm import SyncFieldBatchNorm, sync_batchnorm
+from equivariance.training.parallel import distributed as par
+from equivariance.training.parallel.distributed import Ranks, Share, distributed_ranks, training_generators
+from equivariance.training.parallel.sync_batchnorm import SyncFieldBatchNorm, sync_batchnorm
 
 HERE = Path(__file__).resolve().parent
 CORE = HERE.parents[1] / "inst" / "python"
@@ -273,7 +273,7 @@ def test_cli_fit_one_step_saves_a_model(tmp_path):
 
 
 def test_synced_norm_on_one_rank_is_batch_norm_with_its_exact_gradient():
-    from equivariance.sync_batchnorm import _SyncedNorm
+    from equivariance.training.parallel.sync_batchnorm import _SyncedNorm
 
     torch.manual_seed(0)
     # a large mean: the statistics must not cancel (no sum of squares)

@@ -5,7 +5,7 @@ import torch
 
 import equivariance as eq
 from equivariance import benchmark as B
-from equivariance.c4 import rotate
+from equivariance.groups.c4 import rotate
 
 
 def count(model: torch.nn.Module) -> int:

@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0, or 1 after a user error)."""
     args = _parser().parse_args(argv)
     if args.command == "worker":
-        from .launch import worker_main
+        from .training.parallel.launch import worker_main
 
         worker_main(args.folder)
         return 0

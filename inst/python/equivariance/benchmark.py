@@ -38,7 +38,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import transforms as T
+from .regularizer import transforms as T
 from ._validation import (
     flag,
     nonnegative_real,
@@ -49,13 +49,12 @@ from ._validation import (
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
-from .distributed import is_main_process
-from .evaluation import evaluate
-from .groups.networks import D4CNN
-from .history import History
-from .networks import C4CNN, EqCNN, SimpleCNN
+from .training.parallel.distributed import is_main_process
+from .training.evaluation import evaluate
+from .training.history import History
+from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
-from .training import fit
+from .training.loop import fit
 
 __all__ = [
     "BENCHMARK_WIDTHS",

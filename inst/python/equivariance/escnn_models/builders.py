@@ -1,7 +1,8 @@
-"""escnn helpers: the walkthrough's building blocks for any rotation group.
+"""escnn builders: the walkthrough's building blocks for any rotation group.
 
-This is the only module of the package that imports escnn, and it does so on first
-use of one of its functions, so ``import equivariance`` stays fast. The helpers take
+This package (:mod:`equivariance.escnn_models`) is the only part of the core that
+imports escnn, and it does so on first use of one of its functions, so
+``import equivariance`` stays fast. The helpers take
 plain Python values (whole numbers, representation names) and raise ValueError or
 TypeError naming the argument, which is what the R wrappers rely on.
 
@@ -9,8 +10,9 @@ Conventions (checked by the tests): element ``k`` of ``rot2d_on_r2(4)`` acts on
 images as ``torch.rot90(x, k, dims=(-2, -1))``, element ``4 m + k`` of
 ``flip_rot2d_on_r2(4)`` as a left-right mirror (if ``m``) followed by that rotation,
 and the regular representations' channel orders are the ones used by
-:mod:`equivariance.c4` and :mod:`equivariance.groups`. The classifiers live in
-:mod:`equivariance.escnn_networks` and are re-exported here.
+:mod:`equivariance.groups` (C4 and D4). The classifiers live in
+:mod:`.networks`, the adapter for :func:`~equivariance.check_equivariance` in
+:mod:`.checks`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 import torch
 
-from ._validation import is_whole_number, nonnegative_int, positive_int
+from .._validation import is_whole_number, nonnegative_int, positive_int
 
 __all__ = [
     "rot2d_on_r2",
@@ -43,8 +45,6 @@ __all__ = [
     "sequential",
     "forward",
     "walkthrough_model",
-    "EscnnCNN",
-    "EscnnC4CNN",
 ]
 
 
@@ -454,14 +454,3 @@ def walkthrough_model(
         r2_conv(t1, t1, kernel_size), inner_batch_norm(t1), relu(t1),
         r2_conv(t1, t2, kernel_size),
     )
-
-
-# the classifiers build on the helpers above (imported last: they import this module)
-from .escnn_networks import EscnnC4CNN, EscnnCNN  # noqa: E402
-
-
-# saved with its architecture by save_model(); registered here because this module is
-# imported lazily, after persistence has registered the other models
-from . import persistence as _persistence  # noqa: E402
-
-_persistence.register(EscnnCNN, EscnnC4CNN)

@@ -182,8 +182,8 @@ class SyncFieldBatchNorm(nn.Module):
 
 
 def _syncable(module: nn.Module) -> bool:
-    from .c4 import C4BatchNorm2d
-    from .groups.layers import GroupBatchNorm2d
+    from ...groups.c4 import C4BatchNorm2d
+    from ...groups.layers import GroupBatchNorm2d
 
     plain = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
     if type(module) in plain or isinstance(module, (C4BatchNorm2d, GroupBatchNorm2d)):

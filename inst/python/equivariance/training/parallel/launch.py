@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._validation import positive_int, positive_real
+from ..._validation import positive_int, positive_real
 from .distributed import TIMEOUT_ENV
 
 __all__ = ["parallel_fit", "parallel_rotation_benchmark"]
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+_PACKAGE_PARENT = str(Path(__file__).resolve().parents[3])
 TASK_FILE, RESULT_FILE = "task.pt", "result.pt"
 
 
@@ -181,8 +181,8 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
     Returns:
         The :class:`~equivariance.History`, identical to the ranks'.
     """
-    from .data import as_tensors
-    from .training import _on_device
+    from ...data import as_tensors
+    from ..loop import _on_device
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
@@ -214,7 +214,7 @@ def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
         The :class:`~equivariance.BenchmarkResult`; ``nn.Module`` s given in ``models``
         are trained in place.
     """
-    from .benchmark import _csv_path
+    from ...benchmark import _csv_path
 
     csv = kwargs.pop("csv", None)
     csv = None if csv is None else _csv_path(csv)
@@ -237,8 +237,8 @@ def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
 def worker_main(folder: str) -> None:
     """What every rank runs: the task saved in ``folder``; rank 0 saves the result, a
     rank that raises writes ``error-RANK.json`` before failing."""
-    from .benchmark import rotation_benchmark
-    from .training import fit
+    from ...benchmark import rotation_benchmark
+    from ..loop import fit
 
     path = Path(folder)
     rank = int(os.environ.get("RANK", "0"))

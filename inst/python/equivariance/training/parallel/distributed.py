@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._validation import flag, optional_flag, positive_real
+from ..._validation import flag, optional_flag, positive_real
 from .exchange import StepExchange
 from .sync_batchnorm import sync_batchnorm
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validation import check_finite, positive_int
+from .._validation import check_finite, positive_int
 
 __all__ = [
     "CLASSES",
@@ -61,7 +61,7 @@ ENV_VAR = "EQUIVARIANCE_FASHION_MNIST"
 #: Where Debian's ``dataset-fashion-mnist`` package installs the files.
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 #: The subset shipped inside this package.
-SUBSET_ROOT = Path(__file__).resolve().parent / "data"
+SUBSET_ROOT = Path(__file__).resolve().parent
 
 _SPLITS = {"train": "train", "test": "t10k"}
 _IMAGE_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
@@ -432,6 +432,8 @@ def as_tensors(
         y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
     except (TypeError, ValueError) as err:
         raise TypeError(f"`{name}`: images and labels must be tensors or arrays ({err})") from None
+    if x.is_complex():  # a cast to real would silently drop the imaginary part
+        raise TypeError(f"`{name}`: images must hold real numbers, got complex ({x.dtype})")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     if x.dim() < 2 or x.shape[0] == 0:
