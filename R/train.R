@@ -46,10 +46,23 @@
 #'   [transform_random_rot90()], or an R function of a batch of images (a torch
 #'   tensor) returning a batch of the same size (a tensor or an R array).
 #' @param verbose Show progress.
-#' @param ... Passed to the Python `fit()`: `reg_points = "sample"` evaluates the
-#'   regularizer at points drawn in its bounds; `reuse_outputs = FALSE` never reuses
-#'   the batch's forward pass; `callback` is called after every step with
-#'   `(epoch, step, loss, reg)`. The arguments after `...` must be named in full.
+#' @param ... More arguments of the core's `fit()`, by name (a name it does not
+#'   have is an error that suggests the closest one):
+#'   * `optimizer`: a ready torch optimizer over the model's parameters, used
+#'     instead of Adam (`lr` is then the optimizer's own), e.g.
+#'     `torch$optim$SGD(model$parameters(), lr = 0.01)`;
+#'   * `reg_points = "sample"` evaluates the regularizer at points drawn in its
+#'     bounds instead of the batch's first images (`"batch"`);
+#'   * `reuse_outputs = FALSE` never reuses the batch's forward pass for the
+#'     regularizer;
+#'   * `callback`: a function called after every step with
+#'     `(epoch, step, loss, reg)`;
+#'   * `progress_every`: steps between progress lines when the output is not a
+#'     terminal;
+#'   * `sync_batchnorm = FALSE`: with `workers > 1`, batch norm without statistics
+#'     over all processes.
+#'
+#'   The arguments after `...` must be named in full.
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
 #'   fraction in (0, 1) of `data` held out at random (drawn with `seed`).
 #' @param patience `NULL`, or stop after that many epochs without a lower
@@ -99,6 +112,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
                       validation_data = NULL, patience = NULL, restore_best = NULL,
                       callbacks = NULL, device = "auto", workers = 1, timeout = 600,
                       port = NULL) {
+  check_dots(core()$fit, ...)
   model <- as_py_module(model, "model")
   dtype <- model_float_dtype(model)
   train <- as_fit_data(data, "data", dtype)

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import (
-    class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
-    positive_real,
+    class_names_list, flag, function_list, labels_out_of_range, optional_callable, optional_flag,
+    positive_int, positive_real,
 )
 from .._validation import seed as check_seed
 from ..data import as_tensors, holdout
@@ -134,11 +134,7 @@ def _check_classes(recipe: _Recipe, logits: torch.Tensor) -> None:
         return
     for name, low, high in recipe.labels:
         if high >= c:
-            hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
-                    "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
-            raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
-                             f"model returns {c} logits; in R, classes 1 to {c}), got labels "
-                             f"from {low} to {high}{hint}")
+            raise ValueError(labels_out_of_range(name, c, low, high))
     if recipe.num_names is not None and recipe.num_names != c:
         raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
                          f"{recipe.num_names} names but the model returns {c} logits")

@@ -1,7 +1,7 @@
 # escnn from R with R-idiomatic arguments: whole numbers instead of `4L`,
-# representation names instead of objects. Each wrapper converts its arguments in
-# R/convert.R and calls the core's `escnn_models` module, which imports escnn on
-# first use.
+# representation names instead of objects. Each wrapper converts its arguments
+# (R/arg-transformers.R, R/convert.R; the core checks their values) and calls the
+# core's `escnn_models` package, which imports escnn on first use.
 
 #' The core's escnn helpers, with a clear error when escnn is not installed.
 #' @noRd
@@ -59,19 +59,13 @@ escnn_available <- function() {
 #' }
 rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
   # which orders are allowed is the core's rule
-  call_py(escnn_models()$rot2d_on_r2(
-    as_py_whole(N, "N"),
-    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
-  ))
+  core_call(escnn_models()$rot2d_on_r2)
 }
 
 #' @rdname rot2d_on_r2
 #' @export
 flip_rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
-  call_py(escnn_models()$flip_rot2d_on_r2(
-    as_py_whole(N, "N"),
-    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
-  ))
+  core_call(escnn_models()$flip_rot2d_on_r2)
 }
 
 #' An escnn field type
@@ -119,9 +113,9 @@ r2_conv <- function(in_type, out_type, kernel_size, padding = 0, stride = 1, bia
   check_py_object(out_type, "out_type", "an escnn field type")
   call_py(escnn_models()$r2_conv(
     in_type, out_type,
-    kernel_size = as_py_int(kernel_size, "kernel_size"),
-    padding = as_py_int(padding, "padding", min = 0),
-    stride = as_py_int(stride, "stride"),
+    kernel_size = as_py_whole(kernel_size, "kernel_size"),
+    padding = as_py_whole(padding, "padding"),
+    stride = as_py_whole(stride, "stride"),
     bias = as_py_flag(bias, "bias")
   ))
 }
@@ -229,9 +223,9 @@ pointwise_avg_pool <- function(type, kernel_size, stride = NULL, padding = 0) {
   check_py_object(type, "type", "an escnn field type")
   call_py(escnn_models()$pointwise_avg_pool(
     type,
-    as_py_int(kernel_size, "kernel_size"),
-    stride = if (is.null(stride)) NULL else as_py_int(stride, "stride"),
-    padding = as_py_int(padding, "padding", min = 0)
+    as_py_whole(kernel_size, "kernel_size"),
+    stride = if (is.null(stride)) NULL else as_py_whole(stride, "stride"),
+    padding = as_py_whole(padding, "padding")
   ))
 }
 
@@ -280,7 +274,7 @@ norm_nonlinearity <- function(type, fn = "n_relu", bias = TRUE) {
   check_py_object(type, "type", "an escnn field type")
   call_py(escnn_models()$norm_nonlinearity(
     type,
-    fn = check_string(fn, "fn"),
+    fn = as_py_string(fn, "fn"),
     bias = as_py_flag(bias, "bias")
   ))
 }
@@ -329,24 +323,14 @@ escnn_sequential <- function(...) {
 #'   dim(model(x)$tensor$detach()$numpy()) # 1 4 11 11
 #' }
 escnn_walkthrough_model <- function(hidden_fields = 4, out_fields = 1, kernel_size = 3) {
-  call_py(escnn_models()$walkthrough_model(
-    hidden_fields = as_py_int(hidden_fields, "hidden_fields"),
-    out_fields = as_py_int(out_fields, "out_fields"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$walkthrough_model)
 }
 
 #' @rdname escnn_walkthrough_model
 #' @export
 escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20),
                          kernel_size = 3) {
-  # the number of widths and an odd kernel_size are the core's rules
-  call_py(escnn_models()$EscnnC4CNN(
-    in_channels = as_py_int(in_channels, "in_channels"),
-    num_classes = as_py_int(num_classes, "num_classes"),
-    widths = as_py_shape(widths, "widths"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$EscnnC4CNN)
 }
 
 #' An escnn classifier for any number of rotations, with or without mirrors
@@ -382,14 +366,7 @@ escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20
 #' }
 escnn_cnn <- function(N = 8, flips = FALSE, in_channels = 1, num_classes = 10,
                       widths = NULL, kernel_size = 3) {
-  call_py(escnn_models()$EscnnCNN(
-    N = as_py_whole(N, "N"),
-    flips = as_py_flag(flips, "flips"),
-    in_channels = as_py_int(in_channels, "in_channels"),
-    num_classes = as_py_int(num_classes, "num_classes"),
-    widths = if (is.null(widths)) NULL else as_py_shape(widths, "widths"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$EscnnCNN)
 }
 
 #' Stop unless `x` is a Python object (the Python side checks what kind).
