@@ -205,36 +205,21 @@ representation_matrix <- function(gspace, name, element) {
 #'   head <- escnn_sequential(pointwise_avg_pool(type, 11), group_pooling(type))
 #'   head
 #' }
-inner_batch_norm <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$inner_batch_norm(type))
-}
+inner_batch_norm <- function(type) escnn_module("inner_batch_norm", type)
 
 #' @rdname inner_batch_norm
 #' @export
-escnn_relu <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$relu(type))
-}
+escnn_relu <- function(type) escnn_module("relu", type)
 
 #' @rdname inner_batch_norm
 #' @export
 pointwise_avg_pool <- function(type, kernel_size, stride = NULL, padding = 0) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$pointwise_avg_pool(
-    type,
-    as_py_whole(kernel_size, "kernel_size"),
-    stride = if (is.null(stride)) NULL else as_py_whole(stride, "stride"),
-    padding = as_py_whole(padding, "padding")
-  ))
+  escnn_module("pointwise_avg_pool", type, list(kernel_size = kernel_size, stride = stride, padding = padding))
 }
 
 #' @rdname inner_batch_norm
 #' @export
-group_pooling <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$group_pooling(type))
-}
+group_pooling <- function(type) escnn_module("group_pooling", type)
 
 #' escnn building blocks for fields of any representation
 #'
@@ -263,28 +248,17 @@ group_pooling <- function(type) {
 #'   x <- geometric_tensor(array(rnorm(9 * 9), c(1, 1, 9, 9)), model$in_type)
 #'   dim(as.array(model(x)$tensor)) # 1 3 9 9: one invariant per field
 #' }
-iid_batch_norm <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$iid_batch_norm(type))
-}
+iid_batch_norm <- function(type) escnn_module("iid_batch_norm", type)
 
 #' @rdname iid_batch_norm
 #' @export
 norm_nonlinearity <- function(type, fn = "n_relu", bias = TRUE) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$norm_nonlinearity(
-    type,
-    fn = as_py_string(fn, "fn"),
-    bias = as_py_flag(bias, "bias")
-  ))
+  escnn_module("norm_nonlinearity", type, list(fn = fn, bias = bias))
 }
 
 #' @rdname iid_batch_norm
 #' @export
-norm_pool <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$norm_pool(type))
-}
+norm_pool <- function(type) escnn_module("norm_pool", type)
 
 #' @rdname inner_batch_norm
 #' @export
@@ -367,6 +341,14 @@ escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20
 escnn_cnn <- function(N = 8, flips = FALSE, in_channels = 1, num_classes = 10,
                       widths = NULL, kernel_size = 3) {
   core_call(escnn_models()$EscnnCNN)
+}
+
+#' The escnn module `name` of the core's escnn_models on the field type `type`,
+#' with the arguments `args` (R values, converted by convert_args()).
+#' @noRd
+escnn_module <- function(name, type, args = list()) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(do.call(escnn_models()[[name]], c(list(type), convert_args(args))))
 }
 
 #' Stop unless `x` is a Python object (the Python side checks what kind).

@@ -86,7 +86,7 @@ test_that("distances are converted in R and checked by the core", {
     expect_error(make(bad), "`dist`", class = "equivariance_value_error")
   }
   # the core's message lists every name it accepts, the divergences included
-  expect_error(make("l2"), "`dist` must be .*'kl_logits'.*'js_logits'.*got 'l2'",
+  expect_error(make("l2"), "`dist` must be .*\"kl_logits\".*\"js_logits\".*got \"l2\"",
     class = "equivariance_value_error")
 })
 
