@@ -65,58 +65,38 @@ py_int <- function(x, arg) {
   reticulate::import_builtins(convert = FALSE)$int(as.double(x))
 }
 
-#' Whole number -> Python int. `min` is the smallest value allowed.
+#' A whole number -> Python int (a number that is not whole goes as a float), with
+#' no rule on its range: the core checks it and its message shows the value. Only
+#' what cannot reach Python as the number the user gave is refused here: TRUE
+#' (which Python would take as 1), NA (a logical NA becomes True), NaN, Inf,
+#' strings and vectors.
 #' @noRd
-as_py_int <- function(x, arg, min = 1) {
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < min) {
-    what <- if (min == 1) {
-      "a positive whole number"
-    } else if (min == 0) {
-      "a non-negative whole number"
-    } else {
-      "a whole number"
-    }
-    arg_error(arg, what, describe(x))
-  }
-  py_int(x, arg)
-}
-
-#' A number -> Python int when it is whole, else Python float, with no rule on its
-#' range: the core checks it and its message shows the value. Only what cannot
-#' reach Python as the number the user gave is rejected here: TRUE (which Python
-#' would take as 1), NA (a logical NA becomes True), NaN, Inf and vectors.
-#' @noRd
-as_py_whole <- function(x, arg) {
+as_py_int <- function(x, arg) {
   if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is.finite(x)) {
     arg_error(arg, "a whole number", describe(x))
   }
   if (is_whole(x)) py_int(x, arg) else as.double(x)
 }
 
-#' Vector of positive whole numbers -> Python tuple of ints.
+#' Whole numbers -> Python tuple of ints (a number that is not whole goes as a
+#' float): shapes and widths. How many there must be and their range are the
+#' core's rules; NA, Inf, TRUE and strings are refused here (they would change
+#' meaning).
 #' @noRd
 as_py_shape <- function(x, arg) {
+  expected <- "whole numbers, e.g. c(1, 28, 28)"
+  if (is_py(x)) {
+    return(x)
+  }
   if (is.list(x)) {
-    ok <- all(vapply(x, function(v) is.numeric(v) && length(v) == 1, logical(1)))
-    if (!ok) arg_error(arg, "positive whole numbers, e.g. c(1, 28, 28)", describe(x))
+    ok <- all(vapply(x, function(v) is.numeric(v) && !is.logical(v) && length(v) == 1, logical(1)))
+    if (!ok) arg_error(arg, expected, describe(x))
     x <- unlist(x)
   }
-  if (is.logical(x) || !is.numeric(x) || length(x) == 0 ||
-    !all(vapply(x, is_whole, logical(1))) || any(x < 1)) {
-    arg_error(arg, "positive whole numbers, e.g. c(1, 28, 28)", describe(x))
+  if (is.logical(x) || !is.numeric(x) || any(!is.finite(x))) {
+    arg_error(arg, expected, describe(x))
   }
-  reticulate::tuple(lapply(x, py_int, arg = arg))
-}
-
-#' Non-negative real number -> Python float.
-#' @noRd
-as_py_nonneg <- function(x, arg) {
-  if (is_py_tensor(x)) x <- x$item()
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) ||
-    !is.finite(x) || x < 0) {
-    arg_error(arg, "a non-negative finite number", describe(x))
-  }
-  as.double(x)
+  reticulate::tuple(lapply(x, function(v) if (is_whole(v)) py_int(v, arg) else as.double(v)))
 }
 
 #' R function or Python callable -> Python callable.
@@ -209,15 +189,6 @@ as_py_choice <- function(x, choices, arg) {
   x
 }
 
-#' Positive finite number -> Python float.
-#' @noRd
-as_py_positive <- function(x, arg) {
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) || !is.finite(x) || x <= 0) {
-    arg_error(arg, "a positive finite number", describe(x))
-  }
-  as.double(x)
-}
-
 #' The first choice when `x` is the untouched default vector of choices (R's
 #' `c("a", "b")` idiom), else `x` itself: which values are allowed is the core's
 #' rule, and its message names the argument (match.arg()'s would not).
@@ -237,25 +208,6 @@ as_py_number <- function(x, arg) {
     arg_error(arg, "a number", describe(x))
   }
   as.double(x)
-}
-
-#' Whole numbers -> Python tuple of ints (a number that is not whole goes as a
-#' float): shapes and widths. How many there must be and their range are the
-#' core's rules; NA, TRUE and strings are refused here (they would change meaning).
-#' @noRd
-as_py_wholes <- function(x, arg) {
-  if (is.list(x) && !is_py(x)) {
-    ok <- all(vapply(x, function(v) is.numeric(v) && !is.logical(v) && length(v) == 1, logical(1)))
-    if (!ok) arg_error(arg, "whole numbers, e.g. c(1, 28, 28)", describe(x))
-    x <- unlist(x)
-  }
-  if (is_py(x)) {
-    return(x)
-  }
-  if (is.logical(x) || !is.numeric(x) || anyNA(x) || any(!is.finite(x))) {
-    arg_error(arg, "whole numbers, e.g. c(1, 28, 28)", describe(x))
-  }
-  reticulate::tuple(lapply(x, function(v) if (is_whole(v)) py_int(v, arg) else as.double(v)))
 }
 
 #' A string -> Python str, several -> a Python list (the core says which are
@@ -304,8 +256,8 @@ convert_args <- function(args) {
       return(x)
     }
     switch(kind,
-      whole = as_py_whole(x, name),
-      wholes = as_py_wholes(x, name),
+      whole = as_py_int(x, name),
+      wholes = as_py_shape(x, name),
       flag = as_py_flag(x, name),
       number = as_py_number(x, name),
       string = as_py_string(x, name),

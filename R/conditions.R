@@ -174,6 +174,8 @@ r_words_plain <- function(x) {
   x <- gsub("dtype torch\\.u?int(8|16|32|64)\\b", "integer values", x, perl = TRUE)
   x <- gsub("dtype torch\\.complex(32|64|128)\\b", "complex values", x, perl = TRUE)
   x <- gsub("\\bNoneType\\b", "NULL", x, perl = TRUE)
+  x <- gsub("\\ba (non-empty )?sequence of\\b", "a \\1vector of", x, perl = TRUE)
+  x <- gsub("\\ba dict\\b", "a named list", x, perl = TRUE)
   # Python lists and tuples of strings or numbers: c(...)
   item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf)"
   seq <- paste0(item, "(?:, ", item, ")*")

@@ -113,9 +113,9 @@ r2_conv <- function(in_type, out_type, kernel_size, padding = 0, stride = 1, bia
   check_py_object(out_type, "out_type", "an escnn field type")
   call_py(escnn_models()$r2_conv(
     in_type, out_type,
-    kernel_size = as_py_whole(kernel_size, "kernel_size"),
-    padding = as_py_whole(padding, "padding"),
-    stride = as_py_whole(stride, "stride"),
+    kernel_size = as_py_int(kernel_size, "kernel_size"),
+    padding = as_py_int(padding, "padding"),
+    stride = as_py_int(stride, "stride"),
     bias = as_py_flag(bias, "bias")
   ))
 }

@@ -23,6 +23,9 @@ test_that("r_words() turns Python's literals into R's", {
                    "`None_x`: the model's classes, shape (7,), in (0, 1)")
   expect_identical(r_words("`dist` must be 'inf' or 'kl_logits'"), "`dist` must be \"inf\" or \"kl_logits\"")
   expect_identical(r_words("version 1.05 and 2.0e-3"), "version 1.05 and 2.0e-3")
+  expect_identical(r_words("`shape` must be a non-empty sequence of positive whole numbers, got (0, 2)"),
+                   "`shape` must be a non-empty vector of positive whole numbers, got c(0, 2)")
+  expect_identical(r_words("`data` must be a dict or a pair"), "`data` must be a named list or a pair")
 })
 
 test_that("the core's messages reach R in R's words", {
@@ -67,4 +70,22 @@ test_that("labels are reported from 1 to an R caller, from 0 to a Python one", {
   expect_match(msg, "from 0 to 9 .*got labels from 0 to 10")
   # and the R count does not outlive the R call
   expect_identical(reticulate::import("equivariance._validation")$LABEL_BASE$get(), 0L)
+})
+
+test_that("ranges and allowed values are the core's rules, stated once, for C4 and D4 alike", {
+  skip_if_no_python()
+  for (wrapper in list(c4_conv2d, d4_conv2d)) {
+    expect_error(wrapper(1, 2, 3, stride = 0), "^`stride` must be a positive whole number, got 0$",
+      class = "equivariance_value_error")
+    expect_error(wrapper(1, 2, 3, padding = -1), "^`padding` must be a non-negative whole number, got -1$")
+  }
+  for (wrapper in list(c4_batch_norm2d, d4_batch_norm2d)) {
+    expect_error(wrapper(2, momentum = 5), "^`momentum` must be a number in \\[0, 1\\] or NULL, got 5$")
+  }
+  for (wrapper in list(c4_group_pool, d4_group_pool)) {
+    expect_error(wrapper("median"), "^`mode` must be \"max\" or \"mean\", got \"median\"$")
+  }
+  expect_error(layer_map(c(0, 2)), "^`normalized_shape` must be a non-empty vector of positive whole numbers, got c\\(0, 2\\)$")
+  expect_error(predict(simple_cnn(), array(0, c(1, 1, 28, 28)), batch_size = 0), "^`batch_size` must be a positive whole number")
+  expect_error(fashion_mnist("val", root = "subset"), "^`split` must be \"train\" or \"test\", got \"val\"$")
 })
