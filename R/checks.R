@@ -31,9 +31,9 @@
 #'   or `"regular"` for layers that take regular fields, or escnn's input type).
 #' @return A data frame with one row per group element: `element` and `error`
 #'   (relative error, see Details). `element` names the elements by rotation and
-#'   mirror: `"rot0"`, `"rot90"`, `"rot180"`, `"rot270"` for C4 and, for D4, these
-#'   and `"flip_rot0"`, ..., `"flip_rot270"` (mirror left to right, then turn), in
-#'   escnn's order for `rot2d_on_r2(4)` and `flip_rot2d_on_r2(4)`.
+#'   mirror: `"rot0"`, `"rot90"`, `"rot180"`, `"rot270"` for C4, followed by
+#'   `"flip_rot0"`, ..., `"flip_rot270"` (mirror left to right, then turn) for D4,
+#'   in escnn's order for `rot2d_on_r2(4)` and `flip_rot2d_on_r2(4)`.
 #' @export
 #' @examples
 #' if (equivariance_available()) {

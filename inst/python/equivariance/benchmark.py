@@ -38,7 +38,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import transforms as T
+from .regularizer import transforms as T
 from ._validation import (
     flag,
     nonnegative_real,
@@ -51,9 +51,8 @@ from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
-from .models.group_networks import D4CNN
 from .training.history import History
-from .models.networks import C4CNN, EqCNN, SimpleCNN
+from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
 from .training.loop import fit
 
