@@ -177,7 +177,7 @@ r_words_plain <- function(x) {
   x <- gsub("\\ba (non-empty )?sequence of\\b", "a \\1vector of", x, perl = TRUE)
   x <- gsub("\\ba dict\\b", "a named list", x, perl = TRUE)
   # Python lists and tuples of strings or numbers: c(...)
-  item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf)"
+  item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf|\\.\\.\\.)"
   seq <- paste0(item, "(?:, ", item, ")*")
   x <- gsub(paste0("\\[(", seq, ")\\]"), "c(\\1)", x, perl = TRUE)
   x <- gsub(paste0("(got |, got )\\((", seq, "),?\\)"), "\\1c(\\2)", x, perl = TRUE)

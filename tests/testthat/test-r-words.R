@@ -26,6 +26,7 @@ test_that("r_words() turns Python's literals into R's", {
   expect_identical(r_words("`shape` must be a non-empty sequence of positive whole numbers, got (0, 2)"),
                    "`shape` must be a non-empty vector of positive whole numbers, got c(0, 2)")
   expect_identical(r_words("`data` must be a dict or a pair"), "`data` must be a named list or a pair")
+  expect_identical(r_words("classes ['a', 'b', ...]"), "classes c(\"a\", \"b\", ...)")
 })
 
 test_that("the core's messages reach R in R's words", {
