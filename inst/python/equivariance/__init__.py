@@ -114,6 +114,10 @@ from .quantile_maps import (
 from .regularizer import EquivarianceError, EquivarianceRegularizer
 from .summary import ModelSummary, summary
 from .training import History, evaluate, fit, mode_dependent_modules, parallel, set_seed, train_step
+from .training.callback_library import checkpoint, csv_logger, lr_schedule
+from .training.callbacks import Callback, TrainState, early_stopping, lambda_callback
+from .training.metrics import metric_value
+from .training.progress import progress_bar
 from .training.parallel import (
     distributed_ranks,
     init_distributed,
@@ -187,6 +191,16 @@ __all__ = [
     "set_seed",
     "evaluate",
     "History",
+    # metrics and callbacks of fit
+    "metric_value",
+    "Callback",
+    "TrainState",
+    "checkpoint",
+    "csv_logger",
+    "early_stopping",
+    "lambda_callback",
+    "lr_schedule",
+    "progress_bar",
     "predict",
     "save_model",
     "load_model",
