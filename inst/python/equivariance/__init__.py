@@ -28,6 +28,7 @@ from . import (  # noqa: E402  (after the aliases above)
     benchmark,
     checks,
     data,
+    export,
     groups,
     memory,
     models,
@@ -47,7 +48,7 @@ _FLAT_MODULES = (
     regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist,
     training.loop, training.evaluation, training.history, benchmark, memory,
     prediction, persistence, summary, parallel.distributed, parallel.launch,
-    groups.group, groups.layers, groups.d4, models.group_networks, groups.checks,
+    groups.group, groups.layers, groups.d4, models.group_networks, groups.checks, export,
 )
 
 # `c4.rotate(x, k)` turns by quarter turns; at the top level `rotate(x, 45)` would read
@@ -61,6 +62,7 @@ _MODULE_NAMES = [
     "data",
     "distances",
     "escnn_models",
+    "export",
     "groups",
     "memory",
     "models",
