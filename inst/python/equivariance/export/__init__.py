@@ -13,4 +13,4 @@ from .model import export_model
 from .onnx_file import save_onnx
 from .plain import ExportError
 
-__all__ = ["export_model", "save_onnx", "read_metadata", "ExportError"]
+__all__ = ["ExportError", "export_model", "read_metadata", "save_onnx"]

@@ -10,12 +10,12 @@ picklable without this package.
 from __future__ import annotations
 
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import fx, nn
 
-__all__ = ["trace", "fold_batch_norms", "attach_metadata", "check_plain", "read_metadata"]
+__all__ = ["attach_metadata", "check_plain", "fold_batch_norms", "read_metadata", "trace"]
 
 
 def trace(module: nn.Module, class_name: str) -> fx.GraphModule:
@@ -27,7 +27,7 @@ def trace(module: nn.Module, class_name: str) -> fx.GraphModule:
     """
     try:
         graph = fx.Tracer().trace(module)
-    except Exception as err:  # noqa: BLE001 (torch.fx raises many kinds)
+    except Exception as err:
         raise TypeError(
             f"`model` could not be traced into a plain network by torch.fx: {err}. A forward "
             "of your own must not branch on the input's values or check its type") from err
@@ -85,8 +85,8 @@ def fold_batch_norms(gm: fx.GraphModule) -> int:
     return folded
 
 
-def attach_metadata(gm: fx.GraphModule, class_names: Optional[Sequence[str]],
-                    input_shape: Optional[Sequence[int]]) -> None:
+def attach_metadata(gm: fx.GraphModule, class_names: Sequence[str] | None,
+                    input_shape: Sequence[int] | None) -> None:
     """``class_names`` and ``input_shape`` as attributes (kept by pickling and
     TorchScript) and as the buffers ``meta_class_names`` (UTF-8 JSON) and
     ``meta_input_shape`` (kept by ``state_dict`` and ``torch.export``)."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
 from torch import fx, nn
 
 from .._validation import shape_tuple
 from ..modes import preserved_modes
 from ..prediction import model_class_names
 from .graph import attach_metadata, check_plain, fold_batch_norms, trace
-from .plain import plain
+from .plain import fix_pools, plain
 
 __all__ = ["export_model"]
 
@@ -26,8 +25,12 @@ def export_model(model: nn.Module, input_shape: Any = None) -> fx.GraphModule:
     ``torch.onnx.export`` accept it. The group convolutions are expanded once
     (:meth:`export` of each layer; escnn's ``export()`` for the escnn networks),
     batch-norm running statistics are folded into the convolution before them, and
-    the invariant head's permutations into one linear layer. What it no longer does:
-    check its input (shape, type, size), or anything in training mode.
+    the invariant head's permutations into one linear layer. With an input shape the
+    parity-aware max pools of the group networks become ``nn.MaxPool2d`` with the
+    window they use at that size (what ONNX needs); images of another size whose sides
+    have other parities at a pool are then pooled with that window, where the model
+    would switch windows. What it no longer does: check its input (shape, type,
+    size), or anything in training mode.
 
     ``model`` itself is not changed and keeps its modes.
 
@@ -64,8 +67,10 @@ def export_model(model: nn.Module, input_shape: Any = None) -> fx.GraphModule:
     # leaf tensor, which deepcopy refuses) in eval mode only; the modes are restored
     with preserved_modes(model, "train"):
         work = copy.deepcopy(model)
-    with torch.no_grad():
-        gm = trace(plain(work.eval()), f"Exported{type(model).__name__}")
+    module = plain(work.eval())
+    if shape is not None:
+        fix_pools(module, shape)
+    gm = trace(module, f"Exported{type(model).__name__}")
     fold_batch_norms(gm)
     attach_metadata(gm, names, shape)
     check_plain(gm)

@@ -26,7 +26,7 @@ from torch import nn
 from .._validation import flag, output_file, positive_int
 from .model import export_model
 
-__all__ = ["save_onnx", "ONNX_EXTRA"]
+__all__ = ["ONNX_EXTRA", "save_onnx"]
 
 #: the optional packages save_onnx needs
 ONNX_EXTRA = ("onnx", "onnxscript", "onnxruntime")

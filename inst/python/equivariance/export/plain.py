@@ -15,7 +15,7 @@ head with the group's permutations folded into one linear layer.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch import nn
@@ -31,8 +31,9 @@ from ..groups.layers import (
 from ..models.group_networks import D4CNN
 from ..models.networks import C4CNN, C4CNN_POOL_TEMPERATURE, EqCNN, SimpleCNN
 from ..quantile_maps.base import _QuantileMap
+from ..training.parallel.sync_batchnorm import SyncFieldBatchNorm
 
-__all__ = ["plain", "ExportError"]
+__all__ = ["ExportError", "plain"]
 
 
 class ExportError(TypeError):
@@ -58,7 +59,7 @@ class _FieldPool(nn.Module):
         self.order, self.mode = order, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fields = x.unflatten(1, (x.shape[1] // self.order, self.order))
+        fields = x.unflatten(1, (-1, self.order))
         return fields.amax(dim=2) if self.mode == "max" else fields.mean(dim=2)
 
 
@@ -82,10 +83,10 @@ class _InvariantHead(nn.Module):
     def __init__(self, linear: nn.Linear, order: int):
         super().__init__()
         self.linear, self.order = linear, order
+        self.classes = linear.out_features // order
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
-        out = self.linear(v)
-        return out.unflatten(1, (out.shape[1] // self.order, self.order)).amax(dim=2)
+        return self.linear(v).unflatten(1, (self.classes, self.order)).amax(dim=2)
 
 
 def _summary(h: torch.Tensor) -> torch.Tensor:
@@ -181,7 +182,7 @@ def _invariant_head(m: GroupInvariantLinear, path: str) -> nn.Module:
     return _InvariantHead(big, g)
 
 
-def _quantile_map(m: nn.Module, path: str) -> nn.Module:
+def _quantile_map(m: nn.Module, path: str) -> None:
     how = ("it normalizes each sample through its own sorted values"
            if not getattr(m, "track_running_stats", False) else
            "in eval mode it maps x to Q(F(x)), F the CDF through its running quantiles and "
@@ -228,28 +229,27 @@ def _escnn_cnn(m: nn.Module, path: str) -> nn.Module:
     return _EscnnNet(blocks, plain(m.head, _join(path, "head")))
 
 
-def _converters() -> list[tuple[type, Callable[[nn.Module, str], nn.Module], Optional[Callable]]]:
-    """``(class, converter, forward)``: a model converts when its ``forward`` is the
-    class's (a subclass with a forward of its own is traced as written)."""
+def _converters() -> list[tuple[type, Callable[[nn.Module, str], nn.Module]]]:
+    """``(class, converter)``, first match wins. A module converts only when its
+    ``forward`` is the class's: a subclass with a forward of its own is traced as written."""
     table = [
-        (SimpleCNN, _simple_cnn, SimpleCNN.forward),
-        (EqCNN, _eq_cnn, EqCNN.forward),
-        (C4CNN, _group_cnn, C4CNN.forward),
-        (D4CNN, _group_cnn, D4CNN.forward),
+        (SimpleCNN, _simple_cnn),
+        (EqCNN, _eq_cnn),
+        (C4CNN, _group_cnn),
+        (D4CNN, _group_cnn),
     ]
     escnn_networks = sys.modules.get("equivariance.escnn_models.networks")
     if escnn_networks is not None:  # only loaded (with escnn) if a model came from it
-        table.append((escnn_networks.EscnnCNN, _escnn_cnn, escnn_networks.EscnnCNN.forward))
-    table += [
-        (GroupLiftingConv2d, lambda m, p: m.export(), None),
-        (GroupConv2d, lambda m, p: m.export(), None),
-        (GroupBatchNorm2d, _batch_norm, None),
-        (GroupPool, lambda m, p: _FieldPool(m.group.order, m.mode), None),
-        (GroupMaxPool2d, lambda m, p: _ParityMaxPool(), None),
-        (GroupInvariantLinear, _invariant_head, None),
-        (_QuantileMap, _quantile_map, None),
+        table.append((escnn_networks.EscnnCNN, _escnn_cnn))
+    return table + [
+        (GroupLiftingConv2d, lambda m, p: m.export()),
+        (GroupConv2d, lambda m, p: m.export()),
+        (GroupBatchNorm2d, _batch_norm),
+        (GroupPool, lambda m, p: _FieldPool(m.group.order, m.mode)),
+        (GroupMaxPool2d, lambda m, p: _ParityMaxPool()),
+        (GroupInvariantLinear, _invariant_head),
+        (SyncFieldBatchNorm, lambda m, p: plain(m.bn, _join(p, "bn"))),
     ]
-    return table
 
 
 def _join(path: str, name: str) -> str:
@@ -260,7 +260,7 @@ def _where(path: str) -> str:
     return f"`{path}`" if path else "itself"
 
 
-def _foreign(module: nn.Module) -> Optional[str]:
+def _foreign(module: nn.Module) -> str | None:
     """The package (``equivariance`` or ``escnn``) a module's class comes from, or None."""
     top = type(module).__module__.split(".")[0]
     return top if top in ("equivariance", "escnn") else None
@@ -279,8 +279,10 @@ def plain(module: nn.Module, path: str = "") -> nn.Module:
     Raises:
         ExportError: a layer of this package or escnn that has no plain form here.
     """
-    for cls, convert, forward in _converters():
-        if isinstance(module, cls) and (forward is None or type(module).forward is forward):
+    if isinstance(module, _QuantileMap):
+        _quantile_map(module, path)
+    for cls, convert in _converters():
+        if isinstance(module, cls) and type(module).forward is cls.forward:
             return convert(module, path)
     owner = _foreign(module)
     if owner is not None:
@@ -293,3 +295,43 @@ def plain(module: nn.Module, path: str = "") -> nn.Module:
     for name, child in list(module.named_children()):
         module._modules[name] = plain(child, _join(path, name))
     return module
+
+
+def fix_pools(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Replace every parity-aware pool by an ``nn.MaxPool2d`` with the window it uses
+    for inputs of ``input_shape`` (found by one forward pass on zeros).
+
+    A fixed window is what ONNX's MaxPool (and TorchScript-based exporters) need. A pool
+    that sees sides of different parities (a shared module) stays as it is.
+
+    Returns:
+        The number of pools replaced.
+
+    Raises:
+        ValueError: ``input_shape`` does not fit the model.
+    """
+    pools = {name: m for name, m in module.named_modules() if isinstance(m, _ParityMaxPool)}
+    seen: dict[str, set] = {name: set() for name in pools}
+    hooks = [m.register_forward_pre_hook(
+        lambda _m, args, name=name: seen[name].add((args[0].shape[-2] % 2, args[0].shape[-1] % 2)))
+        for name, m in pools.items()]
+    param = next(module.parameters(), None)
+    factory = {} if param is None else {"device": param.device, "dtype": param.dtype}
+    try:
+        with torch.no_grad():
+            module(torch.zeros((1, *input_shape), **factory))
+    except Exception as err:  # noqa: BLE001 (any failure means the shape does not fit)
+        raise ValueError(f"`input_shape` {tuple(input_shape)} does not fit the model: {err}") from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    replaced = 0
+    for name, parities in seen.items():
+        if len(parities) != 1:
+            continue
+        (ph, pw), = parities
+        parent, _, child = name.rpartition(".")
+        owner = module.get_submodule(parent) if parent else module
+        owner._modules[child] = nn.MaxPool2d((2 + ph, 2 + pw), stride=2, padding=(ph, pw))
+        replaced += 1
+    return replaced
