@@ -57,7 +57,8 @@
 #'   # a file that loads without this package: torch.export's
 #'   torch <- reticulate::import("torch")
 #'   path <- tempfile(fileext = ".pt2")
-#'   torch$export$save(torch$export$export(net, reticulate::tuple(torch$rand(2L, 1L, 28L, 28L))), path)
+#'   x1 <- reticulate::tuple(torch$rand(2L, 1L, 28L, 28L))
+#'   torch$export$save(torch$export$export(net, x1), path)
 #'   unlink(path)
 #' }
 #' if (equivariance_available() && reticulate::py_module_available("onnxscript") &&
