@@ -93,8 +93,12 @@ def attach_metadata(gm: fx.GraphModule, class_names: Sequence[str] | None,
     gm.class_names = None if class_names is None else list(class_names)
     gm.input_shape = None if input_shape is None else tuple(int(s) for s in input_shape)
     text = json.dumps(gm.class_names).encode("utf-8")
-    gm.register_buffer("meta_class_names", torch.tensor(list(text), dtype=torch.uint8))
-    gm.register_buffer("meta_input_shape", torch.tensor(list(gm.input_shape or ()), dtype=torch.long))
+    tensor = next(iter(gm.state_dict().values()), None)
+    device = None if tensor is None else tensor.device  # the network's device
+    gm.register_buffer("meta_class_names",
+                       torch.tensor(list(text), dtype=torch.uint8, device=device))
+    gm.register_buffer("meta_input_shape",
+                       torch.tensor(list(gm.input_shape or ()), dtype=torch.long, device=device))
 
 
 def read_metadata(module: nn.Module) -> dict:

@@ -91,7 +91,8 @@ def save_onnx(model: nn.Module, path: Any, input_shape: Any = None, opset_versio
         torch.manual_seed(0)
         example = torch.rand(2, *net.input_shape, dtype=_dtype(net))
     proto = _export(net, example, opset_version)
-    meta = {"class_names": json.dumps(net.class_names), "input_shape": json.dumps(list(net.input_shape)),
+    meta = {"class_names": json.dumps(net.class_names),
+            "input_shape": json.dumps(list(net.input_shape)),
             "producer": "equivariance export_model"}
     mods["onnx"].helper.set_model_props(proto, meta)
     data = proto.SerializeToString()

@@ -321,7 +321,8 @@ def fix_pools(module: nn.Module, input_shape: tuple[int, ...]) -> int:
         with torch.no_grad():
             module(torch.zeros((1, *input_shape), **factory))
     except Exception as err:  # noqa: BLE001 (any failure means the shape does not fit)
-        raise ValueError(f"`input_shape` {tuple(input_shape)} does not fit the model: {err}") from None
+        raise ValueError(f"`input_shape` {tuple(input_shape)} does not fit the model: "
+                         f"{err}") from None
     finally:
         for hook in hooks:
             hook.remove()
