@@ -65,8 +65,8 @@ def export_model(model: nn.Module, input_shape: Any = None) -> fx.GraphModule:
     names = model_class_names(model)
     # copied in training mode: escnn's convolutions hold their expanded filter (not a
     # leaf tensor, which deepcopy refuses) in eval mode only; the modes are restored
-    with preserved_modes(model, "train"):
-        work = copy.deepcopy(model)
+    with preserved_modes(model):
+        work = copy.deepcopy(model.train())
     module = plain(work.eval())
     if shape is not None:
         fix_pools(module, shape)
