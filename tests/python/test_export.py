@@ -116,7 +116,8 @@ def test_the_model_is_left_in_its_mode_and_unchanged(mode):
 def test_a_module_of_ones_own_with_group_layers_is_exported():
     mine = nn.Sequential(
         eq.C4LiftingConv2d(1, 3, 5, padding=2), eq.C4BatchNorm2d(3), nn.ReLU(),
-        eq.C4MaxPool2d(), eq.C4Conv2d(3, 2, 3), eq.C4GroupPool("mean"),
+        eq.C4MaxPool2d(), eq.C4Conv2d(3, 2, 3, bias=False),
+        eq.C4BatchNorm2d(2, track_running_stats=False), eq.C4GroupPool("mean"),
         nn.Flatten(), nn.LazyLinear(4),
     )
     mine.train()

@@ -167,9 +167,10 @@ def _invariant_head(m: GroupInvariantLinear, path: str) -> nn.Module:
     g, lin = m.order, m.linear
     out, width = lin.out_features, lin.in_features
     perms = m._perms.cpu()
-    # term g reads v[f * G + perm[g, h]] where the weight has column f * G + h
+    # term g multiplies weight column f * G + h with v[f * G + perm[g, h]]: in the big
+    # layer, block g holds weight column j at column columns[g, j]
     columns = (torch.arange(width // g).unsqueeze(1) * g).unsqueeze(0) + perms.unsqueeze(1)
-    columns = columns.reshape(g, width)  # (G, F * G): new column of old column j
+    columns = columns.reshape(g, width)
     big = nn.Linear(width, out * g, bias=lin.bias is not None,
                     device=lin.weight.device, dtype=lin.weight.dtype)
     with torch.no_grad():
