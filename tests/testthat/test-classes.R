@@ -61,9 +61,10 @@ test_that("callbacks of the wrong arity fail before training, naming the argumen
   expect_error(fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), callbacks = list(function() NULL),
     verbose = FALSE), "`callbacks` must be a function of 1 argument, got function\\(\\)",
     class = "equivariance_type_error")
+  expect_error(callback_lambda(on_step_end = function(epoch, step) NULL),
+    "`on_step_end` must be a function of 1 argument, got function\\(epoch, step\\)")
   expect_error(fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), verbose = FALSE,
-    callback = function(epoch, step) NULL),
-    "`callback` must be a function of 4 arguments, got function\\(epoch, step\\)")
+    metrics = list(m = function(logits) 1)), "`metrics` must be a function of 2 arguments")
   seen <- 0
   fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), verbose = FALSE,
     callbacks = function(...) seen <<- seen + 1)

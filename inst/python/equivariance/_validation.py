@@ -34,6 +34,32 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def positive_ints(value: Any, name: str, length: int) -> tuple[int, ...]:
+    """``length`` positive whole numbers (a network's widths), as a tuple of ``int``.
+
+    Args:
+        value: a sequence (list, tuple, array) of whole numbers; a string is refused.
+        name: the argument's name, for messages.
+        length: the number of entries required.
+
+    Returns:
+        The numbers as a tuple.
+    """
+    if isinstance(value, (str, bytes)):
+        items = None
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            items = None
+    if items is None:
+        raise TypeError(f"`{name}` must be a sequence of {length} positive whole numbers, "
+                        f"got {value!r}")
+    if len(items) != length:
+        raise ValueError(f"`{name}` must have {length} entries, got {len(items)}")
+    return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(items))
+
+
 def nonnegative_int(value: Any, name: str) -> int:
     """Return ``value`` as an ``int`` if it is a whole number >= 0, else raise."""
     if not is_whole_number(value) or int(value) < 0:

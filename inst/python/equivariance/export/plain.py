@@ -28,8 +28,8 @@ from ..groups.layers import (
     GroupMaxPool2d,
     GroupPool,
 )
-from ..models.group_networks import D4CNN
-from ..models.networks import C4CNN, C4CNN_POOL_TEMPERATURE, EqCNN, SimpleCNN
+from ..models import EqCNN, GroupCNN, SimpleCNN
+from ..models.group_cnn import C4CNN_POOL_TEMPERATURE
 from ..quantile_maps.base import _QuantileMap
 from ..training.parallel.sync_batchnorm import SyncFieldBatchNorm
 
@@ -117,7 +117,7 @@ class _RotationsNet(_SpatialMaxNet):
 
 
 class _GroupNet(_SpatialMaxNet):
-    """:class:`C4CNN`, :class:`D4CNN`: features, soft maximum and mean, invariant head."""
+    """:class:`GroupCNN` (C4CNN, D4CNN): features, soft maximum and mean, invariant head."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(_summary(self.features(x)))
@@ -236,8 +236,7 @@ def _converters() -> list[tuple[type, Callable[[nn.Module, str], nn.Module]]]:
     table = [
         (SimpleCNN, _simple_cnn),
         (EqCNN, _eq_cnn),
-        (C4CNN, _group_cnn),
-        (D4CNN, _group_cnn),
+        (GroupCNN, _group_cnn),  # C4CNN, D4CNN
     ]
     escnn_networks = sys.modules.get("equivariance.escnn_models.networks")
     if escnn_networks is not None:  # only loaded (with escnn) if a model came from it
