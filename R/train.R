@@ -55,9 +55,18 @@
 #'   [transform_random_rot90()], or an R function of a batch of images (a torch
 #'   tensor) returning a batch of the same size (a tensor or an R array).
 #' @param verbose Show progress.
-#' @param ... Passed to the Python `fit()`: `reg_points = "sample"` evaluates the
-#'   regularizer at points drawn in its bounds; `reuse_outputs = FALSE` never reuses
-#'   the batch's forward pass; `optimizer` a ready torch optimizer instead of Adam.
+#' @param ... More arguments of the core's `fit()`, by name (a name it does not
+#'   have is an error that suggests the closest one):
+#'   * `optimizer`: a ready torch optimizer over the model's parameters, used
+#'     instead of Adam (`lr` is then the optimizer's own), e.g.
+#'     `torch$optim$SGD(model$parameters(), lr = 0.01)`;
+#'   * `reg_points = "sample"` evaluates the regularizer at points drawn in its
+#'     bounds instead of the batch's first images (`"batch"`);
+#'   * `reuse_outputs = FALSE` never reuses the batch's forward pass for the
+#'     regularizer;
+#'   * `sync_batchnorm = FALSE`: with `workers > 1`, batch norm without statistics
+#'     over all processes.
+#'
 #'   The arguments after `...` must be named in full.
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
 #'   fraction in (0, 1) of `data` held out at random (drawn with `seed`).
@@ -118,6 +127,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
                       validation_data = NULL, metrics = NULL, callbacks = NULL,
                       patience = NULL, device = "auto", workers = 1, timeout = 600,
                       port = NULL) {
+  check_dots(core()$fit, ...)
   model <- as_py_module(model, "model")
   dtype <- model_float_dtype(model)
   train <- as_fit_data(data, "data", dtype)
@@ -126,13 +136,13 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     model, train$py,
     epochs = as_py_int(epochs, "epochs"),
     batch_size = as_py_int(batch_size, "batch_size"),
-    lr = as_py_positive(lr, "lr"),
+    lr = as_py_number(lr, "lr"),
     regularizer = as_py_regularizer(regularizer, "regularizer"),
     seed = as_py_seed(seed, "seed"),
     augment = as_py_function_or_value(augment),
     verbose = verbose,
     validation_data = as_validation_data(validation_data, dtype),
-    patience = if (is.null(patience)) NULL else as_py_whole(patience, "patience"),
+    patience = if (is.null(patience)) NULL else as_py_int(patience, "patience"),
     metrics = as_py_metrics(metrics),
     callbacks = fit_callbacks(callbacks, verbose, workers, environment()),
     device = device,

@@ -108,7 +108,7 @@ test_that("fit_model() applies `augment` to every training batch", {
   expect_equal(nrow(h$steps), 2)
   expect_error(
     fit_model(tiny_model(), train, augment = 5, verbose = FALSE),
-    "`augment` must be None, a transform", class = "equivariance_type_error"
+    "`augment` must be NULL, a transform", class = "equivariance_type_error"
   )
   model <- tiny_model()
   opt <- torch()$optim$Adam(model$parameters(), lr = 1e-2)
@@ -229,7 +229,7 @@ test_that("bad images and labels are errors naming the argument and the shapes",
     "`data`: labels must be a vector with one label per image, got shape \\(7,\\) for 8 images",
     class = "equivariance_value_error")
   expect_error(fit_model(m, list(x, c(1:7, 11)), verbose = FALSE),
-    "`data`: labels must be class indices from 0 to 9 \\(the model returns 10 logits; in R, classes 1 to 10\\)",
+    "`data`: labels must be classes 1 to 10 \\(the model returns 10 logits\\), got labels from 1 to 11$",
     class = "equivariance_value_error")
   expect_error(fit_model(m, list(x, c(1:7, NA)), verbose = FALSE),
     "`data\\[\\[2\\]\\]` must be .* without NA, got NA at position 8")
@@ -314,7 +314,7 @@ test_that("callbacks receive the epoch's figures; FALSE stops training", {
   h <- fit_model(tiny_model(), train, epochs = 2, verbose = FALSE, callbacks = function(f) 1)
   expect_equal(nrow(h$epochs), 2)
   expect_error(fit_model(tiny_model(), train, callbacks = list(1), verbose = FALSE),
-    "`callbacks` must be None or a list of callbacks", class = "equivariance_type_error")
+    "`callbacks` must be NULL or a list of callbacks", class = "equivariance_type_error")
 })
 
 test_that("the progress bar shows epochs and losses; verbose = FALSE silences it", {
@@ -352,7 +352,7 @@ test_that("devices: the CPU, and CUDA only where it exists", {
     expect_equal(evaluate_rotations(model, train, rotations = 0, device = "cuda")$n, 8L)
   } else {
     expect_error(fit_model(model, train, device = "cuda", verbose = FALSE),
-      "`device` is 'cuda' but CUDA is not available.*\"auto\"", class = "equivariance_value_error")
+      "`device` is \"cuda\" but CUDA is not available.*\"auto\"", class = "equivariance_value_error")
     expect_error(evaluate_rotations(model, train, device = "cuda"), "CUDA is not available")
   }
   expect_error(fit_model(model, train, device = "gpu", verbose = FALSE), "`device` must be")
