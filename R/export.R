@@ -1,4 +1,5 @@
-# Deploying a model: export_model() and save_onnx() (equivariance.export in the core).
+# Deploying a model: export_model() and save_onnx() (equivariance.export in the core),
+# thin wrappers through core_call() (arguments converted by R/arg-transformers.R).
 
 #' Export a model as a plain PyTorch network, or as an ONNX file
 #'
@@ -43,7 +44,7 @@
 #' @param check `TRUE` to compare the file's output in ONNX Runtime with PyTorch's
 #'   (to 1e-4) before writing it, or `FALSE`.
 #' @return `export_model()`: the exported network, in eval mode. `save_onnx()`:
-#'   `path`, invisibly.
+#'   the path written (`~` expanded), invisibly.
 #' @seealso [save_model()] to save a model for this package; [predict()] works on
 #'   the exported network too.
 #' @export
@@ -68,19 +69,11 @@
 #'   unlink(path)
 #' }
 export_model <- function(model, input_shape = NULL) {
-  model <- as_py_module(model, "model")
-  shape <- if (is.null(input_shape)) NULL else as_py_shape(input_shape, "input_shape")
-  call_py(core()$export_model(model, input_shape = shape))
+  core_call(core()$export_model)
 }
 
 #' @rdname export_model
 #' @export
 save_onnx <- function(model, path, input_shape = NULL, opset_version = NULL, check = TRUE) {
-  model <- as_py_module(model, "model")
-  path <- path.expand(check_string(path, "path"))
-  shape <- if (is.null(input_shape)) NULL else as_py_shape(input_shape, "input_shape")
-  opset <- if (is.null(opset_version)) NULL else as_py_int(opset_version, "opset_version")
-  call_py(core()$save_onnx(model, path, input_shape = shape, opset_version = opset,
-                           check = as_py_flag(check, "check")))
-  invisible(path)
+  invisible(core_call(core()$save_onnx))
 }

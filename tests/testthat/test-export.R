@@ -43,6 +43,7 @@ test_that("save_onnx() writes a file ONNX Runtime runs like PyTorch, with the cl
   path <- tempfile(fileext = ".onnx")
   on.exit(unlink(path))
   expect_identical(save_onnx(model, path, input_shape = c(1, 28, 28)), path)
+  expect_invisible(save_onnx(model, path, input_shape = c(1, 28, 28), check = FALSE))
   onnx <- reticulate::import("onnx")
   props <- reticulate::import_builtins()$list(onnx$load(path)$metadata_props)
   meta <- stats::setNames(lapply(props, function(p) p$value),
