@@ -60,6 +60,8 @@ def test_two_ranks_give_the_weights_of_one_process(ranks, name):
         assert _relative(r[name]["state"], model.state_dict()) < 1e-5
         assert r[name]["history"]["steps"]["loss"] == pytest.approx(history.loss, rel=1e-5)
         assert r[name]["history"]["steps"]["reg"] == pytest.approx(history.reg, rel=1e-5, abs=1e-7)
+        # the training accuracy counts the images of every rank
+        assert r[name]["history"]["epochs"]["accuracy"] == pytest.approx(history.accuracy)
     # one History, the same on every rank
     assert ranks[0][name]["history"] == ranks[1][name]["history"]
     if name == "regularized":
@@ -202,6 +204,18 @@ def test_sync_batchnorm_swaps_and_restores_layers_and_refuses_unknown_ones():
 
 
 # -- the launcher and its faults -----------------------------------------------------------
+
+
+def test_callbacks_and_metrics_reach_the_ranks_and_rank_0_writes(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    x, y = cases.data(16)
+    h = eq.parallel_fit(cases.small_net(), (x, y), workers=2, batch_size=8, epochs=2,
+                        verbose=False, validation_data=(x[:8], y[:8]), metrics=["top_2"],
+                        callbacks=[eq.csv_logger(tmp_path / "log.csv"),
+                                   eq.checkpoint(tmp_path / "best.pt", monitor="loss")])
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,loss,reg,accuracy,top_2,val_loss") and len(rows) == 3
+    assert len(h.metrics["val_top_2"]) == 2 and (tmp_path / "best.pt").exists()
 
 
 def test_a_failing_rank_stops_all_and_is_named(monkeypatch):

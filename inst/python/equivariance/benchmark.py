@@ -38,11 +38,12 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import transforms as T
+from .regularizer import transforms as T
 from ._validation import (
     flag,
     nonnegative_int,
     nonnegative_real,
+    optional_callable,
     positive_int,
     positive_real,
     quarter_turns,
@@ -52,12 +53,12 @@ from .benchmark_recipe import benchmark_regularizer
 from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
 from .label_budget import balanced_subset, check_labels, repeated
-from .models.group_networks import D4CNN
-from .models.networks import C4CNN, EqCNN, SimpleCNN
+from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
 from .training.history import History
+from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
 from .training.loop import fit
-from .training.parallel.distributed import is_main_process
+from .training.progress import ProgressEvents
 
 __all__ = [
     "BENCHMARK_WIDTHS",
@@ -156,8 +157,8 @@ class BenchmarkResult:
         histories: the training :class:`~equivariance.History` of every model.
         models: the trained models, by name.
         settings: the recipe and the data used (``epochs``, ``batch_size``, ``lr``,
-            ``seed``, ``train_size``, ``test_size``, ``source``, ``labels``: the
-            number of labelled training images, ``None`` for all).
+            ``seed``, ``train_size``, ``test_size``, ``source``, ``num_classes``,
+            ``labels``: the number of labelled training images, ``None`` for all).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -295,6 +296,46 @@ def _count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
+                    reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
+    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``.
+
+    ``train``: the labelled data and the unlabeled images (``None``, or used by the
+    regularized row only).
+    """
+    (train, unlabeled), epochs, verbose = train, recipe["epochs"], recipe["verbose"]
+    unlabeled, progress = unlabeled if reg is not None else None, recipe["progress"]
+    # a random quarter turn per image, drawn anew at every step
+    augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
+    index, count = len(result.rows) + 1, recipe["count"]
+    if progress is not None:
+        progress({"event": "model", "model": label, "index": index, "models": count})
+    elif verbose:
+        print(f"== model {index}/{count} {label}: {_count_parameters(model):,} parameters, "
+              f"{epochs} epoch(s) of {recipe['train_size']:,} images{_budget(recipe, unlabeled)}",
+              flush=True)
+    history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
+                  regularizer=reg, augment=augment, seed=recipe["seed"],
+                  verbose=verbose and progress is None, device=recipe["device"],
+                  callbacks=None if progress is None else [ProgressEvents(progress)],
+                  unlabeled_data=unlabeled)
+    row = result.add(label, model, history, evaluate(model, test, rotations=ks,
+                                                      device=recipe["device"],
+                                                      mirror=recipe["mirror"]))
+    if verbose and progress is None:
+        accs = ", ".join(f"{_element_label(e)}: {100 * e['accuracy']:.1f}%"
+                         for e in result.evaluations[label])
+        print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
+
+
+def _budget(recipe: dict[str, Any], unlabeled: Any) -> str:
+    """`` (1,000 labelled, 59,000 unlabeled)`` for the progress line, or nothing."""
+    if recipe["labels"] is None:
+        return ""
+    rest = "" if unlabeled is None else f", {unlabeled.shape[0]:,} unlabeled"
+    return f" ({recipe['labels']:,} labelled{rest})"
+
+
 def _split(train: Any, labels: int | None, seed: int) -> tuple[Any, Any]:
     """The labelled training data and the unlabeled images (``None`` with all labels).
 
@@ -321,41 +362,34 @@ def _reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any, reg_warmup: Any
             "warmup": nonnegative_int(reg_warmup, "reg_warmup")}
 
 
-def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
-                    reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
-    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``.
+def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int,
+              labels: Any = None) -> dict[str, Any]:
+    """The recipe and the data of a run (``BenchmarkResult.settings``); ``labels``
+    checked against the training set."""
+    classes = int(train.tensors[1].max()) + 1
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "train_size": len(train), "test_size": len(test), "source": train.source,
+            "num_classes": classes, "labels": check_labels(labels, len(train), classes)}
 
-    ``train``: the labelled data and the unlabeled images (``None`` or used by the
-    regularized row only).
-    """
-    (train, unlabeled), epochs, verbose = train, recipe["epochs"], recipe["verbose"]
-    unlabeled = unlabeled if reg is not None else None
-    # a random quarter turn per image, drawn anew at every step
-    augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
-    if verbose:
-        budget = "" if recipe["labels"] is None else f" ({recipe['labels']:,} labelled" + (
-            f", {unlabeled.shape[0]:,} unlabeled)" if unlabeled is not None else ")")
-        print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) of "
-              f"{recipe['train_size']:,} images{budget}", flush=True)
-    history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
-                  regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
-                  device=recipe["device"], unlabeled_data=unlabeled)
-    row = result.add(label, model, history, evaluate(model, test, rotations=ks,
-                                                      device=recipe["device"],
-                                                      mirror=recipe["mirror"]))
-    if verbose:
-        accs = ", ".join(f"{_element_label(e)}: {100 * e['accuracy']:.1f}%"
-                         for e in result.evaluations[label])
-        print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
+
+def _check_recipe(epochs: Any, batch_size: Any, lr: Any, seed: Any
+                  ) -> tuple[int, int, float, int]:
+    """The training recipe shared by all models, checked."""
+    seed = check_seed(seed, "seed")
+    if seed is None:
+        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    return (positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size"),
+            positive_real(lr, "lr"), seed)
 
 
 def rotation_benchmark(
     models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
-    reg_lambda: float = 1.0, reg_warmup: int = 0, csv: str | os.PathLike | None = None,
-    verbose: bool = True,
-    warn: bool = True, device: DeviceLike = "auto", test: str = "c4", labels: int | None = None,
+    reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
+    warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
+    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True,
+    labels: int | None = None, reg_warmup: int = 0,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -379,26 +413,26 @@ def rotation_benchmark(
         reg_n, reg_num_funcs, reg_lambda, reg_warmup: the regularizer of
             ``"SimpleCNN+reg"`` (see :func:`benchmark_regularizer`).
         csv: if given, the table is written there as CSV.
-        verbose: print training progress and each model's result.
+        verbose: print training progress and each model's result (``"model k/n"``),
+            then the table (unless ``table=False``).
         warn: issue a :class:`~equivariance.data.SubsetWarning` when the full data set
             is absent and the subset shipped with the package is used.
         device: where every model trains and is tested: ``"auto"`` (CUDA when
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
-        labels: ``None`` (all labelled) or a budget: a class-balanced subset of that many
-            labelled images drawn with ``seed``, epochs as long as full ones; the regularized
-            row gets the others as ``unlabeled_data`` (see :mod:`equivariance.label_budget`).
+        progress: ``None`` or a function receiving the progress as events instead of
+            the text (``{"event": "model", "model", "index", "models"}``, then those
+            of :class:`~equivariance.training.progress.ProgressEvents`).
+        table: with ``verbose``, print the table at the end.
+        labels: ``None`` (all labelled) or a label budget (a balanced subset drawn with ``seed``);
+            the regularized row gets the rest as ``unlabeled_data`` (:mod:`.label_budget`).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
     specs = _model_specs(models)
-    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
-    lr = positive_real(lr, "lr")
-    seed = check_seed(seed, "seed")
-    if seed is None:
-        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    epochs, batch_size, lr, seed = _check_recipe(epochs, batch_size, lr, seed)
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
@@ -407,6 +441,7 @@ def rotation_benchmark(
     reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda, reg_warmup)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
+    progress = optional_callable(progress, "progress", "None or a function of one dict")
     csv = None if csv is None else _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
@@ -414,12 +449,9 @@ def rotation_benchmark(
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
     test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
 
-    result = BenchmarkResult(settings={
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "train_size": len(train), "test_size": len(test), "source": train.source,
-        "labels": check_labels(labels, len(train), int(train.tensors[1].unique().numel())),
-    })
-    recipe = {**result.settings, "verbose": verbose, "device": device, "mirror": mirror}
+    result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed, labels))
+    recipe = {**result.settings, "verbose": verbose, "device": device, "mirror": mirror,
+              "progress": progress if main else None, "count": len(specs)}
     train = _split(train, recipe["labels"], seed)
     for label, build, builtin in specs:
         model = _build(label, build, seed)
@@ -427,7 +459,7 @@ def rotation_benchmark(
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)
-    if verbose:
+    if verbose and flag(table, "table"):
         print(result.format(), flush=True)
     return result
 

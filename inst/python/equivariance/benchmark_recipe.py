@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import transforms as T
+from .regularizer import transforms as T
 from ._validation import nonnegative_int, nonnegative_real, positive_int
 from .regularizer import EquivarianceRegularizer
 

@@ -18,11 +18,14 @@ from torch import nn
 
 from .._validation import flag, positive_int, quarter_turns
 from ..data import as_tensors
+from ..data.labels import check_label_range, class_names_of, onto_classes
 from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
     resolve_device,
 )
 from ..modes import preserved_modes
+from ..prediction import model_class_names
+from .inputs import forward
 
 __all__ = ["agreement", "evaluate"]
 
@@ -45,7 +48,9 @@ def evaluate(
 
     Args:
         model: a classifier returning logits ``(N, num_classes)``.
-        data: as in :func:`~equivariance.fit`; its images must be finite.
+        data: as in :func:`~equivariance.fit`; its images must be finite. When both
+            the data (a data set with class names, a dict with ``class_names``) and the
+            model have class names, labels are matched to the model's classes by name.
         rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -71,6 +76,8 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
     x, y = as_tensors(data, "data", finite=True)
+    # labels of named classes (a factor, a data set with class names) count by name
+    y = onto_classes(y, class_names_of(data), model_class_names(model), "data")
     x = image_batch(x, model_in_channels(model), "data")
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
@@ -84,7 +91,9 @@ def evaluate(
         for start in range(0, x.shape[0], batch_size):
             xb = as_model_input(x[start : start + batch_size], device, dtype)
             yb = y[start : start + batch_size].to(device=device)
-            upright = model(xb)
+            upright = forward(model, xb, "data")
+            if start == 0:  # a label beyond the model's classes would count as wrong
+                check_label_range(y, upright.shape[1], "data")
             norm += float(upright.norm(dim=-1).sum())
             classes = []  # the class given at each tested element
             for m, k in elements:
@@ -94,7 +103,12 @@ def evaluate(
                 correct[m, k] += int((classes[-1] == yb).sum())
                 diff[m, k] += float((out - upright).norm(dim=-1).sum())
             agreeing += same_class_count(classes)
-    n = x.shape[0]
+    return _rows(elements, correct, diff, norm, agreeing / x.shape[0], x.shape[0])
+
+
+def _rows(elements: list[tuple[bool, int]], correct: dict, diff: dict, norm: float,
+          agreement: float, n: int) -> list[dict[str, Any]]:
+    """:func:`evaluate`'s result: one dict per tested element."""
     return [
         {
             "rotation": k,
@@ -104,7 +118,7 @@ def evaluate(
             "correct": correct[m, k],
             "n": n,
             "invariance_error": diff[m, k] / norm if norm > 0 else float("nan"),
-            "agreement": agreeing / n,
+            "agreement": agreement,
         }
         for m, k in elements
     ]
