@@ -5,13 +5,15 @@
 #' is invariant by construction (in the README's benchmark C4CNN scores 87.8% at
 #' every quarter turn and gives every test image the same class at all four). The
 #' regularizer to make an *existing* architecture consistent under a transform
-#' (@@RD_FULL@@), for transforms without an exact layer (continuous angles with
+#' (with the benchmark's recipe, seed 0, 84% of the test images keep their class at
+#' all four quarter turns, against 68% with augmentation alone, at the same
+#' accuracy), for transforms without an exact layer (continuous angles with
 #' [transform_rotate()], small shifts), for a soft symmetry (`epsilon` tolerates an
-#' error up to that size), and to use unlabeled images
-#' (`fit_model(unlabeled_data = )`; @@RD_LABELS@@). Augmentation
-#' (`fit_model(augment = transform_random_rot90())`) is the cheap baseline: no
-#' extra cost per step, but its answer still changes with the angle for
-#' @@RD_AUG@@ of the test images. See `vignette("regularizer")`.
+#' error up to that size), and to use unlabeled images (`fit_model(unlabeled_data
+#' = )`: the term needs no labels). Augmentation (`fit_model(augment =
+#' transform_random_rot90())`) is the cheap baseline: no extra cost per step, but
+#' its answer still changes with the angle for about a third of the test images.
+#' See `vignette("regularizer")` and the README's tables.
 #'
 #' Creates a loss term that pushes `model` towards equivariance (or invariance) with
 #' respect to the given transforms:
