@@ -44,7 +44,7 @@ from .training import parallel  # noqa: E402
 __version__ = "0.1.0"
 
 _FLAT_MODULES = (
-    regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist,
+    regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist, data.folders,
     training.loop, training.evaluation, training.history, benchmark, memory,
     prediction, persistence, summary, parallel.distributed, parallel.launch,
     groups.group, groups.layers, groups.d4, models.group_networks, groups.checks,

@@ -35,6 +35,7 @@ __all__ = [
     "SubsetWarning",
     "as_tensors",
     "holdout",
+    "holdout_index",
     "fashion_mnist_root",
     "load_fashion_mnist",
     "make_subset",
@@ -457,11 +458,24 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     Returns:
         ``((x_train, y_train), (x_val, y_val))``, each keeping the data's order.
     """
+    keep, val = holdout_index(x.shape[0], fraction, seed)
+    return (x[keep], y[keep]), (x[val], y[val])
+
+
+def holdout_index(n: int, fraction: Any, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows kept for training and those held out by :func:`holdout`, each sorted.
+
+    Args:
+        n: the number of rows (images, or files of an image folder).
+        fraction, seed: as in :func:`holdout`.
+
+    Returns:
+        ``(kept, held_out)``: two int64 tensors of row indices.
+    """
     if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float)) or \
             not 0 < float(fraction) < 1:
         raise ValueError("`validation_data` must be data (a pair (images, labels) or a data "
                          f"set) or a fraction in (0, 1) of `data` to hold out, got {fraction!r}")
-    n = x.shape[0]
     k = int(round(float(fraction) * n))
     if not 1 <= k < n:
         raise ValueError(f"`validation_data` = {fraction!r} holds out {k} of {n} images; it "
@@ -471,4 +485,4 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     val = torch.randperm(n, generator=gen)[:k].sort().values
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False
-    return (x[keep], y[keep]), (x[val], y[val])
+    return keep.nonzero().flatten(), val

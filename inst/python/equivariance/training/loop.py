@@ -31,7 +31,7 @@ from .._validation import (
     positive_real,
 )
 from .._validation import seed as check_seed
-from ..data import as_tensors, holdout
+from ..data import adapters, as_tensors, holdout
 from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
     resolve_device, same_device,
@@ -249,9 +249,8 @@ class _Loop:
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    x: torch.Tensor
-    y: torch.Tensor
-    val: tuple[torch.Tensor, torch.Tensor] | None
+    source: adapters.InMemory | adapters.Stream  # the training batches
+    val: tuple[torch.Tensor, torch.Tensor] | adapters.Stream | None
     batch_size: int
     recipe: _Recipe
     par: Parallel
@@ -265,16 +264,14 @@ class _Loop:
     def epoch(self, epoch: int) -> bool:
         """Train one epoch, then validate and call the callbacks; ``True``: stop."""
         start = time.perf_counter()
-        order = torch.randperm(self.x.shape[0], generator=self.par.order)
         sum_loss = sum_reg = 0.0
         regularized = self.recipe.reg is not None
-        for step in range(1, self.progress.steps + 1):
-            share = self.par.share(order[(step - 1) * self.batch_size : step * self.batch_size])
-            if share is None:  # fewer images left than ranks
-                continue
-            xb = as_model_input(self.x[share.index], self.recipe.device, self.recipe.dtype)
-            yb = self.y[share.index].to(device=self.recipe.device)
-            loss, reg = _step(self.net, self.optimizer, xb, yb, self.recipe,
+        batches = self.source.batches(self.par, self.batch_size, epoch)
+        for step, (xb, yb, share) in enumerate(batches, 1):
+            xb = as_model_input(xb, self.recipe.device, self.recipe.dtype)
+            yb = yb.to(device=self.recipe.device)
+            loss, reg = _step(self.net, self.optimizer, xb, yb,
+                              adapters.step_recipe(self.recipe, self.source, yb, epoch, step),
                               f"epoch {epoch}, step {step}", share)
             self.history.add_step(epoch, loss, reg)
             sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
@@ -284,7 +281,10 @@ class _Loop:
                                time.perf_counter() - start)
         stop = False
         if self.val is not None:
-            val_loss, val_accuracy = loss_and_accuracy(self.model, *self.val, self.batch_size)
+            val_loss, val_accuracy = (
+                adapters.stream_loss_and_accuracy(self.model, self.val, self.batch_size)
+                if isinstance(self.val, adapters.Stream)
+                else loss_and_accuracy(self.model, *self.val, self.batch_size))
             self.history.val_loss.append(val_loss)
             self.history.val_accuracy.append(val_accuracy)
             stop = self.watch.update(epoch, val_loss)
@@ -296,11 +296,14 @@ class _Loop:
         return stop or any(a is False or (isinstance(a, np.bool_) and not a) for a in answers)
 
 
-def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
-          ) -> tuple[torch.Tensor, torch.Tensor, Any, tuple[tuple[str, int, int], ...]]:
-    """The training images and labels, the validation pair (``None`` without validation
-    data) and the labels' ranges (see :class:`_Recipe`)."""
+def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None,
+          num_workers: Any = 0) -> tuple[Any, Any, tuple[tuple[str, int, int], ...]]:
+    """The training batches (:mod:`~equivariance.data.adapters`), the validation data
+    (``None`` without) and the labels' ranges (see :class:`_Recipe`; streamed data are
+    checked batch by batch)."""
     in_channels = model_in_channels(model)
+    if adapters.is_stream(data) or adapters.is_stream(validation_data):
+        return adapters.streamed(model, data, validation_data, seed, num_workers, _data)
     x, y = as_tensors(data, "data")
     x, val = image_batch(x, in_channels, "data"), None
     if isinstance(validation_data, (bool, np.bool_, int, float, np.number)):
@@ -311,7 +314,7 @@ def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
     labels = [("data", int(y.min()), int(y.max()))]
     if val is not None:
         labels.append(("validation_data", int(val[1].min()), int(val[1].max())))
-    return x, y, val, tuple(labels)
+    return adapters.InMemory(x, y), val, tuple(labels)
 
 
 def _early_stopping(model: nn.Module, patience: Any, restore_best: Any, validated: bool
@@ -350,7 +353,7 @@ def fit(
     reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
     verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
     progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
-    distributed: bool | None = None, sync_batchnorm: bool = True,
+    distributed: bool | None = None, sync_batchnorm: bool = True, num_workers: int = 0,
 ) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
@@ -361,14 +364,19 @@ def fit(
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
         data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
-            a pair ``(images, labels)``; labels are class indices from 0.
+            a pair ``(images, labels)``; or, read batch by batch, an image folder
+            (:func:`~equivariance.image_folder`), any map-style ``Dataset`` returning
+            ``(image, label)``, an ``IterableDataset`` or a ``DataLoader`` (used as
+            given); labels are class indices from 0. A data set with ``classes``
+            gives the class names.
         epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
         regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
             loss at every step) or any callable returning a scalar tensor.
         seed: ``None`` or a whole number from 0 to 2**64 - 1 seeding the shuffling, the
             validation split and torch's global generator (``None``: all follow torch's).
         validation_data: ``None``, data as ``data``, or a fraction in (0, 1) of ``data``
-            held out (drawn with ``seed``); measured after every epoch.
+            held out (drawn with ``seed``; an image folder's files); measured after
+            every epoch.
         patience: stop when the validation loss has not improved for that many epochs.
         restore_best: put back the weights of the best validation loss at the end
             (default: ``True`` when ``patience`` is set).
@@ -391,6 +399,9 @@ def fit(
         callback: called after every step as ``callback(epoch, step, loss, reg)``.
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
+            Each rank reads only its share of every batch of a map-style data set.
+        num_workers: background processes decoding the batches of streamed data
+            (0: in this process).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -404,23 +415,26 @@ def fit(
     callback = optional_callable(callback, "callback", "None or a function(epoch, step, loss, reg)")
     progress = optional_callable(progress, "progress", "None or a function(event)")
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
-    x, y, val, labels = _data(model, data, validation_data, par.seed)
+    source, val, labels = _data(model, data, validation_data, par.seed, num_workers)
+    class_names = adapters.data_class_names(data, class_names)
     watch = _early_stopping(model, patience, restore_best, val is not None)
     callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
                      None if names is None else len(names))
     report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
-                       math.ceil(x.shape[0] / batch_size), progress_every)
-    loop = _Loop(model, _check_optimizer(optimizer, model, lr), x, y, val, batch_size, recipe,
+                       source.steps(batch_size) or 1, progress_every)
+    loop = _Loop(model, _check_optimizer(optimizer, model, lr), source, val, batch_size, recipe,
                  par, History(reused_outputs=recipe.reuse), report, callback, callbacks, watch)
     try:
         with par.wrap(model, sync_batchnorm) as loop.net, preserved_modes(model, "train"):
             stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
     finally:
         loop.progress.end()
-    return _finish(model, loop.history, watch, stopped and len(loop.history.epoch_loss) < epochs,
-                   names, tuple(x.shape[1:]))
+    history = _finish(model, loop.history, watch,
+                      stopped and len(loop.history.epoch_loss) < epochs, names, source.seen.shape)
+    adapters.record_input(model, source.seen)
+    return history
 
 
 def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,
