@@ -47,7 +47,7 @@ from ._validation import (
     quarter_turns,
 )
 from ._validation import seed as check_seed
-from .data import load_fashion_mnist
+from .data import as_tensors, is_stream, load_fashion_mnist
 from .devices import DeviceLike, resolve_device
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
@@ -265,8 +265,10 @@ def _csv_path(path: Any) -> str:
     return path
 
 
-def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
-    """``(label, build, built-in name or None)`` for every requested model."""
+def _model_specs(models: Any, in_channels: int = 1, num_classes: int = 10
+                 ) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
+    """``(label, build, built-in name or None)`` for every requested model; built-in
+    models take ``in_channels`` and give ``num_classes`` logits."""
     if models is None:
         models = MODEL_NAMES
     if isinstance(models, str):
@@ -288,7 +290,8 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | 
             raise TypeError(f"`models`: every model needs a non-empty name, got {label!r}")
         if isinstance(value, str):
             _check_model_name(value)
-            specs.append((label, lambda v=value: benchmark_model(v), value))
+            specs.append((label, lambda v=value: benchmark_model(v, in_channels, num_classes),
+                          value))
         elif isinstance(value, nn.Module):
             specs.append((label, lambda v=value: v, None))
         elif callable(value):
@@ -302,6 +305,32 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | 
     if len(set(labels)) != len(labels):
         raise ValueError(f"`models`: names must be unique, got {labels}")
     return specs
+
+
+def _benchmark_data(data: Any) -> tuple[Any, Any, int, int]:
+    """``(train, test, in_channels, num_classes)`` of :func:`rotation_benchmark`'s
+    ``data``: a pair (or a dict with ``train`` and ``test``)."""
+    if isinstance(data, dict) and {"train", "test"} <= set(data):
+        data = (data["train"], data["test"])
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError("`data` must be None (Fashion-MNIST) or a pair (train, test) of data "
+                         f"sets, got {type(data).__name__}")
+    train = data[0]
+    shape, classes = getattr(train, "input_shape", None), getattr(train, "classes", None)
+    if shape is not None and isinstance(classes, (list, tuple)):
+        return data[0], data[1], int(shape[0]), len(classes)
+    if is_stream(train):
+        raise ValueError("`data`: built-in models need the channels and classes of the "
+                         "images: give an image folder, tensors, or models as nn.Modules")
+    x, y = as_tensors(train, "data")
+    return data[0], data[1], (1 if x.dim() == 3 else int(x.shape[1])), int(y.max()) + 1
+
+
+def _size(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
 
 
 def _check_test(test: Any) -> str:
@@ -333,7 +362,7 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
     augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
     if verbose:
         print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) on "
-              f"{len(train):,} images", flush=True)
+              f"{_size(train) or 'streamed'} images", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
                   device=recipe["device"])
@@ -351,7 +380,7 @@ def rotation_benchmark(
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
     reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
-    warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
+    warn: bool = True, device: DeviceLike = "auto", test: str = "c4", data: Any = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -382,11 +411,17 @@ def rotation_benchmark(
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
+        data: ``None`` (Fashion-MNIST, see ``root``), or a pair ``(train, test)`` of
+            data :func:`~equivariance.fit` and :func:`~equivariance.evaluate` take (an
+            image folder each, say); built-in models are then made for its channels
+            and classes (``limit``, ``test_limit`` and ``root`` do not apply).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
-    specs = _model_specs(models)
+    if data is not None:
+        train, test_data, in_channels, num_classes = _benchmark_data(data)
+    specs = _model_specs(models, *((in_channels, num_classes) if data is not None else ()))
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_real(lr, "lr")
@@ -407,12 +442,15 @@ def rotation_benchmark(
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
     # one warning at most when the shipped subset stands in for the full data set
-    train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
-    test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
+    if data is None:
+        train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
+        test_data = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
+    test = test_data
 
     result = BenchmarkResult(settings={
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "train_size": len(train), "test_size": len(test), "source": train.source,
+        "train_size": _size(train), "test_size": _size(test),
+        "source": getattr(train, "source", "data"),
     })
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
               "verbose": verbose, "device": device, "mirror": mirror}

@@ -15,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import flag, positive_int, quarter_turns
-from ..data import as_tensors
+from .._validation import flag, nonnegative_int, positive_int, quarter_turns
+from ..data import adapters
 from ..devices import (
-    DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
-    resolve_device,
+    DeviceLike, as_model_input, model_device_dtype, model_in_channels, on_device, resolve_device,
 )
 from ..modes import preserved_modes
 
@@ -34,6 +33,7 @@ def evaluate(
     batch_size: int = 1000,
     device: DeviceLike = "auto",
     mirror: bool = False,
+    num_workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Accuracy of a classifier on rotated copies of ``data``.
 
@@ -44,7 +44,9 @@ def evaluate(
 
     Args:
         model: a classifier returning logits ``(N, num_classes)``.
-        data: as in :func:`~equivariance.fit`; its images must be finite.
+        data: as in :func:`~equivariance.fit` (tensors, an image folder, any
+            ``Dataset``, ``IterableDataset`` or ``DataLoader``, read batch by batch);
+            its images must be finite.
         rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -53,6 +55,7 @@ def evaluate(
         mirror: also test the images mirrored left to right, then turned by each of
             ``rotations`` (the other 4 elements of D4, ``flip_rot0`` to
             ``flip_rot270``); their rows follow the unmirrored ones.
+        num_workers: background processes decoding streamed data's batches.
 
     Returns:
         One dict per rotation (and mirror): ``rotation`` (quarter turns), ``degrees``,
@@ -66,21 +69,22 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
-    x, y = as_tensors(data, "data", finite=True)
-    x = image_batch(x, model_in_channels(model), "data")
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
+    batches = adapters.eval_batches(data, batch_size, "data",
+                                    nonnegative_int(num_workers, "num_workers"),
+                                    model_in_channels(model))
     elements = [(m, k) for m in ((False, True) if flag(mirror, "mirror") else (False,))
                 for k in ks]
     target = resolve_device(device)
     dtype = model_device_dtype(model)[1]
     correct = {e: 0 for e in elements}
     diff = {e: 0.0 for e in elements}
-    norm = 0.0
+    norm, n = 0.0, 0
     with preserved_modes(model, "eval"), on_device(model, target) as device:
-        for start in range(0, x.shape[0], batch_size):
-            xb = as_model_input(x[start : start + batch_size], device, dtype)
-            yb = y[start : start + batch_size].to(device=device)
+        for xb, yb in batches:
+            xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
+            n += xb.shape[0]
             upright = model(xb)
             norm += float(upright.norm(dim=-1).sum())
             for m, k in elements:
@@ -88,7 +92,8 @@ def evaluate(
                 out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
                 correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
                 diff[m, k] += float((out - upright).norm(dim=-1).sum())
-    n = x.shape[0]
+    if n == 0:
+        raise ValueError("`data` holds no images")
     return [
         {
             "rotation": k,
