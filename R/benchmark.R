@@ -35,6 +35,9 @@
 #' @param limit,test_limit `NULL` or the number of training / test images to use.
 #' @param root Where the Fashion-MNIST files are, as in [fashion_mnist()]
 #'   (`"subset"`: the subset shipped with the package).
+#' @param data `NULL` (Fashion-MNIST, see `root`), or your own data:
+#'   `list(train, test)` of data as [fit_model()] takes (two [image_folder()]s,
+#'   say). Built-in models are then made for its channels and classes.
 #' @param rotations Quarter turns to test: `0:3` for 0, 90, 180 and 270 degrees.
 #' @param test `"c4"` tests on the test images turned by `rotations`; `"d4"` also
 #'   on the mirrored (left to right) test images turned by `rotations`: the 8
@@ -77,7 +80,7 @@ rotation_benchmark <- function(models = c(
                                test = "c4",
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
-                               workers = 1, timeout = 600, port = NULL) {
+                               workers = 1, timeout = 600, port = NULL, data = NULL) {
   if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
   if (!is.null(png)) {
     png <- path.expand(check_string(png, "png"))
@@ -101,7 +104,8 @@ rotation_benchmark <- function(models = c(
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
-    device = device
+    device = device,
+    data = as_benchmark_data(data)
   )
   py <- call_with_workers("rotation_benchmark", args, workers, timeout, port)
   note_subset(py$settings[["source"]], root)
@@ -184,4 +188,20 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   )
   graphics::legend("bottomleft", x$model, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)
   invisible(x)
+}
+
+#' `data` of rotation_benchmark(): NULL, or list(train, test) of data as fit_model()
+#' takes -> a Python pair.
+#' @noRd
+as_benchmark_data <- function(data) {
+  if (is.null(data)) {
+    return(NULL)
+  }
+  if (!is.list(data) || inherits(data, c("equivariance_dataset", "equivariance_image_data")) ||
+    length(data) != 2) {
+    arg_error("data", "NULL or list(train, test) of data as fit_model() takes", describe(data))
+  }
+  train <- as_fit_data(data[[1]], "data[[1]]")
+  test <- as_fit_data(data[[2]], "data[[2]]", levels = train$class_names)
+  reticulate::tuple(train$py, test$py)
 }

@@ -16,8 +16,14 @@
 #' @param object A torch `nn.Module` returning logits, such as [c4_cnn()] after
 #'   [fit_model()], or a model from [load_model()].
 #' @param x Images: an R array of dimension `c(N, C, H, W)`, or `c(N, H, W)` for
-#'   one channel, a torch tensor, or a data set from [fashion_mnist()] (its
-#'   images). Converted to the model's floating type.
+#'   one channel (one image `c(C, H, W)` when the model takes `C > 1` channels, or
+#'   one grey image `c(H, W)`), a
+#'   torch tensor, a data set from [fashion_mnist()] (its images) or from
+#'   [image_folder()] / [image_files()] (read batch by batch). Converted to the
+#'   model's floating type. Images of another channel count or size than the model
+#'   was trained on are an error (a warning, once, for a model that takes any
+#'   size); values far outside the training range (0-255 for a model trained on
+#'   `[0, 1]`) a warning.
 #' @param type `"class"` (the most probable class), `"prob"` (the softmax of the
 #'   logits) or `"logits"`.
 #' @param batch_size Images per forward pass.
@@ -48,18 +54,35 @@ predict.torch.nn.modules.module.Module <- function(object, x,
   check_no_dots(...)
   # the default vector means its first choice; any other value is checked by Python
   if (identical(type, c("class", "prob", "logits"))) type <- "class"
-  out <- call_py(core()$predict(
+  out <- with_py_warnings(call_py(core()$predict(
     object, as_py_images(x, "x"),
     type = type,
     batch_size = as_py_int(batch_size, "batch_size"),
     device = device
-  ))
+  )))
   names <- call_py(core()$prediction$model_class_names(object))
   if (identical(type, "class")) {
     return(as_r_classes(out, names))
   }
   out <- as_r_array(out)
   if (!is.null(names) && length(dim(out)) == 2) colnames(out) <- unlist(names)
+  out
+}
+
+#' Evaluate `expr` (a call into Python) and give the Python warnings it raised to R
+#' as R warnings (with their message only, as R's own).
+#' @noRd
+with_py_warnings <- function(expr) {
+  warnings <- reticulate::import("warnings", convert = FALSE)
+  context <- warnings$catch_warnings(record = TRUE)
+  caught <- context$`__enter__`()
+  out <- tryCatch({
+    warnings$simplefilter("always")
+    expr
+  }, finally = context$`__exit__`(NULL, NULL, NULL))
+  for (w in reticulate::iterate(caught)) {
+    warning(reticulate::py_str(w$message), call. = FALSE)
+  }
   out
 }
 
@@ -80,6 +103,9 @@ as_r_classes <- function(classes, names) {
 as_py_images <- function(x, arg) {
   if (inherits(x, "equivariance_dataset")) {
     return(x$images)
+  }
+  if (inherits(x, "equivariance_image_data")) {
+    return(x$py) # read batch by batch
   }
   if (is_py(x)) {
     return(x)

@@ -31,8 +31,12 @@
 #' that is not finite, before that step changes the model.
 #'
 #' @param model A torch `nn.Module` returning logits, e.g. [c4_cnn()].
-#' @param data Training data: what [fashion_mnist()] returns, or a list of images
-#'   and labels: `list(x, y)`, `list(x = , y = )` or `list(images = , labels = )`.
+#' @param data Training data: what [fashion_mnist()] returns, a list of images
+#'   and labels: `list(x, y)`, `list(x = , y = )` or `list(images = , labels = )`,
+#'   or data read from files batch by batch: [image_folder()], [image_files()] or
+#'   any Python torch `Dataset` returning `(image, label)`, `IterableDataset` or
+#'   `DataLoader` (used as given). An image folder's class names are kept with the
+#'   model.
 #' @param epochs Number of passes over the data.
 #' @param batch_size Images per optimization step.
 #' @param lr Adam's learning rate.
@@ -49,9 +53,11 @@
 #' @param ... Passed to the Python `fit()`: `reg_points = "sample"` evaluates the
 #'   regularizer at points drawn in its bounds; `reuse_outputs = FALSE` never reuses
 #'   the batch's forward pass; `callback` is called after every step with
-#'   `(epoch, step, loss, reg)`. The arguments after `...` must be named in full.
+#'   `(epoch, step, loss, reg)`; `num_workers = 1` decodes image files in a
+#'   background process. The arguments after `...` must be named in full.
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
-#'   fraction in (0, 1) of `data` held out at random (drawn with `seed`).
+#'   fraction in (0, 1) of `data` held out at random (drawn with `seed`; the files
+#'   of an image folder).
 #' @param patience `NULL`, or stop after that many epochs without a lower
 #'   validation loss.
 #' @param restore_best Put back the weights of the epoch with the lowest
@@ -122,6 +128,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     progress = if (verbose && single_process(workers)) cli_progress(environment()) else NULL
   )
   extra <- list(...)
+  if (!is.null(extra$num_workers)) extra$num_workers <- as_py_int(extra$num_workers, "num_workers", min = 0)
   if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
   if (is.function(extra$callback)) extra$callback <- reticulate::r_to_py(extra$callback)
   history <- call_with_workers("fit", c(args, extra), workers, timeout, port)
@@ -359,7 +366,8 @@ evaluate_rotations <- function(model, data, rotations = 0:3, batch_size = 1000,
 #' @param optimizer A torch optimizer over the model's parameters, e.g.
 #'   `torch$optim$Adam(model$parameters(), lr = 1e-3)`.
 #' @param x A batch of images (a tensor or an R array of dimension `c(N, ...)`).
-#' @param y Their labels (whole numbers from 0, or a tensor).
+#' @param y Their labels, as in [fit_model()]: class numbers from 1 or a factor
+#'   (a torch tensor of labels is Python's and counts from 0).
 #' @param regularizer `NULL` or a regularizer from [equivariance_regularizer()],
 #'   evaluated at the first `n` images of the batch (as in [fit_model()]).
 #' @param augment `NULL` or a transform applied to the batch first, as in
@@ -383,12 +391,7 @@ train_step <- function(model, optimizer, x, y, regularizer = NULL, augment = NUL
     arg_error("optimizer", "a torch optimizer", describe(optimizer))
   }
   x <- as_py_tensor(x, "x")
-  if (!is_py_tensor(y)) {
-    if (!is.numeric(y) || !all(vapply(y, is_whole, logical(1))) || any(y < 0)) {
-      arg_error("y", "whole numbers >= 0 (class indices)", describe(y))
-    }
-  }
-  y <- as_py_tensor(y, "y", dtype = "int64")
+  y <- as_fit_labels(y, "y")$py # from 1 or a factor, as fit_model() takes them
   out <- call_py(core()$train_step(model, optimizer, x, y,
     regularizer = as_py_regularizer(regularizer, "regularizer"),
     augment = as_py_function_or_value(augment)

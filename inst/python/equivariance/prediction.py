@@ -65,6 +65,8 @@ def as_images(x: Any, in_channels: Optional[int] = None, dtype: Optional[torch.d
         raise TypeError(f"`{name}` must hold real numbers, got dtype {x.dtype}")
     if x.dim() == 3 and in_channels is not None and in_channels > 1 and x.shape[0] == in_channels:
         x = x.unsqueeze(0)  # one image (C, H, W) of a model of C channels
+    elif x.dim() == 2 and in_channels in (None, 1):
+        x = x.reshape(1, 1, *x.shape)  # one grey image (H, W)
     x = image_batch(x, in_channels, name)  # the shape rule fit() applies too
     if x.dim() != 4:
         raise ValueError(f"`{name}` must be images of shape (N, C, H, W) or (N, H, W), got "
@@ -178,7 +180,8 @@ def predict(
     Args:
         model: a torch module returning logits ``(N, num_classes)``.
         x: images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel), one image
-            ``(C, H, W)`` of a model of ``C > 1`` channels, a tensor or an array; or a
+            ``(C, H, W)`` of a model of ``C > 1`` channels or one grey image
+            ``(H, W)``, a tensor or an array; or a
             data set read batch by batch (an image folder, a ``Dataset`` of images or
             of ``(image, label)``, a ``DataLoader``). Converted to the model's dtype
             (and device) batch by batch. Images of another channel count than the

@@ -205,6 +205,14 @@ class ImageDataset(torch.utils.data.Dataset):
         return ImageDataset([self.files[i] for i in index], [self.targets[i] for i in index],
                             self.classes, self.channels, self.size, self.root)
 
+    def load(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode every image: ``(images, labels)`` as tensors ``(N, C, H, W)`` and ``(N,)``
+        (for data that fit in memory)."""
+        if not self.files:
+            return torch.zeros((0, *self.input_shape)), torch.zeros(0, dtype=torch.int64)
+        return (torch.stack([self[i][0] for i in range(len(self))]),
+                torch.tensor(self.targets, dtype=torch.int64))
+
     def class_counts(self) -> list[int]:
         """Images per class, by label."""
         n = len(self.classes) if self.classes is not None else max(self.targets, default=-1) + 1
