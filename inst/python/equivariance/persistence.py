@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .modes import preserved_modes
-from .prediction import model_class_names, resolve_device
+from .prediction import input_record, model_class_names, resolve_device, restore_input
 
 __all__ = ["save_model", "load_model"]
 
@@ -325,7 +325,7 @@ def _contents(model: nn.Module, arch: Optional[dict], reason: Optional[str]) -> 
         "state_metadata": metadata,
         "training": [name for name, m in model.named_modules() if m.training],
         "class_names": model_class_names(model),
-        **_input_record(model),
+        **input_record(model),
         "torch_version": str(torch.__version__),  # a plain str: TorchVersion is a class
     }
 
@@ -440,28 +440,9 @@ def load_model(path: PathLike, model: Optional[nn.Module] = None,
     if names is not None:
         model.class_names = list(names)
         model_class_names(model)  # checks them
-    _restore_input(model, contents)
+    restore_input(model, contents)
     return model
 
-
-def _input_record(model: nn.Module) -> dict:
-    """What ``fit`` recorded about the model's input: one image's shape, the range of
-    the training values (see :func:`~equivariance.predict`)."""
-    out = {}
-    shape, low_high = getattr(model, "input_shape", None), getattr(model, "input_range", None)
-    if isinstance(shape, (tuple, list)) and all(isinstance(v, int) for v in shape):
-        out["input_shape"] = [int(v) for v in shape]
-    if isinstance(low_high, (tuple, list)) and len(low_high) == 2:
-        out["input_range"] = [float(v) for v in low_high]
-    return out
-
-
-def _restore_input(model: nn.Module, contents: dict) -> None:
-    shape, low_high = contents.get("input_shape"), contents.get("input_range")
-    if isinstance(shape, list) and all(isinstance(v, int) for v in shape):
-        model.input_shape = tuple(shape)
-    if isinstance(low_high, list) and len(low_high) == 2:
-        model.input_range = (float(low_high[0]), float(low_high[1]))
 
 
 def _rebuild(contents: dict, path: str) -> nn.Module:

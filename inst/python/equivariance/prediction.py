@@ -115,6 +115,27 @@ def trained_shape(model: nn.Module) -> Optional[tuple[int, int, int]]:
     return None
 
 
+def input_record(model: nn.Module) -> dict:
+    """What ``fit`` recorded about the model's input: one image's shape, the range of
+    the training values (see :func:`~equivariance.predict`)."""
+    out = {}
+    shape, low_high = getattr(model, "input_shape", None), getattr(model, "input_range", None)
+    if isinstance(shape, (tuple, list)) and all(isinstance(v, int) for v in shape):
+        out["input_shape"] = [int(v) for v in shape]
+    if isinstance(low_high, (tuple, list)) and len(low_high) == 2:
+        out["input_range"] = [float(v) for v in low_high]
+    return out
+
+
+def restore_input(model: nn.Module, contents: dict) -> None:
+    """Put back on a loaded model what :func:`input_record` saved."""
+    shape, low_high = contents.get("input_shape"), contents.get("input_range")
+    if isinstance(shape, list) and all(isinstance(v, int) for v in shape):
+        model.input_shape = tuple(shape)
+    if isinstance(low_high, list) and len(low_high) == 2:
+        model.input_range = (float(low_high[0]), float(low_high[1]))
+
+
 def _check_range(model: nn.Module, xb: torch.Tensor, name: str) -> bool:
     """Warn when ``xb``'s values lie far outside those ``model`` was trained on
     (``model.input_range``): beyond them by more than their width. Returns whether it

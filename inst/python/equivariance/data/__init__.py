@@ -13,6 +13,8 @@ from .fashion_mnist import (
     CLASSES, ENV_VAR, FashionMNIST, SubsetWarning, as_tensors, fashion_mnist_root, holdout,
     holdout_index, load_fashion_mnist, make_subset, read_idx, write_idx,
 )
-from .folders import IMAGE_EXTENSIONS, ImageDataset, ImageFileError, image_files, image_folder
+from .folders import (
+    IMAGE_EXTENSIONS, ImageDataset, ImageFileError, image_files, image_folder, write_image_folder,
+)
 
 __all__ = list(fashion_mnist.__all__) + list(folders.__all__) + list(adapters.__all__)

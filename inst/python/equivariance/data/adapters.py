@@ -442,8 +442,19 @@ def stream_loss_and_accuracy(model: Any, stream: Stream, batch_size: int) -> tup
     return loss / n, correct / n
 
 
+def validate(model: Any, val: Any, batch_size: int) -> tuple[float, float]:
+    """The validation loss and accuracy of ``model`` on in-memory or streamed data."""
+    if isinstance(val, Stream):
+        return stream_loss_and_accuracy(model, val, batch_size)
+    from ..training.evaluation import loss_and_accuracy
+
+    return loss_and_accuracy(model, *val, batch_size)
+
+
 def record_input(model: Any, seen: _Seen) -> None:
-    """Keep on the model the range of the values it was trained on (``input_range``),
-    which :func:`~equivariance.predict` compares new images with."""
+    """Keep on the model the shape of one training image (``input_shape``, which
+    :func:`~equivariance.summary` uses) and the range of the values it was trained on
+    (``input_range``), which :func:`~equivariance.predict` compares new images with."""
+    model.input_shape = seen.shape
     if seen.range is not None:
         model.input_range = seen.range

@@ -27,8 +27,12 @@ import numpy as np
 import torch
 
 from .._validation import positive_int
+from .fashion_mnist import as_tensors
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "ImageFileError", "image_files", "image_folder"]
+__all__ = [
+    "IMAGE_EXTENSIONS", "ImageDataset", "ImageFileError", "image_files", "image_folder",
+    "write_image_folder",
+]
 
 #: The file endings read as images (case does not matter).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -40,20 +44,23 @@ _DEEP = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
 
 
 class ImageFileError(ValueError):
-    """An image file that cannot be read or decoded; ``path`` names it."""
+    """An image file that cannot be read or decoded; ``path`` names it.
 
-    def __init__(self, path: str | os.PathLike, reason: str) -> None:
-        self.path = str(path)
-        super().__init__(f"image file {self.path}: {reason}")
+    ``ImageFileError(path, reason)``; with one argument, the whole message (as a
+    ``DataLoader`` re-raises a worker's error), and ``path`` is ``None``.
+    """
 
-    def __reduce__(self):  # DataLoader workers send their errors by pickling
+    def __init__(self, path: str | os.PathLike, reason: str | None = None) -> None:
+        self.path = None if reason is None else str(path)
+        super().__init__(str(path) if reason is None else f"image file {path}: {reason}")
+
+    def __reduce__(self):  # pickled with its message (DataLoader workers send errors so)
         return (_image_file_error, (self.path, str(self)))
 
 
-def _image_file_error(path: str, message: str) -> ImageFileError:
-    err = ImageFileError.__new__(ImageFileError)
+def _image_file_error(path: str | None, message: str) -> ImageFileError:
+    err = ImageFileError(message)
     err.path = path
-    ValueError.__init__(err, message)
     return err
 
 
@@ -401,3 +408,36 @@ def _targets(labels: Any, n: int, classes: Sequence[str] | None
     if names is not None and max(targets) >= len(names):
         raise ValueError(f"`labels`: label {max(targets)} but only {len(names)} `classes`")
     return targets, names
+
+
+def write_image_folder(images: Any, labels: Any, root: str | os.PathLike,
+                       classes: Sequence[str] | None = None, ext: str = "png") -> str:
+    """Write images as files ``root/<class>/<index>.<ext>``, the layout
+    :func:`image_folder` reads (8 bits per sample).
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(N, H, W)`` values in ``[0, 1]`` (tensor or array),
+            C 1 or 3.
+        labels: ``N`` class indices from 0.
+        root: the folder (made if needed).
+        classes: folder names by label (``None``: ``"0"``, ``"1"``, ...); characters
+            not allowed in file names (``/``) become ``-``.
+        ext: ``"png"``, ``"jpg"``, ``"bmp"`` or ``"tif"``.
+
+    Returns:
+        The folder's path.
+    """
+    x, y = as_tensors((images, labels), "images")
+    x = x.unsqueeze(1) if x.dim() == 3 else x
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"`images` must be (N, C, H, W) with C 1 or 3, got {tuple(x.shape)}")
+    if ext not in ("png", "jpg", "bmp", "tif"):
+        raise ValueError(f'`ext` must be "png", "jpg", "bmp" or "tif", got {ext!r}')
+    Image, folder = _pil(), Path(root).expanduser()
+    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, (image, label) in enumerate(zip(pixels, y.tolist())):
+        name = str(label) if classes is None else str(classes[label]).replace("/", "-")
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(
+            folder / name / f"{i:06d}.{ext}")
+    return str(folder)

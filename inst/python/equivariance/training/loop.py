@@ -37,7 +37,7 @@ from ..devices import (
     resolve_device, same_device,
 )
 from .parallel.distributed import Parallel, Share
-from .evaluation import evaluate, loss_and_accuracy
+from .evaluation import evaluate
 from .history import EarlyStopping, History, Progress, ProgressFunction
 from ..modes import mode_dependent_modules, preserved_modes
 from ..regularizer import EquivarianceRegularizer
@@ -281,10 +281,7 @@ class _Loop:
                                time.perf_counter() - start)
         stop = False
         if self.val is not None:
-            val_loss, val_accuracy = (
-                adapters.stream_loss_and_accuracy(self.model, self.val, self.batch_size)
-                if isinstance(self.val, adapters.Stream)
-                else loss_and_accuracy(self.model, *self.val, self.batch_size))
+            val_loss, val_accuracy = adapters.validate(self.model, self.val, self.batch_size)
             self.history.val_loss.append(val_loss)
             self.history.val_accuracy.append(val_accuracy)
             stop = self.watch.update(epoch, val_loss)
@@ -299,8 +296,7 @@ class _Loop:
 def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None,
           num_workers: Any = 0) -> tuple[Any, Any, tuple[tuple[str, int, int], ...]]:
     """The training batches (:mod:`~equivariance.data.adapters`), the validation data
-    (``None`` without) and the labels' ranges (see :class:`_Recipe`; streamed data are
-    checked batch by batch)."""
+    (``None`` without) and in-memory labels' ranges (see :class:`_Recipe`)."""
     in_channels = model_in_channels(model)
     if adapters.is_stream(data) or adapters.is_stream(validation_data):
         return adapters.streamed(model, data, validation_data, seed, num_workers, _data)
@@ -364,19 +360,16 @@ def fit(
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
         data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
-            a pair ``(images, labels)``; or, read batch by batch, an image folder
-            (:func:`~equivariance.image_folder`), any map-style ``Dataset`` returning
-            ``(image, label)``, an ``IterableDataset`` or a ``DataLoader`` (used as
-            given); labels are class indices from 0. A data set with ``classes``
-            gives the class names.
+            a pair ``(images, labels)``; or read batch by batch (:mod:`.adapters`): an
+            image folder, any ``Dataset`` of ``(image, label)``, an ``IterableDataset``
+            or a ``DataLoader``; labels are class indices from 0.
         epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
         regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
             loss at every step) or any callable returning a scalar tensor.
         seed: ``None`` or a whole number from 0 to 2**64 - 1 seeding the shuffling, the
             validation split and torch's global generator (``None``: all follow torch's).
         validation_data: ``None``, data as ``data``, or a fraction in (0, 1) of ``data``
-            held out (drawn with ``seed``; an image folder's files); measured after
-            every epoch.
+            held out (drawn with ``seed``, by file); measured after every epoch.
         patience: stop when the validation loss has not improved for that many epochs.
         restore_best: put back the weights of the best validation loss at the end
             (default: ``True`` when ``patience`` is set).
@@ -400,8 +393,7 @@ def fit(
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
             Each rank reads only its share of every batch of a map-style data set.
-        num_workers: background processes decoding the batches of streamed data
-            (0: in this process).
+        num_workers: processes decoding streamed data in the background (0: none).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -416,9 +408,9 @@ def fit(
     progress = optional_callable(progress, "progress", "None or a function(event)")
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
     source, val, labels = _data(model, data, validation_data, par.seed, num_workers)
-    class_names = adapters.data_class_names(data, class_names)
     watch = _early_stopping(model, patience, restore_best, val is not None)
-    callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
+    callbacks = function_list(callbacks, "callbacks")
+    names = class_names_list(adapters.data_class_names(data, class_names))
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
                      None if names is None else len(names))
@@ -431,20 +423,18 @@ def fit(
             stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
     finally:
         loop.progress.end()
-    history = _finish(model, loop.history, watch,
-                      stopped and len(loop.history.epoch_loss) < epochs, names, source.seen.shape)
-    adapters.record_input(model, source.seen)
-    return history
+    return _finish(model, loop.history, watch, stopped and len(loop.history.epoch_loss) < epochs,
+                   names, source.seen)
 
 
 def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,
-            names: list[str] | None, input_shape: tuple[int, ...]) -> History:
+            names: list[str] | None, seen: Any) -> History:
     """Restore the best weights when asked; keep what the model was trained on."""
     history.stopped_early, history.best_epoch = stopped_early, watch.best_epoch
     watch.restore()
     if names is not None:
         model.class_names = names
-    model.input_shape = input_shape  # what summary() shows output shapes for
+    adapters.record_input(model, seen)  # input_shape (for summary(), predict()), input_range
     return history
 
 
