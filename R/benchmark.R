@@ -202,6 +202,6 @@ as_benchmark_data <- function(data) {
     arg_error("data", "NULL or list(train, test) of data as fit_model() takes", describe(data))
   }
   train <- as_fit_data(data[[1]], "data[[1]]")
-  test <- as_fit_data(data[[2]], "data[[2]]", levels = train$class_names)
+  test <- as_fit_data(data[[2]], "data[[2]]")
   reticulate::tuple(train$py, test$py)
 }

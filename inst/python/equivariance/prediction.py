@@ -156,11 +156,10 @@ def _check_range(model: nn.Module, xb: torch.Tensor, name: str) -> bool:
 
 def _size_mismatch(model: nn.Module, xb: torch.Tensor, name: str, err: Exception | None) -> None:
     """Images of another size than the training images: a ValueError when the model
-    failed on them (``err``), else a warning, once per model."""
+    failed on them (``err``), else a warning, once per model; nothing for images of the
+    training size."""
     shape = trained_shape(model)
     if shape is None or tuple(xb.shape[-2:]) == shape[1:]:
-        if err is not None:
-            raise err
         return
     (h, w), (eh, ew) = tuple(xb.shape[-2:]), shape[1:]
     if err is not None:
@@ -175,11 +174,25 @@ def _size_mismatch(model: nn.Module, xb: torch.Tensor, name: str, err: Exception
 
 
 def _check_logits(out: Any, n: int) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != n:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"`model` must return logits of shape (N, num_classes) for N = {n} "
-                         f"images, got {got}")
+                         f"images, got {got}: predict() is for classifiers")
     return out
+
+
+def _forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """The model's logits for ``xb``; its failures named as failures on ``x``."""
+    try:
+        out = model(xb)
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        if xb.shape[0] == 0:
+            raise ValueError(f"`x` holds no images (shape {tuple(xb.shape)}) and this model "
+                             "cannot run on an empty batch") from err
+        _size_mismatch(model, xb, "x", err)  # another size than trained on: says so
+        raise ValueError(f"the model cannot run on the images of `x` (a batch of shape "
+                         f"{tuple(xb.shape)}): {err}") from err
+    return _check_logits(out, xb.shape[0])
 
 
 # -- predict -------------------------------------------------------------------------------
@@ -268,13 +281,9 @@ def _run(model: nn.Module, batches: Any, type: str,  # noqa: A002
     for i, xb in enumerate(batches):
         xb = xb.to(device)
         warned = warned or _check_range(model, xb, "x")
-        try:
-            out = model(xb)
-        except RuntimeError as err:
-            _size_mismatch(model, xb, "x", err)
+        logits = _forward(model, xb)
         if i == 0:
             _size_mismatch(model, xb, "x", None)
-        logits = _check_logits(out, xb.shape[0])
         num_classes = logits.shape[1]
         if type == "prob":
             logits = F.softmax(logits, dim=1)

@@ -34,6 +34,7 @@ from .._validation import check_finite, nonnegative_int
 from ..devices import image_batch, model_device_dtype, model_in_channels
 from ..modes import preserved_modes
 from .fashion_mnist import as_tensors, holdout_index
+from .labels import class_names_of, onto_classes
 
 __all__ = ["is_stream"]
 
@@ -201,6 +202,7 @@ class Stream:
     num_workers: int = 0
     in_channels: int | None = None
     seen: _Seen = field(default_factory=_Seen)
+    lookup: torch.Tensor | None = None  # the data's labels -> the model's classes, by name
 
     def steps(self, batch_size: int) -> int | None:
         """Steps per epoch on one process (``None``: an iterable without a length)."""
@@ -229,13 +231,23 @@ class Stream:
         else:
             parts = self._iterable_batches(par, batch_size)
         for step, (batch, share) in enumerate(parts, 1):
-            xb, yb = checked_batch(batch, self.name, f"epoch {epoch}, step {step}",
-                                   self.in_channels)
+            where = f"epoch {epoch}, step {step}"
+            xb, yb = self.relabel(*checked_batch(batch, self.name, where, self.in_channels), where)
             self.seen.add(xb)
             if share is None:  # a DataLoader's batch: all of it on this rank
                 n = xb.shape[0]
                 share = _share(par, n, n * par.ranks.size)
             yield xb, yb, share
+
+    def relabel(self, xb: torch.Tensor, yb: torch.Tensor, where: str
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch with its labels mapped onto the model's classes (see :func:`_named`)."""
+        if self.lookup is None:
+            return xb, yb
+        if yb.numel() and int(yb.max()) >= len(self.lookup):
+            raise ValueError(f"`{self.name}` has {len(self.lookup)} class names but the batch at "
+                             f"{where} holds label {int(yb.max())} (labels count from 0)")
+        return xb, self.lookup[yb]
 
     def _map_batches(self, par: Any, batch_size: int) -> Iterator[tuple[Any, Any]]:
         order = torch.randperm(len(self.data), generator=par.order)
@@ -339,27 +351,73 @@ def stream_images(data: Any, batch_size: int, name: str = "x") -> Iterator[torch
 # -- what fit() needs besides the batches -----------------------------------------------------
 
 
-def streamed(model: Any, data: Any, validation_data: Any, seed: int | None, num_workers: Any,
-             in_memory: Any) -> tuple[Any, Any, tuple[tuple[str, int, int], ...]]:
-    """:func:`~equivariance.training.loop._data` when ``data`` or ``validation_data`` is
-    streamed: ``(training batches, validation data, label ranges of in-memory data)``.
-    ``in_memory`` is the loop's own function for in-memory data."""
+@dataclass
+class Prepared:
+    """What :func:`~equivariance.fit` trains on (see :func:`prepare`)."""
+
+    source: InMemory | Stream  # the training batches
+    val: Any  # None, a pair of tensors or a Stream
+    labels: tuple[tuple[str, int, int], ...]  # ranges of in-memory labels
+    classes: list[str] | None  # the class names the model keeps
+    unseen: list[tuple[str, torch.Tensor]]  # images to probe the model on first
+
+    def unseen_images(self) -> list[tuple[str, torch.Tensor]]:
+        return self.unseen
+
+
+def prepare(model: Any, data: Any, validation_data: Any, seed: int | None,
+            names: list[str] | None, num_workers: Any) -> Prepared:
+    """The training and validation data of :func:`~equivariance.fit`, in memory
+    (:func:`~equivariance.training.inputs.labelled_data`) or streamed; labels of named
+    classes are matched to the model's classes by name, batch by batch for streams."""
+    from ..prediction import model_class_names
+    from ..training.inputs import labelled_data
+
+    workers = nonnegative_int(num_workers, "num_workers")
+    if not (is_stream(data) or is_stream(validation_data)):
+        d = labelled_data(model, data, validation_data, seed, names)
+        return Prepared(InMemory(d.x, d.y), d.val, d.labels, d.classes, d.unseen_images())
     in_channels = model_in_channels(model)
     if not is_stream(data):  # tensors to train on, a stream to validate on
-        source, _, labels = in_memory(model, data, None, seed)
-        workers = nonnegative_int(num_workers, "num_workers")
-        return source, Stream(validation_data, "validation_data", workers, in_channels), labels
+        d = labelled_data(model, data, None, seed, names)
+        val = _named(Stream(validation_data, "validation_data", workers, in_channels), d.classes)
+        return Prepared(InMemory(d.x, d.y), val, d.labels, d.classes, _first(val))
     _check_channels(data, in_channels, "data")
-    source, val = training_data(data, validation_data, seed, num_workers)
-    source.in_channels, labels = in_channels, ()
+    source, val = training_data(data, validation_data, seed, workers)
+    source.in_channels = in_channels
+    classes = model_class_names(model) or names or class_names_of(data)
+    _named(source, classes, names)
+    labels: tuple[tuple[str, int, int], ...] = ()
     if isinstance(val, Stream):
         _check_channels(val.data, in_channels, "validation_data")
         val.in_channels = in_channels
+        _named(val, classes)
     elif val is not None:
-        xv, yv = as_tensors(val, "validation_data")
+        xv, yv = as_tensors(val, "validation_data", finite=True)
+        yv = onto_classes(yv, class_names_of(val), classes, "validation_data")
         val = (image_batch(xv, in_channels, "validation_data"), yv)
         labels = (("validation_data", int(yv.min()), int(yv.max())),)
-    return source, val, labels
+    unseen = [] if validation_data is None or not isinstance(val, (Stream, tuple)) or \
+        isinstance(validation_data, (int, float)) else _first(val)
+    return Prepared(source, val, labels, classes, unseen)
+
+
+def _named(stream: Stream, classes: list[str] | None, names: list[str] | None = None) -> Stream:
+    """Give ``stream`` the table that maps its labels onto ``classes`` by name (when
+    its data's class names, or ``names``, differ from them)."""
+    names = names or class_names_of(stream.data)
+    if names is not None and classes is not None and list(names) != list(classes):
+        stream.lookup = onto_classes(torch.arange(len(names)), names, classes, stream.name)
+    return stream
+
+
+def _first(val: Any) -> list[tuple[str, torch.Tensor]]:
+    """The first validation image, for the model to be tried on before training."""
+    if isinstance(val, tuple):
+        return [("validation_data", val[0][:1])]
+    if isinstance(val, Stream) and _map_style(val.data) and len(val.data):
+        return [("validation_data", collate_pairs([val.data[0]], "validation_data")[0])]
+    return []
 
 
 def _check_channels(data: Any, in_channels: int | None, name: str) -> None:
@@ -373,20 +431,6 @@ def _check_channels(data: Any, in_channels: int | None, name: str) -> None:
         f"the model with in_channels = {channels}")
 
 
-def data_class_names(data: Any, class_names: Any) -> Any:
-    """``class_names``, else the ``classes`` of a streamed data set (an image folder's
-    sub-folders, a torchvision ``ImageFolder``'s), else ``None``."""
-    if class_names is not None or not is_stream(data):
-        return class_names
-    source = data.dataset if isinstance(data, DataLoader) else data
-    while isinstance(source, torch.utils.data.Subset):
-        source = source.dataset
-    classes = getattr(source, "classes", None)
-    if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
-        return list(classes)
-    return None
-
-
 @dataclass(frozen=True)
 class _CheckedLoss:
     """The loss of one streamed batch, after its labels are checked against the logits:
@@ -395,6 +439,11 @@ class _CheckedLoss:
     loss_fn: Any
     name: str
     where: str
+
+    @property
+    def wrapped(self) -> Any:
+        """The loss it checks for (so that cross-entropy is still known as such)."""
+        return self.loss_fn
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_labels(logits, y, self.name, self.where)
@@ -431,6 +480,7 @@ def stream_loss_and_accuracy(model: Any, stream: Stream, batch_size: int) -> tup
     with preserved_modes(model, "eval"):
         for step, (xb, yb) in enumerate(eval_batches(stream.data, batch_size, stream.name,
                                                      stream.num_workers, stream.in_channels), 1):
+            xb, yb = stream.relabel(xb, yb, f"batch {step}")
             xb, yb = xb.to(device=device, dtype=dtype), yb.to(device=device)
             logits = model(xb)
             check_labels(logits, yb, stream.name, f"batch {step}")

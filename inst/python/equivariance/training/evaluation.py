@@ -17,10 +17,13 @@ from torch import nn
 
 from .._validation import flag, nonnegative_int, positive_int, quarter_turns
 from ..data import adapters
+from ..data.labels import check_label_range, class_names_of, onto_classes
 from ..devices import (
     DeviceLike, as_model_input, model_device_dtype, model_in_channels, on_device, resolve_device,
 )
 from ..modes import preserved_modes
+from ..prediction import model_class_names
+from .inputs import forward
 
 __all__ = ["evaluate"]
 
@@ -46,7 +49,9 @@ def evaluate(
         model: a classifier returning logits ``(N, num_classes)``.
         data: as in :func:`~equivariance.fit` (tensors, an image folder, any
             ``Dataset``, ``IterableDataset`` or ``DataLoader``, read batch by batch);
-            its images must be finite.
+            its images must be finite. When both the data (a data set with class
+            names, a dict with ``class_names``) and the model have class names, labels
+            are matched to the model's classes by name.
         rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -69,6 +74,8 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
+    # labels of named classes (a factor, a data set with class names) count by name
+    names, classes = class_names_of(data), model_class_names(model)
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
     batches = adapters.eval_batches(data, batch_size, "data",
@@ -84,8 +91,11 @@ def evaluate(
     with preserved_modes(model, "eval"), on_device(model, target) as device:
         for xb, yb in batches:
             xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
+            yb = onto_classes(yb, names, classes, "data")
             n += xb.shape[0]
-            upright = model(xb)
+            upright = forward(model, xb, "data")
+            # a label beyond the model's classes would count as wrong
+            check_label_range(yb, upright.shape[1], "data")
             norm += float(upright.norm(dim=-1).sum())
             for m, k in elements:
                 xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
