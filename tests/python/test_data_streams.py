@@ -30,7 +30,8 @@ def folder(tmp_path):
     for c in ("a", "b", "c"):
         (tmp_path / c).mkdir()
         for i in range(10):
-            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+            pixels = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / c / f"{i}.png")
     return tmp_path
 
 

@@ -309,7 +309,10 @@ def _model_specs(models: Any, in_channels: int = 1, num_classes: int = 10
 
 def _benchmark_data(data: Any) -> tuple[Any, Any, int, int]:
     """``(train, test, in_channels, num_classes)`` of :func:`rotation_benchmark`'s
-    ``data``: a pair (or a dict with ``train`` and ``test``)."""
+    ``data``: a pair (or a dict with ``train`` and ``test``); ``None``: Fashion-MNIST,
+    loaded later."""
+    if data is None:
+        return None, None, 1, 10
     if isinstance(data, dict) and {"train", "test"} <= set(data):
         data = (data["train"], data["test"])
     if not isinstance(data, (tuple, list)) or len(data) != 2:
@@ -324,6 +327,19 @@ def _benchmark_data(data: Any) -> tuple[Any, Any, int, int]:
                          "images: give an image folder, tensors, or models as nn.Modules")
     x, y = as_tensors(train, "data")
     return data[0], data[1], (1 if x.dim() == 3 else int(x.shape[1])), int(y.max()) + 1
+
+
+def _fashion_mnist(root: Any, limit: int | None, test_limit: int | None, warn: bool
+                   ) -> tuple[Any, Any]:
+    """The training and test splits of the benchmark, with one warning at most when the
+    shipped subset stands in for the full data set."""
+    return (load_fashion_mnist("train", root=root, limit=limit, warn=warn),
+            load_fashion_mnist("test", root=root, limit=test_limit, warn=False))
+
+
+def _sizes(train: Any, test: Any) -> dict[str, Any]:
+    return {"train_size": _size(train), "test_size": _size(test),
+            "source": getattr(train, "source", "data")}
 
 
 def _size(data: Any) -> int | None:
@@ -412,16 +428,13 @@ def rotation_benchmark(
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
         data: ``None`` (Fashion-MNIST, see ``root``), or a pair ``(train, test)`` of
-            data :func:`~equivariance.fit` and :func:`~equivariance.evaluate` take (an
-            image folder each, say); built-in models are then made for its channels
-            and classes (``limit``, ``test_limit`` and ``root`` do not apply).
+            data ``fit`` takes (image folders, say); built-in models fit their channels, classes.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
-    if data is not None:
-        train, test_data, in_channels, num_classes = _benchmark_data(data)
-    specs = _model_specs(models, *((in_channels, num_classes) if data is not None else ()))
+    train, test_data, in_channels, num_classes = _benchmark_data(data)
+    specs = _model_specs(models, in_channels, num_classes)
     epochs = positive_int(epochs, "epochs")
     batch_size = positive_int(batch_size, "batch_size")
     lr = positive_real(lr, "lr")
@@ -441,24 +454,18 @@ def rotation_benchmark(
         csv = _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
-    # one warning at most when the shipped subset stands in for the full data set
     if data is None:
-        train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
-        test_data = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
-    test = test_data
-
+        train, test_data = _fashion_mnist(root, limit, test_limit, warn)
     result = BenchmarkResult(settings={
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "train_size": _size(train), "test_size": _size(test),
-        "source": getattr(train, "source", "data"),
-    })
+        **_sizes(train, test_data)})
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
               "verbose": verbose, "device": device, "mirror": mirror}
     for label, build, builtin in specs:
         model = _build(label, build, seed)
         reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
                if builtin in REGULARIZED else None)
-        _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
+        _train_and_test(result, label, model, builtin, reg, train, test_data, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)
     if verbose:

@@ -79,7 +79,8 @@ def _size(size: Any) -> tuple[int, int] | None:
         return None
     if isinstance(size, (list, tuple)) or (isinstance(size, np.ndarray) and size.ndim == 1):
         if len(size) != 2:
-            raise ValueError(f"`size` must be None, a whole number or (height, width), got {size!r}")
+            raise ValueError("`size` must be None, a whole number or (height, width), got "
+                             f"{size!r}")
         return positive_int(size[0], "size"), positive_int(size[1], "size")
     s = positive_int(size, "size")
     return s, s
@@ -438,6 +439,7 @@ def write_image_folder(images: Any, labels: Any, root: str | os.PathLike,
     for i, (image, label) in enumerate(zip(pixels, y.tolist())):
         name = str(label) if classes is None else str(classes[label]).replace("/", "-")
         (folder / name).mkdir(parents=True, exist_ok=True)
+        options = {"png": {"compress_level": 1}, "jpg": {"quality": 95}}.get(ext, {})
         Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(
-            folder / name / f"{i:06d}.{ext}")
+            folder / name / f"{i:06d}.{ext}", **options)
     return str(folder)

@@ -83,25 +83,8 @@ def evaluate(
                                     model_in_channels(model))
     elements = [(m, k) for m in ((False, True) if flag(mirror, "mirror") else (False,))
                 for k in ks]
-    target = resolve_device(device)
-    dtype = model_device_dtype(model)[1]
-    correct = {e: 0 for e in elements}
-    diff = {e: 0.0 for e in elements}
-    norm, n = 0.0, 0
-    with preserved_modes(model, "eval"), on_device(model, target) as device:
-        for xb, yb in batches:
-            xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
-            yb = onto_classes(yb, names, classes, "data")
-            n += xb.shape[0]
-            upright = forward(model, xb, "data")
-            # a label beyond the model's classes would count as wrong
-            check_label_range(yb, upright.shape[1], "data")
-            norm += float(upright.norm(dim=-1).sum())
-            for m, k in elements:
-                xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
-                out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
-                correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
-                diff[m, k] += float((out - upright).norm(dim=-1).sum())
+    with preserved_modes(model, "eval"), on_device(model, resolve_device(device)) as device:
+        correct, diff, norm, n = _scores(model, batches, elements, device, (names, classes))
     if n == 0:
         raise ValueError("`data` holds no images")
     return [
@@ -116,6 +99,31 @@ def evaluate(
         }
         for m, k in elements
     ]
+
+
+def _scores(model: nn.Module, batches: Any, elements: list[tuple[bool, int]],
+            device: torch.device, names: tuple[Any, Any]) -> tuple[dict, dict, float, int]:
+    """The correct counts and logit distances of every element (mirror, quarter turns),
+    the sum of the upright logits' norms and the number of images, over ``batches``
+    (labels mapped from the data's class names ``names[0]`` onto the model's)."""
+    dtype = model_device_dtype(model)[1]
+    correct = {e: 0 for e in elements}
+    diff = {e: 0.0 for e in elements}
+    norm, n = 0.0, 0
+    for xb, yb in batches:
+        xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
+        yb = onto_classes(yb, names[0], names[1], "data")
+        n += xb.shape[0]
+        upright = forward(model, xb, "data")
+        # a label beyond the model's classes would count as wrong
+        check_label_range(yb, upright.shape[1], "data")
+        norm += float(upright.norm(dim=-1).sum())
+        for m, k in elements:
+            xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
+            out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
+            correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
+            diff[m, k] += float((out - upright).norm(dim=-1).sum())
+    return correct, diff, norm, n
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ from .._validation import (
     positive_real,
 )
 from .._validation import seed as check_seed
-from ..data import adapters, as_tensors, holdout
+from ..data import adapters, as_tensors, feed, holdout
 from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
     resolve_device, same_device,
@@ -250,7 +250,7 @@ class _Loop:
             xb = as_model_input(xb, self.recipe.device, self.recipe.dtype)
             yb = yb.to(device=self.recipe.device)
             loss, reg = _step(self.net, self.optimizer, xb, yb,
-                              adapters.step_recipe(self.recipe, self.source, yb, epoch, step),
+                              feed.step_recipe(self.recipe, self.source, yb, epoch, step),
                               f"epoch {epoch}, step {step}", share)
             self.history.add_step(epoch, loss, reg)
             sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
@@ -260,7 +260,7 @@ class _Loop:
                                time.perf_counter() - start)
         stop = False
         if self.val is not None:
-            val_loss, val_accuracy = adapters.validate(self.model, self.val, self.batch_size)
+            val_loss, val_accuracy = feed.validate(self.model, self.val, self.batch_size)
             self.history.val_loss.append(val_loss)
             self.history.val_accuracy.append(val_accuracy)
             stop = self.watch.update(epoch, val_loss)
@@ -317,10 +317,8 @@ def fit(
 
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
-        data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
-            a pair ``(images, labels)``; or read batch by batch (:mod:`.adapters`): an
-            image folder, any ``Dataset`` of ``(image, label)``, an ``IterableDataset``
-            or a ``DataLoader``; labels are class indices from 0.
+        data: a ``FashionMNIST``, ``TensorDataset``, dict or pair ``(images, labels)``, or
+            data read batch by batch by ``num_workers`` processes (:mod:`.adapters`).
         epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
         regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
             loss at every step) or any callable returning a scalar tensor.
@@ -350,8 +348,6 @@ def fit(
         callback: called after every step as ``callback(epoch, step, loss, reg)``.
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
-            Each rank reads only its share of every batch of a map-style data set.
-        num_workers: processes decoding streamed data in the background (0: none).
 
     Returns:
         A :class:`History` (losses per step and epoch, validation figures, seconds).
@@ -366,7 +362,7 @@ def fit(
     progress = optional_callable(progress, "progress", "None or a function(event)")
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
     callbacks, names = function_list(callbacks, "callbacks", 1), class_names_list(class_names)
-    d = adapters.prepare(model, data, validation_data, par.seed, names, num_workers)
+    d = feed.prepare(model, data, validation_data, par.seed, names, num_workers)
     watch = _early_stopping(model, patience, restore_best, d.val is not None)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
@@ -392,7 +388,7 @@ def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_ea
     watch.restore()
     if names is not None:
         model.class_names = names
-    adapters.record_input(model, seen)  # input_shape (for summary(), predict()), input_range
+    feed.record_input(model, seen)  # input_shape (for summary(), predict()), input_range
     return history
 
 
