@@ -58,6 +58,11 @@ class Stream(IterableDataset):
         return iter(zip(self.x, self.y.tolist()))
 
 
+def _close(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.allclose(p, q, rtol=1e-5, atol=1e-6) for p, q in zip(a.parameters(),
+                                                                           b.parameters()))
+
+
 def _same(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
@@ -72,8 +77,10 @@ def test_a_folder_trains_as_its_images_in_memory_with_validation_by_file(folder)
                    num_workers=workers)
         runs.append((m, h))
     (a, ha), (b, hb), (c, hc) = runs
-    assert _same(a, b) and _same(a, c)
-    assert ha.val_loss == hb.val_loss == hc.val_loss and len(ha.loss) == 2 * 3  # 24 files
+    # the same training to float rounding (a folder's batch is made in another layout)
+    assert _close(a, b) and _same(a, c)
+    assert ha.val_loss == pytest.approx(hb.val_loss, rel=1e-6) and ha.val_loss == hc.val_loss
+    assert len(ha.loss) == 2 * 3  # 24 files in batches of 8
     assert a.class_names == ["a", "b", "c"] and not hasattr(b, "class_names")
     assert a.input_shape == (1, 8, 8) and a.input_range[0] >= 0 and a.input_range[1] <= 1
 
@@ -99,9 +106,11 @@ def test_evaluate_predict_and_benchmark_take_a_folder(folder):
     x, y = ds.load()
     m = small_net()
     eq.fit(m, ds, epochs=1, batch_size=10, verbose=False)
-    assert eq.evaluate(m, ds, batch_size=7) == eq.evaluate(m, (x, y), batch_size=7)
+    for a, b in zip(eq.evaluate(m, ds, batch_size=7), eq.evaluate(m, (x, y), batch_size=7)):
+        assert a["correct"] == b["correct"] and a["n"] == b["n"] == 30
+        assert a["invariance_error"] == pytest.approx(b["invariance_error"], rel=1e-5)
     assert eq.evaluate(m, Stream(x, y), rotations=[0])[0]["n"] == 30
-    assert torch.equal(eq.predict(m, ds, batch_size=7), eq.predict(m, x))
+    assert torch.allclose(eq.predict(m, ds, batch_size=7), eq.predict(m, x), atol=1e-6)
     assert eq.predict(m, ds, type="class", names=True)[0] in ("a", "b", "c")
     result = eq.rotation_benchmark(["SimpleCNN"], epochs=1, batch_size=10, data=(ds, ds),
                                    verbose=False)

@@ -133,6 +133,33 @@ class ShardSampler(torch.utils.data.Sampler):
         return len(self.shards)
 
 
+class _Batches(Dataset):
+    """A data set whose item ``[i, j, ...]`` is the batch of those positions of a data
+    set with a ``batch`` method (an image folder): read as one batch, not item by item."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.batch(index)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _as_is(batch: Any) -> Any:
+    return batch
+
+
+def batch_loader(data: Any, index_lists: Any, num_workers: int, name: str) -> DataLoader:
+    """A ``DataLoader`` of the batches of a map-style data set at ``index_lists``."""
+    if callable(getattr(data, "batch", None)):  # whole batches at once (image folders)
+        return DataLoader(_Batches(data), sampler=index_lists, batch_size=None,
+                          num_workers=num_workers, collate_fn=_as_is)
+    return DataLoader(data, batch_sampler=index_lists, num_workers=num_workers,
+                      collate_fn=functools.partial(collate_pairs, name=name))
+
+
 class _RankItems(IterableDataset):
     """Every ``size``-th item of an iterable data set, from ``rank``."""
 
@@ -252,7 +279,7 @@ class Stream:
         shares = [s for s in (par.share(order[i:i + batch_size])
                               for i in range(0, order.shape[0], batch_size)) if s is not None]
         sampler = ShardSampler([s.index.tolist() for s in shares])
-        return zip(_iterate(self._loader(batch_sampler=sampler)), shares)
+        return zip(_iterate(batch_loader(self.data, sampler, self.num_workers, self.name)), shares)
 
     def _iterable_batches(self, par: Any, batch_size: int) -> Iterator[tuple[Any, Any]]:
         ranks = par.ranks
@@ -323,8 +350,14 @@ def eval_batches(data: Any, batch_size: int, name: str = "data", num_workers: in
         for start in range(0, x.shape[0], batch_size):
             yield x[start:start + batch_size], y[start:start + batch_size]
         return
-    stream = Stream(data, name, num_workers)
-    loader = data if isinstance(data, DataLoader) else stream._loader(batch_size=batch_size)
+    if isinstance(data, DataLoader):
+        loader = data
+    elif _map_style(data):
+        order = ShardSampler([list(range(i, min(i + batch_size, len(data))))
+                              for i in range(0, len(data), batch_size)])
+        loader = batch_loader(data, order, num_workers, name)
+    else:
+        loader = Stream(data, name, num_workers)._loader(batch_size=batch_size)
     for step, batch in enumerate(_iterate(loader), 1):
         xb, yb = checked_batch(batch, name, f"batch {step}", in_channels)
         check_finite(xb, name)

@@ -163,6 +163,13 @@ def _pixels(img: Any, channels: int, size: tuple[int, int] | None) -> np.ndarray
         if size is not None and (a.shape[0], a.shape[1]) != size:
             a = np.asarray(Image.fromarray(a, mode="F").resize(size[::-1], Image.BILINEAR))
         return np.repeat(a[:, :, None], 3, axis=2) if channels == 3 else a
+    return _bytes(img, channels, size).astype(np.float32) / np.float32(255.0)
+
+
+def _bytes(img: Any, channels: int, size: tuple[int, int] | None) -> np.ndarray:
+    """The pixels of an 8-bit image as uint8 ``(H, W)`` or ``(H, W, 3)``, converted and
+    resized by Pillow."""
+    Image = _pil()
     target = "L" if channels == 1 else "RGB"
     if img.mode != target:
         if img.mode in ("P", "PA") or "A" in img.mode:
@@ -170,7 +177,7 @@ def _pixels(img: Any, channels: int, size: tuple[int, int] | None) -> np.ndarray
         img = img.convert(target)
     if size is not None and (img.size[1], img.size[0]) != size:
         img = img.resize(size[::-1], Image.BILINEAR)
-    return np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    return np.asarray(img)
 
 
 # -- the data set ---------------------------------------------------------------------------
@@ -206,6 +213,30 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return decode(self.files[index], self.channels, self.size), self.targets[index]
+
+    def batch(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images at positions ``index`` as one batch ``(N, C, H, W)`` and their
+        labels: as ``ds[i]`` gives them, but 8-bit files go to one ``uint8`` array and
+        become floats in one operation (what training from a folder reads)."""
+        (h, w), c = self.size, self.channels
+        raw, deep = np.empty((len(index), h, w, c), dtype=np.uint8), {}
+        Image = _pil()
+        for i, j in enumerate(index):
+            path = self.files[j]
+            try:
+                with Image.open(path) as img:
+                    img.load()
+                    if img.mode in _DEEP:
+                        deep[i] = _pixels(img, c, self.size)
+                    else:
+                        raw[i] = _bytes(img, c, self.size).reshape(h, w, c)
+            except Exception as err:  # noqa: BLE001
+                raise ImageFileError(path, f"cannot be decoded, corrupt or truncated? "
+                                           f"({type(err).__name__}: {err})") from None
+        x = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+        for i, a in deep.items():
+            x[i] = torch.from_numpy(a).reshape(h, w, c).permute(2, 0, 1)
+        return x, torch.tensor([self.targets[j] for j in index], dtype=torch.int64)
 
     def subset(self, index: Any) -> ImageDataset:
         """The data set of the files at positions ``index`` (same classes, size, channels)."""
