@@ -71,12 +71,13 @@ test_that("fit_model(), predict() and evaluate_rotations() take an image folder"
   ev <- evaluate_rotations(model, ds, rotations = 0)
   expect_equal(ev$n, 18L)
   expect_equal(ev$accuracy, mean(pred == ds$y))
-  # the same folder in memory trains the same weights
+  # the same folder in memory trains the same weights (to float rounding)
   a <- tiny_net()
   b <- tiny_net()
   fit_model(a, ds, batch_size = 4, seed = 3, verbose = FALSE, num_workers = 1)
   fit_model(b, list(as.array(ds), ds$y), batch_size = 4, seed = 3, verbose = FALSE)
-  expect_equal(predict(a, as.array(ds), type = "logits"), predict(b, as.array(ds), type = "logits"))
+  expect_equal(predict(a, as.array(ds), type = "logits"), predict(b, as.array(ds), type = "logits"),
+    tolerance = 1e-5) # to float rounding: a batch read from files has another layout
   # saved and loaded, the model keeps its classes and its input
   path <- tempfile(fileext = ".pt")
   on.exit(unlink(path), add = TRUE)
