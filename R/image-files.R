@@ -27,7 +27,7 @@
 #' @seealso [image_files()], [fit_model()], `vignette("your-own-data")`
 #' @export
 #' @examples
-#' if (equivariance_available()) {
+#' if (equivariance_available() && requireNamespace("png", quietly = TRUE)) {
 #'   dir <- tempfile()
 #'   for (cls in c("circle", "square")) dir.create(file.path(dir, cls), recursive = TRUE)
 #'   img <- matrix(runif(16 * 16), 16)
@@ -68,7 +68,7 @@ image_folder <- function(path, size = NULL, channels = NULL, classes = NULL) {
 #' @seealso [image_folder()]
 #' @export
 #' @examples
-#' if (equivariance_available()) {
+#' if (equivariance_available() && requireNamespace("png", quietly = TRUE)) {
 #'   dir <- tempfile()
 #'   dir.create(dir)
 #'   for (i in 1:4) png::writePNG(matrix(runif(64), 8), file.path(dir, paste0(i, ".png")))
