@@ -7,7 +7,7 @@ The shipped subset's IDX files live in this folder beside the code that reads th
 
 from __future__ import annotations
 
-from . import adapters, fashion_mnist, feed, folders
+from . import adapters, fashion_mnist, folders
 from .adapters import is_stream
 from .fashion_mnist import (
     CLASSES, ENV_VAR, FashionMNIST, SubsetWarning, as_tensors, fashion_mnist_root, holdout,

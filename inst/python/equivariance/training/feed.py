@@ -1,5 +1,5 @@
 """What :func:`~equivariance.fit` takes from its data, besides the batches of
-:mod:`.adapters`: :func:`prepare` (training and validation data, in memory or
+:mod:`~equivariance.data.adapters`: :func:`prepare` (training and validation data, in memory or
 streamed, with labels matched to the model's classes by name), the per-batch check of
 streamed labels against the model's logits (:func:`step_recipe`), validation on
 streamed data, and what a trained model keeps of its input (:func:`record_input`).
@@ -16,11 +16,11 @@ import torch
 from .._validation import nonnegative_int
 from ..devices import image_batch, model_device_dtype, model_in_channels
 from ..modes import preserved_modes
-from .adapters import (
+from ..data.adapters import (
     InMemory, Stream, _map_style, _Seen, collate_pairs, eval_batches, is_stream, training_data,
 )
-from .fashion_mnist import as_tensors
-from .labels import class_names_of, onto_classes
+from ..data.fashion_mnist import as_tensors
+from ..data.labels import class_names_of, onto_classes
 
 __all__: list[str] = []
 
@@ -36,6 +36,14 @@ class Prepared:
     classes: list[str] | None  # the class names the model keeps
     unseen: list[tuple[str, torch.Tensor]]  # images to probe the model on first
 
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """One image's shape, when known before training."""
+        if isinstance(self.source, InMemory):
+            return tuple(self.source.x.shape[1:])
+        shape = getattr(self.source.data, "input_shape", None)
+        return tuple(shape) if shape is not None else None
+
     def unseen_images(self) -> list[tuple[str, torch.Tensor]]:
         return self.unseen
 
@@ -46,7 +54,7 @@ def prepare(model: Any, data: Any, validation_data: Any, seed: int | None,
     (:func:`~equivariance.training.inputs.labelled_data`) or streamed; labels of named
     classes are matched to the model's classes by name, batch by batch for streams."""
     from ..prediction import model_class_names
-    from ..training.inputs import labelled_data
+    from .inputs import labelled_data
 
     workers = nonnegative_int(num_workers, "num_workers")
     if not (is_stream(data) or is_stream(validation_data)):
@@ -135,7 +143,7 @@ def check_labels(logits: torch.Tensor, y: torch.Tensor, name: str, where: str) -
             f"{c} or a factor)")
 
 
-def step_recipe(recipe: Any, source: Any, yb: torch.Tensor, epoch: int, step: int) -> Any:
+def step_recipe(recipe: Any, source: Any, epoch: int, step: int) -> Any:
     """The recipe of one training step: for streamed data, with the batch's labels
     checked against the logits before the loss."""
     if not isinstance(source, Stream):
@@ -145,11 +153,15 @@ def step_recipe(recipe: Any, source: Any, yb: torch.Tensor, epoch: int, step: in
 
 
 @torch.no_grad()
-def stream_loss_and_accuracy(model: Any, stream: Stream, batch_size: int) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on streamed validation data, in eval
-    mode (as :func:`~equivariance.training.evaluation.loss_and_accuracy` for tensors)."""
+def stream_validation(model: Any, stream: Stream, batch_size: int, metrics: list[Any]
+                      ) -> dict[str, float]:
+    """The mean cross-entropy and every metric of ``model`` on streamed validation data,
+    in eval mode (as :func:`~equivariance.training.metrics.validation_figures` for
+    tensors)."""
     device, dtype = model_device_dtype(model)
-    loss, correct, n = 0.0, 0, 0
+    loss, n = 0.0, 0
+    for m in metrics:
+        m.reset()
     with preserved_modes(model, "eval"):
         for step, (xb, yb) in enumerate(eval_batches(stream.data, batch_size, stream.name,
                                                      stream.num_workers, stream.in_channels), 1):
@@ -158,20 +170,21 @@ def stream_loss_and_accuracy(model: Any, stream: Stream, batch_size: int) -> tup
             logits = model(xb)
             check_labels(logits, yb, stream.name, f"batch {step}")
             loss += float(torch.nn.functional.cross_entropy(logits, yb, reduction="sum"))
-            correct += int((logits.argmax(dim=-1) == yb).sum())
             n += xb.shape[0]
+            for m in metrics:
+                m.update(logits, yb)
     if n == 0:
         raise ValueError(f"`{stream.name}` gave no images")
-    return loss / n, correct / n
+    return {"val_loss": loss / n, **{f"val_{m.name}": m.result() for m in metrics}}
 
 
-def validate(model: Any, val: Any, batch_size: int) -> tuple[float, float]:
-    """The validation loss and accuracy of ``model`` on in-memory or streamed data."""
+def validation(model: Any, val: Any, batch_size: int, metrics: list[Any]) -> dict[str, float]:
+    """The validation figures of ``model`` on in-memory or streamed data."""
     if isinstance(val, Stream):
-        return stream_loss_and_accuracy(model, val, batch_size)
-    from ..training.evaluation import loss_and_accuracy
+        return stream_validation(model, val, batch_size, metrics)
+    from .metrics import validation_figures
 
-    return loss_and_accuracy(model, *val, batch_size)
+    return validation_figures(model, *val, batch_size, metrics)
 
 
 def record_input(model: Any, seen: _Seen) -> None:
