@@ -216,8 +216,14 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def batch(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The images at positions ``index`` as one batch ``(N, C, H, W)`` and their
-        labels: as ``ds[i]`` gives them, but 8-bit files go to one ``uint8`` array and
-        become floats in one operation (what training from a folder reads)."""
+        labels, as ``ds[i]`` gives them (see :meth:`raw_batch`)."""
+        return unit_interval(*self.raw_batch(index))
+
+    def raw_batch(self, index: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of :meth:`batch` with 8-bit images left as ``uint8`` (0 to 255),
+        decoded into one array: what a background process sends, 4 times smaller than
+        floats (:func:`unit_interval` makes them floats in ``[0, 1]``). A batch holding
+        a 16-bit image is float already."""
         (h, w), c = self.size, self.channels
         raw, deep = np.empty((len(index), h, w, c), dtype=np.uint8), {}
         Image = _pil()
@@ -233,9 +239,11 @@ class ImageDataset(torch.utils.data.Dataset):
             except Exception as err:  # noqa: BLE001
                 raise ImageFileError(path, f"cannot be decoded, corrupt or truncated? "
                                            f"({type(err).__name__}: {err})") from None
-        x = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-        for i, a in deep.items():
-            x[i] = torch.from_numpy(a).reshape(h, w, c).permute(2, 0, 1)
+        x = torch.from_numpy(raw).permute(0, 3, 1, 2).contiguous()
+        if deep:
+            x = x.float().div_(255.0)
+            for i, a in deep.items():
+                x[i] = torch.from_numpy(a).reshape(h, w, c).permute(2, 0, 1)
         return x, torch.tensor([self.targets[j] for j in index], dtype=torch.int64)
 
     def subset(self, index: Any) -> ImageDataset:
@@ -262,6 +270,14 @@ class ImageDataset(torch.utils.data.Dataset):
         classes = "" if self.classes is None else f", classes={len(self.classes)}"
         where = "" if self.root is None else f", root={self.root!r}"
         return f"ImageDataset(n={len(self)}, images=({c}, {h}, {w}){classes}{where})"
+
+
+def unit_interval(x: torch.Tensor, y: Any = None) -> Any:
+    """8-bit images (``uint8``) as float32 in ``[0, 1]``; others as they are. With
+    ``y``, the pair ``(images, y)``."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    return x if y is None else (x, y)
 
 
 def _layout(files: list[str], channels: int | None, size: tuple[int, int] | None
