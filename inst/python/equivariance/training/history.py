@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import nn
+
+from .snapshot import Snapshot
 
 __all__ = ["History"]
 
@@ -202,14 +203,15 @@ class EarlyStopping:
     def __init__(self, model: nn.Module, patience: int | None, restore_best: bool):
         self.model, self.patience, self.restore_best = model, patience, restore_best
         self.best, self.best_epoch, self.wait = math.inf, None, 0
-        self.state: dict[str, torch.Tensor] | None = None
+        self.state: Snapshot | None = None
 
     def update(self, epoch: int, val_loss: float) -> bool:
         """Record an epoch's validation loss; ``True`` when training should stop."""
         if val_loss < self.best:  # False for NaN: a NaN loss is no improvement
             self.best, self.best_epoch, self.wait = val_loss, epoch, 0
             if self.restore_best:
-                self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                # by module, not by name: batch norms may be wrapped now (workers)
+                self.state = Snapshot.take(self.model)
         else:
             self.wait += 1
         return self.patience is not None and self.wait >= self.patience
@@ -217,4 +219,4 @@ class EarlyStopping:
     def restore(self) -> None:
         """Put the best weights (and buffers) back, when they were kept."""
         if self.state is not None:
-            self.model.load_state_dict(self.state)
+            self.state.restore(self.model)

@@ -228,6 +228,15 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
+    def gather(self, value: int) -> list[int]:
+        """Every rank's ``value``, by rank (the same list on every rank)."""
+        if not self.active:
+            return [value]
+        t = torch.zeros(self.size, dtype=torch.int64, device=_collective_device())
+        t[self.rank] = value
+        dist.all_reduce(t)
+        return [int(v) for v in t.cpu()]
+
     def broadcast_seed(self, seed: int) -> int:
         """Rank 0's ``seed`` on every rank."""
         if not self.active:

@@ -10,13 +10,15 @@ model trained in place and a :class:`~equivariance.History`, or a
 :class:`~equivariance.BenchmarkResult`.
 
 A rank that raises writes its error to the folder; ``torchrun`` then stops the
-other ranks, and the error is raised here, naming the rank. A rank that hangs makes
-the others fail after ``timeout`` seconds in their next collective.
+other ranks, and the error is raised here, naming the rank that failed first (not
+the ranks that then lost their connection to it). A rank that hangs makes the
+others fail after ``timeout`` seconds in their next collective; the error names it
+and where it was. The ranks end within a second when their caller dies, whatever
+killed it (see :mod:`.faults`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import socket
@@ -32,6 +34,14 @@ from torch import nn
 
 from ..._validation import positive_int, positive_real
 from .distributed import TIMEOUT_ENV
+from .faults import (
+    CALLER_ENV,
+    caller_identity,
+    first_failure,
+    guarded,
+    record_error,
+    watch,
+)
 
 __all__ = ["parallel_fit", "parallel_rotation_benchmark"]
 
@@ -74,20 +84,6 @@ def _save_task(task: dict[str, Any], path: Path) -> None:
                     "function defined in an importable Python module"
                 ) from None
         raise ValueError(f"the arguments cannot be sent to the worker processes: {err}") from None
-
-
-def _rank_error(folder: Path, workers: int) -> Exception | None:
-    """The first error a rank wrote (the cause; later ones are usually its echo)."""
-    files = sorted(folder.glob("error-*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    if not files:
-        return None
-    info = json.loads(files[0].read_text())
-    text = f"rank {info['rank']} of {workers}: {info['message']}"
-    if info["type"] in ("ValueError", "TypeError", "FileNotFoundError"):
-        return {"ValueError": ValueError, "TypeError": TypeError,
-                "FileNotFoundError": FileNotFoundError}[info["type"]](text)
-    return RuntimeError(f"rank {info['rank']} of {workers} failed with {info['type']}: "
-                        f"{info['message']}")
 
 
 def _command(python: str, workers: int, port: int | None, folder: Path) -> list[str]:
@@ -135,12 +131,12 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
     with tempfile.TemporaryDirectory(prefix="equivariance-workers-") as tmp:
         folder = Path(tmp)
         _save_task(task, folder / TASK_FILE)
-        env = dict(os.environ, **{TIMEOUT_ENV: repr(timeout)})
+        env = dict(os.environ, **{TIMEOUT_ENV: repr(timeout), CALLER_ENV: caller_identity()})
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
         out, err = folder / "stdout.txt", folder / "stderr.txt"
         with open(out, "wb") as fo, open(err, "wb") as fe:
-            proc = subprocess.Popen(_command(python, workers, port, folder), stdout=fo,
+            proc = subprocess.Popen(guarded(_command(python, workers, port, folder)), stdout=fo,
                                     stderr=fe, env=env, start_new_session=True)
             offset = 0
             try:
@@ -153,12 +149,11 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
                     proc.wait()
         _echo(out, offset)
         if proc.returncode != 0:
-            error = _rank_error(folder, workers)
-            if error is not None:
-                raise error
-            tail = err.read_text(errors="replace").strip().splitlines()[-15:]
-            raise RuntimeError(f"the {workers} worker processes failed (exit status "
-                               f"{proc.returncode}):\n" + "\n".join(tail))
+            error = first_failure(folder, workers, timeout, proc.returncode)
+            if str(error).endswith("without an error from any rank"):
+                tail = err.read_text(errors="replace").strip().splitlines()[-15:]
+                error = RuntimeError(f"{error}:\n" + "\n".join(tail))
+            raise error
         return torch.load(folder / RESULT_FILE, weights_only=False)
 
 
@@ -242,6 +237,7 @@ def worker_main(folder: str) -> None:
 
     path = Path(folder)
     rank = int(os.environ.get("RANK", "0"))
+    watchdog = watch(path, rank)  # ends the job if the caller dies; reports if another rank fails
     try:
         task = torch.load(path / TASK_FILE, weights_only=False)
         args = task["args"]
@@ -253,8 +249,8 @@ def worker_main(folder: str) -> None:
         else:
             result = rotation_benchmark(**args)
     except BaseException as err:
-        (path / f"error-{rank}.json").write_text(json.dumps(
-            {"rank": rank, "type": type(err).__name__, "message": str(err)}))
+        watchdog.failed = True
+        record_error(path, rank, int(os.environ.get("WORLD_SIZE", "1")), err)
         raise
     if rank == 0:
         torch.save(result, path / RESULT_FILE)
