@@ -94,3 +94,28 @@ def test_a_hung_rank_and_a_short_timeout_are_named(monkeypatch):
                         timeout=3, **kw)
     with pytest.raises(RuntimeError, match=r"did not all meet within `timeout` = 0.01 seconds"):
         eq.parallel_fit(cases.small_net(), cases.data(8), timeout=0.01, **kw)
+
+
+def test_early_stopping_and_the_regularizer_with_workers_on_a_batch_norm_model(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = eq.C4CNN(1, 3, widths=(2, 2, 3))  # batch norm, synchronised by default
+        # the default distance (p = 2) must travel to the ranks
+        reg = eq.EquivarianceRegularizer(model, (1, 12, 12), [(eq.transforms.rot90(1), 0, 0.1)], n=4)
+        history = eq.parallel_fit(model, cases.data(40), epochs=3, batch_size=8, lr=0.05, seed=2,
+                      regularizer=reg, validation_data=0.2, patience=1, restore_best=True,
+                      verbose=False, device="cpu", **kw)
+        return model, history
+
+    model, history = run(workers=2, timeout=120)
+    assert history.best_epoch is not None
+    # the best epoch's weights are back: the validation loss is that epoch's
+    from equivariance.data import holdout
+    from equivariance.training.evaluation import loss_and_accuracy
+
+    _, (xv, yv) = holdout(*cases.data(40), 0.2, 2)
+    loss, _ = loss_and_accuracy(model, xv, yv, 8)
+    assert loss == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-5)
+    assert [type(m).__name__ for m in model.modules()].count("SyncFieldBatchNorm") == 0
