@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import positive_int
+from ._validation import is_whole_number, positive_int
 from .devices import DeviceLike, image_batch, model_device_dtype, on_device, resolve_device
 from .modes import preserved_modes
 
@@ -93,7 +93,7 @@ def model_class_names(model: nn.Module) -> Optional[list[str]]:
 
 def _in_channels(model: nn.Module) -> Optional[int]:
     c = getattr(model, "in_channels", None)
-    return c if isinstance(c, int) and not isinstance(c, bool) else None
+    return int(c) if is_whole_number(c) else None
 
 
 def _check_logits(out: Any, n: int) -> torch.Tensor:

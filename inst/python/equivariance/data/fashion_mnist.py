@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_finite, positive_int
+from .._validation import as_real, check_finite, is_real_number, positive_int
 
 __all__ = [
     "CLASSES",
@@ -457,12 +457,12 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     Returns:
         ``((x_train, y_train), (x_val, y_val))``, each keeping the data's order.
     """
-    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float)) or \
-            not 0 < float(fraction) < 1:
+    if not is_real_number(fraction) or not 0 < as_real(fraction) < 1:
         raise ValueError("`validation_data` must be data (a pair (images, labels) or a data "
                          f"set) or a fraction in (0, 1) of `data` to hold out, got {fraction!r}")
     n = x.shape[0]
-    k = int(round(float(fraction) * n))
+    fraction = as_real(fraction)
+    k = int(round(fraction * n))
     if not 1 <= k < n:
         raise ValueError(f"`validation_data` = {fraction!r} holds out {k} of {n} images; it "
                          "must leave at least one image for validation and one for training")

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import (
-    class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
+    class_names_list, flag, function_list, is_real_number, optional_callable, optional_flag,
+    positive_int,
     positive_real,
 )
 from .._validation import seed as check_seed
@@ -313,7 +314,7 @@ def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
     in_channels = model_in_channels(model)
     x, y = as_tensors(data, "data")
     x, val = image_batch(x, in_channels, "data"), None
-    if isinstance(validation_data, (bool, np.bool_, int, float, np.number)):
+    if isinstance(validation_data, (bool, np.bool_)) or is_real_number(validation_data):
         (x, y), val = holdout(x, y, validation_data, seed)
     elif validation_data is not None:
         xv, yv = as_tensors(validation_data, "validation_data")
