@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from . import transforms as T
+from ._files import output_path
 from ._validation import (
     flag,
     nonnegative_real,
@@ -49,13 +50,13 @@ from ._validation import (
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
-from .training.parallel.distributed import is_main_process
-from .training.evaluation import evaluate
 from .models.group_networks import D4CNN
-from .training.history import History
 from .models.networks import C4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
+from .training.evaluation import evaluate
+from .training.history import History
 from .training.loop import fit
+from .training.parallel.distributed import is_main_process
 
 __all__ = [
     "BENCHMARK_WIDTHS",
@@ -225,7 +226,7 @@ class BenchmarkResult:
 
     def to_csv(self, path: str | os.PathLike) -> str:
         """Write the table as CSV (accuracies in [0, 1]); returns the path."""
-        path = _csv_path(path)
+        path = _csv_path(path, "path")
         with open(path, "w", newline="") as fh:
             writer = _csv.DictWriter(fh, fieldnames=self.columns)
             writer.writeheader()
@@ -254,15 +255,10 @@ class BenchmarkResult:
         return self.format()
 
 
-def _csv_path(path: Any) -> str:
-    """``path`` as a string, checked: its folder must exist."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`csv` must be a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder and not os.path.isdir(folder):
-        raise ValueError(f"`csv`: folder {folder!r} does not exist")
-    return path
+def _csv_path(path: Any, name: str = "csv") -> str:
+    """``path`` as a string, checked before any work: a file can be written there
+    (see :func:`equivariance._files.output_path`)."""
+    return output_path(path, name)
 
 
 def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
