@@ -129,7 +129,7 @@ as_py_nonneg <- function(x, arg) {
 #' @noRd
 as_py_callable <- function(f, arg) {
   if (is_r_function(f)) {
-    return(reticulate::r_to_py(f))
+    return(py_function(f))
   }
   if (is_py(f) && reticulate::py_has_attr(f, "__call__")) {
     return(f)

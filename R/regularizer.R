@@ -120,7 +120,7 @@ regularizer_dist <- function(dist) {
     return(dist)
   }
   if (is_r_function(dist)) {
-    return(na_as_nan(dist))
+    return(py_function(na_as_nan(dist)))
   }
   as_py_dist(dist)
 }

@@ -123,7 +123,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
   )
   extra <- list(...)
   if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
-  if (is_r_function(extra$callback)) extra$callback <- reticulate::r_to_py(extra$callback)
+  if (is_r_function(extra$callback)) extra$callback <- py_function(extra$callback)
   history <- call_with_workers("fit", c(args, extra), workers, timeout, port)
   invisible(as_history(history))
 }
@@ -163,7 +163,7 @@ as_r_value <- function(x) if (is_py(x)) reticulate::py_to_r(x) else x
 #' where the argument's rule lives (and its message names what is accepted).
 #' @noRd
 as_py_function_or_value <- function(x) {
-  if (is_r_function(x)) reticulate::r_to_py(x) else x
+  if (is_r_function(x)) py_function(x) else x
 }
 
 #' The progress function fit() calls with its events (see the Python

@@ -28,8 +28,7 @@ from torch import nn
 
 from .._validation import (
     class_names_list, flag, function_list, is_real_number, optional_callable, optional_flag,
-    positive_int,
-    positive_real,
+    positive_int, positive_real,
 )
 from .._validation import seed as check_seed
 from ..data import as_tensors, holdout
@@ -179,24 +178,18 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
 def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool,
                 ranks: Any = None) -> ValueError:
     bad = int((~torch.isfinite(xb)).sum())
-    # with several ranks, each saw only its share: name the rank whose images were bad
-    counts = [bad] if ranks is None else ranks.gather(bad)
-    culprit = next((r for r, c in enumerate(counts) if c), None)
-    source = "`data` and `augment`" if augmented else "`data`"
-    if culprit is not None and len(counts) > 1:
-        cause = (f"rank {culprit}'s share of the input batch held {counts[culprit]} NaN or "
-                 f"infinite value(s) (check {source})")
-    elif culprit is not None:
-        cause = f"the input batch held {bad} NaN or infinite value(s) (check {source})"
+    culprit, bad = (None, bad) if ranks is None else ranks.first_with(bad)  # see Ranks
+    if bad:
+        source = "`data` and `augment`" if augmented else "`data`"
+        share = "the input batch" if culprit is None else f"rank {culprit}'s share of the input batch"
+        cause = f"{share} held {bad} NaN or infinite value(s) (check {source})"
     elif not math.isfinite(reg):
         cause = "the input batch was finite; the regularizer's value is not"
     else:
         cause = "the input batch was finite: the training diverged (try a smaller `lr`)"
-    err = ValueError(
-        f"training stopped at {where}: the loss is not finite (loss {loss}, regularizer "
-        f"{reg}); {cause}. The parameters are those from before this step."
-    )
-    err.blame_rank = culprit if len(counts) > 1 else None  # read by the launcher
+    err = ValueError(f"training stopped at {where}: the loss is not finite (loss {loss}, "
+                     f"regularizer {reg}); {cause}. The parameters are those from before this step.")
+    err.blame_rank = culprit  # the launcher names this rank
     return err
 
 
@@ -237,8 +230,7 @@ def _step(
     # checked before the optimizer's step, so a NaN never reaches the parameters
     if not (math.isfinite(loss_value) and math.isfinite(reg_value)):
         optimizer.zero_grad(set_to_none=True)
-        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None,
-                          share.ranks)
+        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None, share.ranks)
     optimizer.step()
     return loss_value, reg_value
 

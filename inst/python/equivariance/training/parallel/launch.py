@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -96,22 +96,30 @@ def _command(python: str, workers: int, port: int | None, folder: Path) -> list[
     return cmd + ["-m", "equivariance", "worker", str(folder)]
 
 
-def _echo(path: Path, offset: int) -> int:
-    """Print what rank 0 wrote to stdout since ``offset``; returns the new offset.
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
-    Polled from this thread: under R (reticulate) only the main thread may print.
+
+def _echo(path: Path, offset: int, echo: Callable[[str], Any] | None = None) -> int:
+    """Hand what rank 0 wrote to stdout since ``offset`` to ``echo`` (default: this
+    process's ``sys.stdout``); returns the new offset.
+
+    Polled from this thread: under R (reticulate) only the main thread may print, and
+    R passes an ``echo`` that writes through R's own output (``cat``), which
+    ``capture.output()``, ``sink()`` and knitr see; file descriptor 1 they do not.
     """
     with open(path, "rb") as fh:
         fh.seek(offset)
         chunk = fh.read()
     if chunk:
-        sys.stdout.write(chunk.decode(errors="replace"))
-        sys.stdout.flush()
+        (echo or _print)(chunk.decode(errors="replace"))
     return offset + len(chunk)
 
 
 def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
-                port: Any = None, python: str | None = None) -> Any:
+                port: Any = None, python: str | None = None,
+                echo: Callable[[str], Any] | None = None) -> Any:
     """Run ``task`` on ``workers`` local ranks and return what rank 0 saved.
 
     Args:
@@ -120,6 +128,7 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
         timeout: seconds a rank waits for the others in a collective before failing.
         port: TCP port of the rendezvous on 127.0.0.1 (``None``: a free one).
         python: the Python interpreter that runs the ranks (default: this one).
+        echo: called with each piece of rank 0's output (default: printed here).
 
     Returns:
         The result rank 0 saved.
@@ -142,12 +151,12 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
             try:
                 while proc.poll() is None:
                     time.sleep(0.1)
-                    offset = _echo(out, offset)
+                    offset = _echo(out, offset, echo)
             finally:
                 if proc.poll() is None:  # interrupted (Ctrl-C in R): stop every rank
                     os.killpg(proc.pid, 15)
                     proc.wait()
-        _echo(out, offset)
+        _echo(out, offset, echo)
         if proc.returncode != 0:
             error = first_failure(folder, workers, timeout, proc.returncode)
             if str(error).endswith("without an error from any rank"):
@@ -158,7 +167,8 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
 
 
 def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: float = 600.0,
-                 port: int | None = None, python: str | None = None, **kwargs: Any) -> Any:
+                 port: int | None = None, python: str | None = None,
+                 echo: Callable[[str], Any] | None = None, **kwargs: Any) -> Any:
     """:func:`~equivariance.fit` on ``workers`` local processes, data-parallel.
 
     The model is trained in place, as by ``fit``: the result is the same training as in
@@ -170,6 +180,7 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
         timeout: seconds a rank waits for the others before the job fails.
         port: rendezvous port on 127.0.0.1 (``None``: a free one).
         python: the interpreter of the ranks (default: this one).
+        echo: receives rank 0's progress output (default: printed on ``sys.stdout``).
         **kwargs: the other arguments of :func:`~equivariance.fit` (everything must be
             picklable: no R functions, no lambdas; no ``optimizer``).
 
@@ -187,7 +198,7 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
     x, y = as_tensors(data, "data")
     args = dict(kwargs, model=model, data=(x, y))
     out = run_workers({"task": "fit", "args": args}, workers, timeout=timeout, port=port,
-                      python=python)
+                      python=python, echo=echo)
     _on_device(model, kwargs.get("device", "auto"))  # where fit() leaves a model
     model.load_state_dict(out["state"])
     for name, value in out["attributes"].items():  # what fit() records on the model
@@ -197,11 +208,12 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
 
 def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
                                 port: int | None = None, python: str | None = None,
+                                echo: Callable[[str], Any] | None = None,
                                 **kwargs: Any) -> Any:
     """:func:`~equivariance.rotation_benchmark` on ``workers`` local processes.
 
     Args:
-        workers, timeout, port, python: as in :func:`parallel_fit`.
+        workers, timeout, port, python, echo: as in :func:`parallel_fit`.
         **kwargs: the arguments of :func:`~equivariance.rotation_benchmark`; ``csv`` is
             written here, by the calling process.
 
@@ -214,7 +226,7 @@ def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
     csv = kwargs.pop("csv", None)
     csv = None if csv is None else _csv_path(csv)
     result = run_workers({"task": "benchmark", "args": kwargs}, workers, timeout=timeout,
-                         port=port, python=python)
+                         port=port, python=python, echo=echo)
     models = kwargs.get("models")
     if isinstance(models, dict):
         for label, value in models.items():
