@@ -26,7 +26,7 @@ PKG_VERSION := $(shell sed -n 's/^Version: //p' DESCRIPTION)
 TARBALL     := equivariance_$(PKG_VERSION).tar.gz
 STAMP       := $(VENV)/.equivariance-requirements
 
-.PHONY: all setup system-deps python-env r-install pytest rcheck site site-check test demo bench clean
+.PHONY: all setup system-deps python-env r-install lint pytest rcheck site site-check test demo bench clean
 
 all: test
 
@@ -61,6 +61,9 @@ $(TARBALL): $(PKG_SOURCES) | system-deps python-env
 r-install: $(TARBALL)
 	R CMD INSTALL --no-test-load $(TARBALL) >/dev/null
 	@Rscript -e 'v <- vignette(package = "equivariance")$$results; if (nrow(v) < 4) stop("the installed package lists ", nrow(v), " vignettes")'
+
+lint: python-env
+	$(PY) -m ruff check inst/python tests/python bench tools
 
 pytest: python-env
 	$(PY) -m pytest -q tests/python

@@ -30,10 +30,10 @@
 #' @param input Action on the input, with the same choices (`"auto"`: `"rotate"`,
 #'   or `"regular"` for layers that take regular fields, or escnn's input type).
 #' @return A data frame with one row per group element: `element` and `error`
-#'   (relative error, see Details). For C4, `element` is 0 to 3 (quarter turns);
-#'   for D4 it names the 8 elements by rotation and mirror, `"rot0"`, `"rot90"`,
-#'   `"rot180"`, `"rot270"`, `"flip_rot0"`, ..., `"flip_rot270"` (mirror left to
-#'   right, then turn), in escnn's order for `flip_rot2d_on_r2(4)`.
+#'   (relative error, see Details). `element` names the elements by rotation and
+#'   mirror: `"rot0"`, `"rot90"`, `"rot180"`, `"rot270"` for C4, followed by
+#'   `"flip_rot0"`, ..., `"flip_rot270"` (mirror left to right, then turn) for D4,
+#'   in escnn's order for `rot2d_on_r2(4)` and `flip_rot2d_on_r2(4)`.
 #' @export
 #' @examples
 #' if (equivariance_available()) {
@@ -58,9 +58,8 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
   ))
   if (is_py(errors)) errors <- reticulate::py_to_r(errors)
   errors <- as.numeric(unlist(errors))
-  # C4 keeps its 0-based quarter turns; other groups name their elements
-  grp <- core()$get_group(group)
-  element <- if (identical(grp$name, "C4")) seq_along(errors) - 1L else unlist(grp$names)
+  # every group names its elements ("rot0", "rot90", ...), in the core's order
+  element <- unlist(core()$get_group(group)$names)
   data.frame(element = element, error = errors)
 }
 

@@ -119,11 +119,12 @@ as.array.equivariance_dataset <- function(x, ...) {
 #' and labels: unnamed `list(x, y)`, or named `x`/`y` or `images`/`labels`. R arrays
 #' of images become tensors of `dtype` (the model's); labels are R's: integers from 1
 #' or a factor (its levels are the class names), made 0-based for Python. A label
-#' tensor is Python's and goes as it is (from 0). `levels`: the training factor's
-#' levels, which a factor of validation labels must share.
-#' @return list(py = a Python data set or tuple, class_names = NULL or levels).
+#' tensor is Python's and goes as it is (from 0). The labels of a factor go with its
+#' levels as the data's class names, so that the core matches them to the model's
+#' classes by name (a factor whose levels are in another order scores right).
+#' @return list(py = a Python data set, tuple or dict, class_names = NULL or levels).
 #' @noRd
-as_fit_data <- function(data, arg = "data", dtype = "float32", levels = NULL) {
+as_fit_data <- function(data, arg = "data", dtype = "float32") {
   if (inherits(data, "equivariance_dataset")) {
     return(list(py = data$py, class_names = NULL))
   }
@@ -134,8 +135,14 @@ as_fit_data <- function(data, arg = "data", dtype = "float32", levels = NULL) {
   where <- if (is.numeric(keys)) paste0(arg, "[[", keys, "]]") else paste0(arg, "$", keys)
   images <- data[[keys[1]]]
   if (!is_py(images)) images <- as_py_tensor(images, where[1], dtype = dtype)
-  labels <- as_fit_labels(data[[keys[2]]], where[2], levels)
-  list(py = reticulate::tuple(images, labels$py), class_names = labels$levels)
+  labels <- as_fit_labels(data[[keys[2]]], where[2])
+  py <- if (is.null(labels$levels)) {
+    reticulate::tuple(images, labels$py)
+  } else {
+    reticulate::py_dict(c("images", "labels", "class_names"),
+      list(images, labels$py, as.list(labels$levels)))
+  }
+  list(py = py, class_names = labels$levels)
 }
 
 fit_data_keys <- function(data, arg) {
@@ -159,7 +166,7 @@ fit_data_keys <- function(data, arg) {
 
 #' Labels as R counts them (from 1, or a factor) -> 0-based int64 tensor.
 #' @noRd
-as_fit_labels <- function(y, arg, levels = NULL) {
+as_fit_labels <- function(y, arg) {
   if (is_py(y)) {
     return(list(py = y, levels = NULL))
   }
@@ -168,9 +175,10 @@ as_fit_labels <- function(y, arg, levels = NULL) {
     arg_error(arg, paste(expected, "without NA"), paste0("NA at position ", which(is.na(y))[1]))
   }
   if (is.factor(y)) {
-    if (!is.null(levels) && !identical(levels(y), levels)) {
-      got <- paste0("levels ", paste0("\"", levels(y), "\"", collapse = ", "))
-      arg_error(arg, "a factor with the levels of the training labels", got)
+    if (anyNA(levels(y))) {
+      # factor(x, exclude = NULL) makes NA a level: it would become a class "NA"
+      arg_error(arg, "a factor without an NA level (NA is a missing label, not a class)",
+                "a factor with the level NA")
     }
     codes <- as.integer(y) - 1L
     levels <- levels(y)

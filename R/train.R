@@ -112,7 +112,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     seed = as_py_seed(seed, "seed"),
     augment = as_py_function_or_value(augment),
     verbose = verbose,
-    validation_data = as_validation_data(validation_data, dtype, train$class_names),
+    validation_data = as_validation_data(validation_data, dtype),
     patience = if (is.null(patience)) NULL else as_py_whole(patience, "patience"),
     restore_best = if (is.null(restore_best)) NULL else as_py_flag(restore_best, "restore_best"),
     callbacks = as_py_functions(callbacks),
@@ -123,22 +123,25 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
   )
   extra <- list(...)
   if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
-  if (is_r_function(extra$callback)) extra$callback <- py_function(extra$callback)
+  if (is_r_function(extra$callback)) {
+    check_arity(extra$callback, 4, "callback")
+    extra$callback <- py_function(extra$callback)
+  }
   history <- call_with_workers("fit", c(args, extra), workers, timeout, port)
   invisible(as_history(history))
 }
 
 #' `validation_data`: a fraction goes to Python as a number (the core checks it),
-#' data as for `data`, with a factor sharing the training labels' levels.
+#' data as for `data` (a factor's labels are matched to the training classes by name).
 #' @noRd
-as_validation_data <- function(x, dtype, levels) {
+as_validation_data <- function(x, dtype) {
   if (is.null(x)) {
     return(NULL)
   }
   if (is.numeric(x) && !is.logical(x) && length(x) == 1 && is.null(dim(x))) {
     return(as.double(x))
   }
-  as_fit_data(x, "validation_data", dtype, levels)$py
+  as_fit_data(x, "validation_data", dtype)$py
 }
 
 #' NULL, a function or a list of functions -> a Python list of callables (anything
@@ -152,6 +155,7 @@ as_py_functions <- function(x) {
   if (!is.list(x)) {
     return(x)
   }
+  for (f in Filter(is_r_function, x)) check_arity(f, 1, "callbacks")
   # each function sees the figures as an R list (numbers, NULL for None)
   wrap <- function(f) if (is_r_function(f)) function(figures) f(as_r_value(figures)) else f
   reticulate::r_to_py(lapply(x, function(f) as_py_function_or_value(wrap(f))))
@@ -394,4 +398,20 @@ train_step <- function(model, optimizer, x, y, regularizer = NULL, augment = NUL
     augment = as_py_function_or_value(augment)
   ))
   c(loss = out$loss, reg = out$reg, total = out$total)
+}
+
+#' An R function that cannot be called with `n` arguments fails here, naming `arg`,
+#' and not deep inside the training (where it would surface as a Python error).
+#' @noRd
+check_arity <- function(f, n, arg) {
+  args <- formals(args(f))
+  if ("..." %in% names(args)) {
+    return(invisible(f))
+  }
+  required <- sum(vapply(args, function(a) identical(a, quote(expr = )), logical(1)))
+  if (length(args) < n || required > n) {
+    got <- if (length(args)) paste0("function(", paste(names(args), collapse = ", "), ")") else "function()"
+    arg_error(arg, paste0("a function of ", n, " argument", if (n > 1) "s"), got, class = "type")
+  }
+  invisible(f)
 }

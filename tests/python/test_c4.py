@@ -6,13 +6,12 @@ import math
 import subprocess
 import sys
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance.groups.c4 import rotate
+from torch import nn
 
 SIZES = [12, 13]  # even and odd
 MODES = [True, False]  # train, eval
@@ -72,44 +71,7 @@ def test_rectangular_images():
         assert rel_err(layer(rotate(x, k)), eq.rotate_regular(y, k)) < 1e-5
 
 
-@pytest.mark.parametrize("train", MODES)
-@pytest.mark.parametrize("size", SIZES)
-def test_batch_norm_group_pool_max_pool(train, size):
-    bn = eq.C4BatchNorm2d(3).train(train)
-    if not train:
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2)
-    with torch.no_grad():
-        bn.weight.normal_()
-        bn.bias.normal_()
-    x = torch.randn(4, 12, size, size) * 3 + 1
-    y = bn(x)
-    for k in range(4):
-        assert rel_err(bn(eq.rotate_regular(x, k)), eq.rotate_regular(y, k)) < 1e-5
-    for mode in ("max", "mean"):
-        pool = eq.C4GroupPool(mode)
-        z = pool(y)
-        assert z.shape == (4, 3, size, size)
-        for k in range(4):
-            assert rel_err(pool(eq.rotate_regular(y, k)), rotate(z, k)) < 1e-6
-    mp = eq.C4MaxPool2d()
-    m = mp(y)
-    assert m.shape[-1] == math.ceil(size / 2)
-    for k in range(4):
-        assert torch.equal(mp(eq.rotate_regular(y, k)), eq.rotate_regular(m, k))
-
-
-def test_batch_norm_shares_statistics_within_fields():
-    bn = eq.C4BatchNorm2d(2)
-    x = torch.randn(8, 8, 5, 5)
-    x[:, 4:] = x[:, 4:] * 10 + 5
-    y = bn(x)
-    for f in range(2):
-        field = y[:, 4 * f: 4 * f + 4]
-        assert abs(field.mean().item()) < 1e-5
-        assert abs(field.var(unbiased=False).item() - 1) < 1e-3
-    assert bn.running_mean.shape == (2,)
-    assert bn.running_mean[1] > bn.running_mean[0]
+# batch norm, group pool and max pool of C4 and D4: test_groups.py, parametrised by group
 
 
 # SimpleCNN's and EqCNN's own layouts are tested in test_networks.py
@@ -129,9 +91,9 @@ def test_c4cnn_any_size_and_parameter_count():
     assert 8_000 <= sum(p.numel() for p in eq.C4CNN().parameters()) <= 14_000
 
 
-@pytest.mark.parametrize("cls,size", [(eq.EqCNN, 28), (eq.C4CNN, 28), (eq.C4CNN, 17)])
+@pytest.mark.parametrize("cls,size", [(eq.EqCNN, 28), (eq.EqCNN, 27)])
 @pytest.mark.parametrize("train", MODES)
-def test_networks_are_invariant(cls, train, size):
+def test_eqcnn_is_invariant(cls, train, size):
     net = cls().train(train)
     x = torch.randn(4, 1, size, size)
     errors = eq.check_equivariance(net, x, output="invariant")
@@ -142,16 +104,7 @@ def test_networks_are_invariant(cls, train, size):
         assert rel_err(net(rotate(x, k)), y) < 1e-4
 
 
-def test_c4cnn_trained_in_eval_mode_stays_invariant():
-    net = eq.C4CNN()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(3):
-        loss = net(torch.randn(8, 1, 28, 28)).logsumexp(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    net.eval()
-    assert max(eq.check_equivariance(net, torch.randn(4, 1, 28, 28))) < 1e-4
+# C4CNN's and D4CNN's invariance after training steps: test_groups.py
 
 
 def test_simple_cnn_is_not_invariant():
@@ -327,12 +280,10 @@ def test_gradients_match_exported_conv():
         (layer.weight.detach().clone().requires_grad_(),))
 
 
-def test_initialisation_variance_and_speed():
-    import time
-
-    t = time.perf_counter()
+def test_initialisation_variance_and_expansion_index():
     layer = eq.C4Conv2d(256, 256, 3)
-    assert time.perf_counter() - t < 2.0  # escnn needs seconds for this layer
+    # construction builds one integer gather index (escnn computes a basis instead)
+    assert layer._index.dtype == torch.int32 and layer._index.shape == (1024, 1024, 3, 3)
     fan_in = 4 * 256 * 9
     assert abs(layer.weight.std().item() / math.sqrt(2 / fan_in) - 1) < 0.02
     assert layer.bias.abs().max() == 0
@@ -390,7 +341,7 @@ def test_wrong_input_channels():
 
 
 def test_soft_spatial_max_is_a_smooth_maximum():
-    from equivariance.models.networks import soft_spatial_max
+    from equivariance.models.group_cnn import soft_spatial_max
 
     h = torch.randn(3, 5, 7, 7, requires_grad=True)
     hard = h.amax(dim=(-2, -1))
@@ -406,7 +357,7 @@ def test_soft_spatial_max_is_a_smooth_maximum():
 
 
 def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
-    from equivariance.models.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE
+    from equivariance.models.group_cnn import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE
 
     torch.manual_seed(0)
     net = eq.C4CNN()
@@ -418,7 +369,7 @@ def test_c4cnn_starts_with_small_filters_and_fast_running_statistics():
 
 
 def test_spatial_summary_keeps_regular_fields():
-    from equivariance.models.networks import spatial_summary
+    from equivariance.models.group_cnn import spatial_summary
 
     h = torch.randn(2, 8, 7, 7)  # 2 regular fields
     out = spatial_summary(h)

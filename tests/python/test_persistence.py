@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import equivariance as eq
-from equivariance import persistence
+from equivariance import _registry, persistence
 
 INST_PYTHON = Path(__file__).resolve().parents[2] / "inst" / "python"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -39,10 +39,16 @@ def roundtrip(model: nn.Module, tmp_path: Path, **kwargs) -> nn.Module:
     return eq.load_model(path, **kwargs)
 
 
-def test_the_package_models_are_registered():
-    names = {cls.__name__ for cls in persistence.SAVABLE.values()}
-    assert {"SimpleCNN", "EqCNN", "C4CNN", "C4LiftingConv2d", "C4Conv2d", "C4BatchNorm2d",
-            "C4GroupPool", "C4MaxPool2d", "GroupMap", "LayerMap", "InstanceMap"} <= names
+def test_the_package_models_are_registered_under_their_public_names():
+    public = {"SimpleCNN", "EqCNN", "GroupCNN", "C4CNN", "D4CNN", "C4LiftingConv2d", "C4Conv2d",
+              "C4BatchNorm2d", "C4GroupPool", "C4MaxPool2d", "C4InvariantLinear", "GroupMap",
+              "LayerMap", "InstanceMap", "GroupLiftingConv2d", "GroupConv2d",
+              "GroupBatchNorm2d", "GroupPool", "GroupMaxPool2d", "GroupInvariantLinear",
+              "D4LiftingConv2d", "D4Conv2d", "D4BatchNorm2d", "D4GroupPool", "D4MaxPool2d"}
+    assert public <= set(_registry.REGISTRY)
+    for name in public:
+        assert _registry.REGISTRY[name] is getattr(eq, name)
+        assert _registry.public_name(getattr(eq, name)) == name
 
 
 @pytest.mark.parametrize("make", [
@@ -303,11 +309,11 @@ def test_map_location_without_cuda(tmp_path, monkeypatch):
 
 def test_recorded_arguments_are_plain_values():
     model = eq.GroupMap(1, 2, dtype=torch.float64, device=torch.device("cpu"))
-    cls, arguments = getattr(model, persistence._INIT)
+    cls, arguments = _registry.recorded(model)
     assert cls is eq.GroupMap
     assert arguments["num_groups"] == 1 and arguments["target"] == "gaussian"
     assert arguments["dtype"] == {"__dtype__": "float64"} and arguments["device"] is None
-    assert persistence.decode(arguments["dtype"]) is torch.float64
+    assert _registry.decode(arguments["dtype"]) is torch.float64
     assert pickle.loads(pickle.dumps(arguments)) == arguments
 
 

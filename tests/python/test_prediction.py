@@ -78,7 +78,7 @@ def test_batch_norm_statistics_and_every_mode_are_left_as_they_were():
 def test_modes_are_restored_when_the_model_fails():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))  # expects 8 x 8 images
     model.train()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match="the model cannot run on the images of `x`"):
         eq.predict(model, images(side=9))
     assert model.training and model[1].training
 

@@ -55,7 +55,8 @@ def test_regularizer_reuses_batch_forward(train):
     reg = eq.EquivarianceRegularizer(model, (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16)
     h = eq.fit(model, train[:64], epochs=1, batch_size=32, regularizer=reg, seed=0, verbose=False)
     assert h.reused_outputs and all(r > 0 for r in h.reg)
-    assert calls == [32, 16, 32, 16]  # batch pass, then only the 16 rotated points
+    # batch pass, then only the 16 rotated points
+    assert calls == [32, 16, 32, 16]
     # same losses with and without reuse for a model without mode-dependent layers
     ha = eq.fit(small_cnn(), train[:64], epochs=1, batch_size=32, verbose=False, seed=0,
                 regularizer=eq.EquivarianceRegularizer(small_cnn(), (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16))

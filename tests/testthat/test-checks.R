@@ -67,10 +67,10 @@ test_that("check_equivariance(group = \"D4\") reports the 8 elements by name", {
   layer <- d4_lifting_conv2d(1, 2, 3)
   expect_lt(max(check_equivariance(layer, x, group = "D4")$error), 1e-5)
   expect_gt(max(check_equivariance(layer, x, group = "D4", output = "rotate")$error), 1e-2)
-  # a plain CNN is clearly not invariant; C4 stays the default with 0-based turns
+  # a plain CNN is clearly not invariant; C4 stays the default, its elements named alike
   plain <- check_equivariance(simple_cnn(), x, group = "D4")
   expect_gt(min(plain$error[-1]), 1e-3)
-  expect_equal(check_equivariance(simple_cnn(), x)$element, 0:3)
+  expect_equal(check_equivariance(simple_cnn(), x)$element, c("rot0", "rot90", "rot180", "rot270"))
   expect_error(check_equivariance(simple_cnn(), x, group = "O2"), "`group`.*\"D4\"",
     class = "equivariance_value_error"
   )

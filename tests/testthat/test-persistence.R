@@ -11,7 +11,7 @@ test_that("a package model comes back with its weights, buffers and class names"
   on.exit(unlink(path))
   expect_identical(save_model(model, path), path)
   loaded <- load_model(path)
-  expect_s3_class(loaded, "equivariance.models.networks.C4CNN")
+  expect_s3_class(loaded, "equivariance.models.group_cnn.C4CNN")
   expect_true(loaded$training)
   x <- array(runif(3 * 81), c(3, 9, 9))
   expect_identical(predict(loaded, x, type = "logits"), predict(model, x, type = "logits"))

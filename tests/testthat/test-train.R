@@ -243,7 +243,7 @@ test_that("bad images and labels are errors naming the argument and the shapes",
     "`data` must be .*list\\(x, y\\).*got a list named `a`, `b`")
   expect_error(fit_model(m, list(x, train$y, 1), verbose = FALSE), "`data` must be")
   expect_error(fit_model(m, list(x, train$y), validation_data = list(x, factor(letters[1:8])),
-    verbose = FALSE), "`validation_data\\[\\[2\\]\\]` must be a factor with the levels of the training")
+    verbose = FALSE), "`validation_data` has classes the model does not know")
 })
 
 test_that("validation: a fraction held out, one row per epoch in as.data.frame()", {

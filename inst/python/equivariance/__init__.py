@@ -1,11 +1,15 @@
 """equivariance: tools for neural networks that respect symmetries.
 
-The public API is flat: every name in the ``__all__`` of the modules listed in
-``_FLAT_MODULES`` is available as ``equivariance.<name>``, and ``__all__`` here is
-built from theirs, so a new public name is declared once, in the module that owns
-it. Transforms and distances stay in their namespaces (``equivariance.transforms
-.rot90``, ``equivariance.distances.p_distance``): their short names would read
-ambiguously at the top level.
+The public API is flat: the names in ``__all__`` below, written out, are the
+user-facing ones, each importable from its family too (``equivariance.groups``,
+``equivariance.models``, ``equivariance.training``, ...). Transforms and distances stay
+in their namespaces (``equivariance.transforms.rot90``,
+``equivariance.distances.p_distance``): their short names would read ambiguously at
+the top level; so does ``equivariance.c4.rotate`` (quarter turns, not degrees).
+
+A few helpers that the R layer and the tests reach through the package
+(``read_idx``, ``as_tensors``, the memory helpers, ...) are importable here but are
+not part of ``__all__``.
 
 Importing this package does not import escnn: :mod:`equivariance.escnn_models` loads
 it on first access.
@@ -24,9 +28,10 @@ from .regularizer import distances, transforms
 sys.modules[f"{__name__}.transforms"] = transforms
 sys.modules[f"{__name__}.distances"] = distances
 
-from . import (  # noqa: E402  (after the aliases above)
+# imports after the aliases above; plumbing re-exported on purpose:
+# ruff: noqa: E402, F401
+from . import (
     benchmark,
-    checks,
     data,
     groups,
     memory,
@@ -35,59 +40,183 @@ from . import (  # noqa: E402  (after the aliases above)
     prediction,
     quantile_maps,
     regularizer,
-    summary,
     training,
 )
-from .groups import c4  # noqa: E402
-from .training import parallel  # noqa: E402
-
-__version__ = "0.1.0"
-
-_FLAT_MODULES = (
-    regularizer, quantile_maps, c4, models.networks, checks, data.fashion_mnist,
-    training.loop, training.evaluation, training.history, benchmark, memory,
-    prediction, persistence, summary, parallel.distributed, parallel.launch,
-    groups.group, groups.layers, groups.d4, models.group_networks, groups.checks,
+from .benchmark import (
+    BENCHMARK_WIDTHS,
+    EXTRA_MODEL_NAMES,
+    MODEL_NAMES,
+    BenchmarkResult,
+    benchmark_model,
+    benchmark_regularizer,
+    rotation_benchmark,
+)
+from .data import (
+    CLASSES,
+    FashionMNIST,
+    SubsetWarning,
+    as_tensors,
+    fashion_mnist_root,
+    holdout,
+    load_fashion_mnist,
+    make_subset,
+    read_idx,
+    write_idx,
+)
+from .groups import c4, d4
+from .groups.c4 import (
+    C4BatchNorm2d,
+    C4Conv2d,
+    C4GroupPool,
+    C4InvariantLinear,
+    C4LiftingConv2d,
+    C4MaxPool2d,
+    rotate_regular,
+)
+from .groups.checks import check_equivariance, check_equivariance_group, feature_maps
+from .groups.d4 import D4BatchNorm2d, D4Conv2d, D4GroupPool, D4LiftingConv2d, D4MaxPool2d
+from .groups.group import (
+    GridGroup,
+    get_group,
+    grid_transform,
+    group_action,
+    regular_transform,
+)
+from .groups.layers import (
+    GroupBatchNorm2d,
+    GroupConv2d,
+    GroupInvariantLinear,
+    GroupLiftingConv2d,
+    GroupMaxPool2d,
+    GroupPool,
+)
+from .memory import (
+    memory_grew,
+    release_free_memory,
+    release_memory_after_steps,
+    reset_memory_floor,
+)
+from .models import C4CNN, D4CNN, EqCNN, GroupCNN, SimpleCNN
+from .persistence import load_model, save_model
+from .prediction import predict
+from .quantile_maps import (
+    GroupMap,
+    InstanceMap,
+    LayerMap,
+    cauchy,
+    gaussian,
+    laplace,
+    logistic,
+    numpy_target,
+    sparse,
+    uniform,
+)
+from .regularizer import EquivarianceError, EquivarianceRegularizer
+from .summary import ModelSummary, summary
+from .training import History, evaluate, fit, mode_dependent_modules, parallel, set_seed, train_step
+from .training.parallel import (
+    distributed_ranks,
+    init_distributed,
+    is_main_process,
+    launched_by_torchrun,
+    parallel_fit,
+    parallel_rotation_benchmark,
 )
 
-# `c4.rotate(x, k)` turns by quarter turns; at the top level `rotate(x, 45)` would read
-# as degrees, so it stays `equivariance.c4.rotate` (degrees: `transforms.rotate`).
-_NAMESPACED_ONLY = frozenset({"rotate"})
+#: The one version number of the R and Python packages (DESCRIPTION's, checked by
+#: tests/python/test_api.py).
+__version__ = "0.1.0"
 
-_MODULE_NAMES = [
-    "benchmark",
+__all__ = [
+    # the equivariance regularizer
+    "EquivarianceRegularizer",
+    "EquivarianceError",
+    # quantile maps and their targets
+    "GroupMap",
+    "InstanceMap",
+    "LayerMap",
+    "cauchy",
+    "gaussian",
+    "laplace",
+    "logistic",
+    "numpy_target",
+    "sparse",
+    "uniform",
+    # groups on the pixel grid, their layers and checks
+    "GridGroup",
+    "get_group",
+    "grid_transform",
+    "regular_transform",
+    "group_action",
+    "GroupLiftingConv2d",
+    "GroupConv2d",
+    "GroupBatchNorm2d",
+    "GroupPool",
+    "GroupMaxPool2d",
+    "GroupInvariantLinear",
+    "C4LiftingConv2d",
+    "C4Conv2d",
+    "C4BatchNorm2d",
+    "C4GroupPool",
+    "C4MaxPool2d",
+    "C4InvariantLinear",
+    "rotate_regular",
+    "D4LiftingConv2d",
+    "D4Conv2d",
+    "D4BatchNorm2d",
+    "D4GroupPool",
+    "D4MaxPool2d",
+    "check_equivariance",
+    "check_equivariance_group",
+    "feature_maps",
+    # classifiers
+    "SimpleCNN",
+    "EqCNN",
+    "GroupCNN",
+    "C4CNN",
+    "D4CNN",
+    # data
+    "FashionMNIST",
+    "SubsetWarning",
+    "fashion_mnist_root",
+    "load_fashion_mnist",
+    "holdout",
+    # training, evaluation, prediction, saving
+    "fit",
+    "train_step",
+    "set_seed",
+    "evaluate",
+    "History",
+    "predict",
+    "save_model",
+    "load_model",
+    "summary",
+    "ModelSummary",
+    # data-parallel training
+    "distributed_ranks",
+    "init_distributed",
+    "is_main_process",
+    "launched_by_torchrun",
+    "parallel_fit",
+    "parallel_rotation_benchmark",
+    # the rotated Fashion-MNIST benchmark
+    "BenchmarkResult",
+    "benchmark_model",
+    "benchmark_regularizer",
+    "rotation_benchmark",
+    # families and namespaces
     "c4",
-    "checks",
+    "d4",
     "data",
     "distances",
     "escnn_models",
     "groups",
-    "memory",
     "models",
-    "persistence",
-    "prediction",
     "quantile_maps",
     "regularizer",
-    "summary",
     "training",
     "transforms",
 ]
-
-
-def _flat_names() -> list[str]:
-    names: dict[str, str] = {}
-    for module in _FLAT_MODULES:
-        for name in module.__all__:
-            if name in _NAMESPACED_ONLY:
-                continue
-            owner = names.setdefault(name, module.__name__)
-            if owner != module.__name__:
-                raise ImportError(f"{name!r} is public in both {owner} and {module.__name__}")
-            globals()[name] = getattr(module, name)
-    return list(names)
-
-
-__all__ = _flat_names() + _MODULE_NAMES
 
 
 def __getattr__(name: str):

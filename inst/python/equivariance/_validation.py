@@ -6,6 +6,8 @@ of message everywhere: the argument's name and what was expected.
 
 from __future__ import annotations
 
+import inspect
+
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +56,32 @@ def positive_int(value: Any, name: str) -> int:
     if not is_whole_number(value) or int(value) < 1:
         raise ValueError(f"`{name}` must be a positive whole number, got {value!r}")
     return int(value)
+
+
+def positive_ints(value: Any, name: str, length: int) -> tuple[int, ...]:
+    """``length`` positive whole numbers (a network's widths), as a tuple of ``int``.
+
+    Args:
+        value: a sequence (list, tuple, array) of whole numbers; a string is refused.
+        name: the argument's name, for messages.
+        length: the number of entries required.
+
+    Returns:
+        The numbers as a tuple.
+    """
+    if isinstance(value, (str, bytes)):
+        items = None
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            items = None
+    if items is None:
+        raise TypeError(f"`{name}` must be a sequence of {length} positive whole numbers, "
+                        f"got {value!r}")
+    if len(items) != length:
+        raise ValueError(f"`{name}` must have {length} entries, got {len(items)}")
+    return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(items))
 
 
 def nonnegative_int(value: Any, name: str) -> int:
@@ -136,21 +164,43 @@ def seed(value: Any, name: str = "seed") -> int | None:
     return int(value)
 
 
-def optional_callable(value: Any, name: str, expected: str) -> Any:
-    """``None`` or a callable; ``expected`` says what is accepted."""
+def optional_callable(value: Any, name: str, expected: str, arity: int | None = None) -> Any:
+    """``None`` or a callable (of ``arity`` positional arguments when given);
+    ``expected`` says what is accepted."""
     if value is not None and not callable(value):
         raise TypeError(f"`{name}` must be {expected}, got {type(value).__name__}")
-    return value
+    return value if value is None or arity is None else check_arity(value, arity, name)
 
 
-def function_list(value: Any, name: str) -> list:
-    """``None`` (no function), a function, or a list or tuple of functions, as a list."""
+def function_list(value: Any, name: str, arity: int | None = None) -> list:
+    """``None`` (no function), a function, or a list or tuple of functions, as a list;
+    with ``arity``, each must accept that many positional arguments."""
     if value is None:
         return []
     items = [value] if callable(value) else value
     if not isinstance(items, (list, tuple)) or not all(callable(f) for f in items):
         raise TypeError(f"`{name}` must be None or a list of functions, got {value!r}")
+    for f in items if arity is not None else ():
+        check_arity(f, arity, name)
     return list(items)
+
+
+def check_arity(f: Any, arity: int, name: str) -> Any:
+    """``f`` if it can be called with ``arity`` positional arguments, else a TypeError
+    naming ``name``, so that a function of the wrong shape fails before the work and
+    not deep inside it. Callables whose signature cannot be read pass."""
+    try:
+        signature = inspect.signature(f)
+    except (TypeError, ValueError):  # builtins, some wrappers: nothing to check
+        return f
+    try:
+        signature.bind(*([None] * arity))
+    except TypeError:
+        taken = [p.name for p in signature.parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        raise TypeError(f"`{name}` must be a function of {arity} argument(s), got a function "
+                        f"of ({', '.join(taken)})") from None
+    return f
 
 
 def class_names_list(value: Any, name: str = "class_names") -> list[str] | None:

@@ -38,8 +38,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from . import transforms as T
 from ._files import output_path
+from .regularizer import transforms as T
 from ._validation import (
     flag,
     nonnegative_real,
@@ -50,13 +50,12 @@ from ._validation import (
 from ._validation import seed as check_seed
 from .data import load_fashion_mnist
 from .devices import DeviceLike, resolve_device
-from .models.group_networks import D4CNN
-from .models.networks import C4CNN, EqCNN, SimpleCNN
-from .regularizer import EquivarianceRegularizer
+from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
 from .training.history import History
+from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
+from .regularizer import EquivarianceRegularizer
 from .training.loop import fit
-from .training.parallel.distributed import is_main_process
 
 __all__ = [
     "BENCHMARK_WIDTHS",

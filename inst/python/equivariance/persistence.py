@@ -5,24 +5,24 @@ package's own models, the architecture (the class and the arguments it was built
 with), and for every model the weights, the buffers (batch-norm and quantile-map
 running statistics), the modules' training flags and the class names.
 
-The architecture is recorded when a model is built: importing this module wraps the
-``__init__`` of each class in :data:`SAVABLE` so that an instance keeps the
-arguments it was called with (checked and converted to plain values then). Saving
-builds a fresh model from them and compares its weights' names and shapes with the
+The architecture is recorded when a model is built: the package's models and layers
+are registered at their definition (:mod:`equivariance._registry`), under their
+public name, and keep the arguments they were built with. A file records that name,
+so moving a class to another module does not change what it holds. Saving builds a
+fresh model from the arguments and compares its weights' names and shapes with the
 model's, so a model changed after construction is saved with its weights only.
 
 The file is written by ``torch.save`` and read by ``torch.load(weights_only=True)``:
 it holds only plain containers, strings, numbers and tensors, so loading a file
 runs no code from it. Classes are looked up in this package's registry by name,
-never imported from a name found in the file.
+never imported from a name found in the file (files of earlier versions, which
+recorded module paths such as ``equivariance.networks.C4CNN``, are read by the
+class name).
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
-import numbers
 import os
 import warnings
 from collections import OrderedDict
@@ -33,7 +33,8 @@ from torch import nn
 
 from ._files import atomic_writer, open_regular_file, output_path
 from ._load_errors import load_failure
-from ._sizes import check_file_sizes, guarded_init
+from ._registry import decode, lookup, public_name, recorded
+from ._sizes import check_file_sizes
 from .modes import preserved_modes
 from .prediction import model_class_names, resolve_device
 
@@ -42,80 +43,10 @@ __all__ = ["save_model", "load_model"]
 FORMAT = "equivariance-model"
 FORMAT_VERSION = 1
 
-#: classes whose instances are saved with their architecture, by qualified name
-SAVABLE: dict[str, type] = {}
-
-#: the package's models and layers, registered when this module is imported
-_EAGER = {
-    "equivariance.models.networks": ("SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"),
-    "equivariance.groups.c4": ("C4LiftingConv2d", "C4Conv2d", "C4BatchNorm2d", "C4GroupPool",
-                        "C4MaxPool2d"),
-    "equivariance.quantile_maps": ("GroupMap", "LayerMap", "InstanceMap"),
-    "equivariance.groups.layers": ("GroupLiftingConv2d", "GroupConv2d", "GroupBatchNorm2d",
-                                   "GroupPool", "GroupMaxPool2d", "GroupInvariantLinear"),
-    "equivariance.groups.d4": ("D4LiftingConv2d", "D4Conv2d", "D4BatchNorm2d", "D4GroupPool",
-                               "D4MaxPool2d"),
-    "equivariance.models.group_networks": ("D4CNN",),
-}
-# escnn's models register themselves when equivariance.escnn_models is imported (it
-# is slow to import); a file naming one of these modules imports it, and only it
-_LAZY = {"equivariance.escnn_models.networks": "equivariance.escnn_models",
-         "equivariance.escnn_models": "equivariance.escnn_models"}
-
-_INIT = "_equivariance_init"  # instance attribute: (class, {name: value}) or (class, reason)
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-# -- recording the architecture ---------------------------------------------------------------
-
-
-def qualified_name(cls: type) -> str:
-    """``module.Class``, the key of :data:`SAVABLE`."""
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def register(*classes: type) -> None:
-    """Make instances of each class remember their constructor arguments (idempotent).
-
-    A class's ``__init__`` is wrapped to record, after it ran, the arguments it was
-    called with, on instances of exactly that class: a subclass has arguments of its
-    own, and is saved with its weights only unless it is registered too.
-
-    Args:
-        classes: ``nn.Module`` subclasses of this package.
-    """
-    for cls in classes:
-        SAVABLE[qualified_name(cls)] = cls
-        init = cls.__init__
-        if getattr(init, "_equivariance_records", None) is cls:
-            continue
-        cls.__init__ = _recording_init(cls, init)
-
-
-def _recording_init(cls: type, init: Any) -> Any:
-    signature = inspect.signature(init)
-    build = guarded_init(init, signature)  # sizes that cannot fit are refused (see _sizes)
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        build(self, *args, **kwargs)
-        if type(self) is cls:
-            object.__setattr__(self, _INIT, _record(cls, signature, self, args, kwargs))
-
-    __init__._equivariance_records = cls  # type: ignore[attr-defined]
-    return __init__
-
-
-def _record(cls: type, signature: inspect.Signature, self: Any, args: tuple,
-            kwargs: dict) -> tuple:
-    bound = signature.bind(self, *args, **kwargs)
-    bound.apply_defaults()  # explicit values: a later change of a default cannot alter the model
-    arguments = dict(list(bound.arguments.items())[1:])  # without self
-    try:
-        return (cls, {name: encode(value, name) for name, value in arguments.items()})
-    except _Unrecordable as why:
-        return (cls, str(why))
+# -- the architecture --------------------------------------------------------------------
 
 
 def _call_arguments(cls: type, arguments: dict) -> tuple[list, dict]:
@@ -142,73 +73,11 @@ def _call_arguments(cls: type, arguments: dict) -> tuple[list, dict]:
     return args, kwargs
 
 
-class _Unrecordable(Exception):
-    pass
-
-
-def encode(value: Any, where: str) -> Any:
-    """A constructor argument as plain values that ``torch.load(weights_only=True)`` reads.
-
-    Numbers, strings, ``None`` and lists, tuples and string-keyed dicts of them are
-    kept; dtypes become ``{"__dtype__": name}``; devices become ``None`` (a model is
-    built on the CPU and moved after loading). Anything else (a function, a
-    distribution object) cannot be recorded.
-    """
-    if value is None or type(value) in (bool, int, float, str):
-        return value
-    # subclasses (enums, numpy scalars, torch's version string) as the plain type: the
-    # safe loader refuses any other class
-    for plain in (bool, int, float, str):
-        if isinstance(value, plain):
-            return plain.__str__(value) if plain is str else plain(value)
-    if isinstance(value, torch.dtype):
-        return {"__dtype__": str(value).replace("torch.", "")}
-    if isinstance(value, torch.device):
-        return None
-    if isinstance(value, (list, tuple)):
-        items = [encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: encode(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if hasattr(value, "__index__") and not hasattr(value, "shape"):
-        return int(value.__index__())  # numpy integers
-    if isinstance(value, numbers.Real) and not hasattr(value, "shape"):
-        return float(value)  # numpy floats
-    kind = "function" if callable(value) else type(value).__name__
-    raise _Unrecordable(f"argument {where} is a {kind}, which a model file cannot hold")
-
-
-def decode(value: Any) -> Any:
-    """The inverse of :func:`encode`."""
-    if isinstance(value, dict):
-        if set(value) == {"__dtype__"}:
-            dtype = getattr(torch, str(value["__dtype__"]), None)
-            if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"unknown dtype {value['__dtype__']!r} in the model file")
-            return dtype
-        return {k: decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(decode(v) for v in value)
-    return value
-
-
-def _register_eager() -> None:
-    for module_name, names in _EAGER.items():
-        module = importlib.import_module(module_name)
-        # a class missing here is a renamed one: test_persistence lists what must be savable
-        register(*(getattr(module, n) for n in names if hasattr(module, n)))
-
-
-_register_eager()
-
-
 def architecture(model: nn.Module) -> tuple[Optional[dict], Optional[str]]:
     """``(architecture, None)`` for a model that can be rebuilt, else ``(None, reason)``."""
-    record = getattr(model, _INIT, None)
-    name = qualified_name(type(model))
-    if SAVABLE.get(name) is not type(model) or record is None or record[0] is not type(model):
+    record = recorded(model)
+    name = public_name(type(model))
+    if name is None or record is None or record[0] is not type(model):
         return None, f"{type(model).__name__} is not one of the package's models"
     if isinstance(record[1], str):
         return None, record[1]
@@ -228,7 +97,7 @@ def _layout(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 def build(arch: dict) -> nn.Module:
     """A new model from an architecture record; torch's random state is left untouched."""
-    cls = _savable_class(arch["class"])
+    cls = lookup(arch["class"])
     arguments = decode(arch.get("arguments"))
     if not isinstance(arguments, dict):
         raise ValueError("malformed architecture in the model file")
@@ -241,18 +110,6 @@ def build(arch: dict) -> nn.Module:
         except (TypeError, ValueError) as err:
             raise ValueError(f"cannot build a {cls.__name__} from the arguments in the "
                              f"model file: {err}") from None
-
-
-def _savable_class(name: Any) -> type:
-    if not isinstance(name, str):
-        raise ValueError(f"malformed class name {name!r} in the model file")
-    module = name.rsplit(".", 1)[0]
-    if name not in SAVABLE and module in _LAZY:
-        importlib.import_module(_LAZY[module])  # escnn's models register on import
-    if name not in SAVABLE:
-        raise ValueError(f"the model file names class {name!r}, which this version of "
-                         "equivariance cannot build")
-    return SAVABLE[name]
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -292,7 +149,7 @@ def save_model(model: nn.Module, path: PathLike) -> str:
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
     path = output_path(path, "path")  # a file can be written there (see _files)
     arch, reason = architecture(model)
-    if arch is None and qualified_name(type(model)) in SAVABLE:
+    if arch is None and public_name(type(model)) is not None:
         warnings.warn(f"saving the weights of this {type(model).__name__} only: {reason}; load "
                       "them with load_model(path, model=...)", stacklevel=2)
     contents = _contents(model, arch, reason)

@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import is_whole_number, positive_int
-from .devices import DeviceLike, image_batch, model_device_dtype, on_device, resolve_device
+from ._validation import positive_int
+from .devices import (
+    DeviceLike, image_batch, model_device_dtype, model_in_channels, on_device, resolve_device,
+)
 from .modes import preserved_modes
 
 __all__ = ["predict"]
@@ -91,17 +93,25 @@ def model_class_names(model: nn.Module) -> Optional[list[str]]:
     return [str.__str__(n) for n in names]  # plain strings (numpy's str_ is a subclass)
 
 
-def _in_channels(model: nn.Module) -> Optional[int]:
-    c = getattr(model, "in_channels", None)
-    return int(c) if is_whole_number(c) else None
-
-
 def _check_logits(out: Any, n: int) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.dim() < 2 or out.shape[0] != n:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"`model` must return logits of shape (N, num_classes) for N = {n} "
-                         f"images, got {got}")
+                         f"images, got {got}: predict() is for classifiers")
     return out
+
+
+def _forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+    """The model's logits for ``xb``; its failures named as failures on ``x``."""
+    try:
+        out = model(xb)
+    except (RuntimeError, ValueError, IndexError, TypeError) as err:
+        if xb.shape[0] == 0:
+            raise ValueError(f"`x` holds no images (shape {tuple(xb.shape)}) and this model "
+                             "cannot run on an empty batch") from err
+        raise ValueError(f"the model cannot run on the images of `x` (a batch of shape "
+                         f"{tuple(xb.shape)}): {err}") from err
+    return _check_logits(out, xb.shape[0])
 
 
 # -- predict -------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def predict(
         raise ValueError("`names=True` needs type=\"class\" and a model with `class_names` "
                          f"(got type={type!r}, class_names={class_names!r})")
     target = resolve_device(device)
-    images = as_images(x, _in_channels(model), model_device_dtype(model)[1])
+    images = as_images(x, model_in_channels(model), model_device_dtype(model)[1])
     with preserved_modes(model, "eval"), on_device(model, target) as where, torch.no_grad():
         out, num_classes = _run(model, images, type, batch_size, where)
     if class_names is not None and type != "logits" and num_classes != len(class_names):
@@ -178,7 +188,7 @@ def _run(model: nn.Module, images: torch.Tensor, type: str, batch_size: int,  # 
     parts = []
     for start in starts:
         xb = images[start:start + batch_size].to(device)
-        logits = _check_logits(model(xb), xb.shape[0])
+        logits = _forward(model, xb)
         num_classes = logits.shape[1]
         if type == "prob":
             logits = F.softmax(logits, dim=1)

@@ -432,6 +432,8 @@ def as_tensors(
         y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
     except (TypeError, ValueError) as err:
         raise TypeError(f"`{name}`: images and labels must be tensors or arrays ({err})") from None
+    if x.is_complex():  # a cast to real would silently drop the imaginary part
+        raise TypeError(f"`{name}`: images must hold real numbers, got complex ({x.dtype})")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     if x.dim() < 2 or x.shape[0] == 0:

@@ -1,7 +1,7 @@
 """escnn classifiers: :class:`EscnnCNN` for any rotation order, with or without mirrors.
 
 Imported by :mod:`equivariance.escnn_models` (which re-exports both classes), so it
-only loads with escnn. Built like :class:`equivariance.networks.C4CNN`, with its
+only loads with escnn. Built like :class:`equivariance.C4CNN`, with its
 pieces: filters at a tenth of their initial scale, batch-norm momentum 0.3, a
 parity-aware stride-2 max pool, the soft spatial maximum and mean, and a head
 invariant to the permutations of the regular representation, read from escnn.
@@ -9,24 +9,27 @@ invariant to the permutations of the regular representation, read from escnn.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._registry import register
 from .._sizes import check_fits
-from .. import escnn_models as em
-from .._validation import flag, is_whole_number, positive_int
+from .._validation import flag, is_whole_number, positive_int, positive_ints
 from ..groups.layers import GroupInvariantLinear, GroupMaxPool2d
-from ..models.group_networks import three_widths
-from ..models.networks import C4CNN_BN_MOMENTUM, C4CNN_FILTER_SCALE, scale_filters_, spatial_summary
+from ..models.group_cnn import (
+    C4CNN_BN_MOMENTUM,
+    C4CNN_FILTER_SCALE,
+    C4CNN_WIDTHS,
+    scale_filters_,
+    spatial_summary,
+)
+from . import builders as em
 
 __all__ = ["EscnnCNN", "EscnnC4CNN"]
-
-#: C4CNN's widths; EscnnCNN's default keeps its channel counts for any group order
-C4CNN_WIDTHS = (8, 12, 20)
-
 
 def regular_permutations(gspace: Any) -> torch.Tensor:
     """``(|G|, |G|)``: row ``g`` is ``perm`` with ``new[h] = old[perm[h]]`` under escnn's
@@ -49,6 +52,7 @@ def _check_size(N: Any, order: int, in_channels: int, widths: Sequence[int], k: 
     check_fits(nbytes, "N", N, f"the filters of its convolutions ({order} group elements)")
 
 
+@register
 class EscnnCNN(nn.Module):
     """escnn classifier invariant to ``N`` rotations, and to mirrors if ``flips``.
 
@@ -78,7 +82,7 @@ class EscnnCNN(nn.Module):
     group_output = "invariant"
 
     def __init__(self, N: int = 8, flips: bool = False, in_channels: int = 1,
-                 num_classes: int = 10, widths: Optional[Sequence[int]] = None,
+                 num_classes: int = 10, widths: Sequence[int] | None = None,
                  kernel_size: int = 3):
         super().__init__()
         if not is_whole_number(N) or int(N) < 1:
@@ -91,7 +95,7 @@ class EscnnCNN(nn.Module):
         if k % 2 == 0:
             raise ValueError(f"`kernel_size` must be odd, got {k}")
         order = int(N) * (2 if self.flips else 1)
-        widths = default_widths(order) if widths is None else three_widths(widths)
+        widths = default_widths(order) if widths is None else positive_ints(widths, "widths", 3)
         _check_size(N, order, self.in_channels, widths, k)  # before escnn builds the group
         gspace = (em.flip_rot2d_on_r2 if self.flips else em.rot2d_on_r2)(int(N))
         self.in_type = em.field_type(gspace, ["trivial"] * self.in_channels)
@@ -119,6 +123,7 @@ class EscnnCNN(nn.Module):
         return self.head(spatial_summary(h.tensor))
 
 
+@register
 class EscnnC4CNN(EscnnCNN):
     """escnn counterpart of :class:`equivariance.C4CNN`: :class:`EscnnCNN` with ``N = 4``.
 
@@ -131,9 +136,6 @@ class EscnnC4CNN(EscnnCNN):
     Shape:
         ``(N, in_channels, H, W) -> (N, num_classes)``.
     """
-
-    c4_input = "rotate"
-    c4_output = "invariant"
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10,
                  widths: Sequence[int] = C4CNN_WIDTHS, kernel_size: int = 3):

@@ -1,45 +1,34 @@
-"""C4 group-convolution layers in plain PyTorch ("let the kernel rotate").
+"""C4 layers: the group layers of :mod:`.layers` with the group fixed to C4.
 
-The cyclic group C4 holds the rotations by 0, 90, 180 and 270 degrees. Element ``k``
-acts on an image as ``torch.rot90(x, k, dims=(-2, -1))``, the same action as escnn's
-``GeometricTensor.transform`` for ``gspaces.rot2dOnR2(N=4)``.
+C4 holds the rotations by 0, 90, 180 and 270 degrees (elements ``rot0, rot90,
+rot180, rot270``); element ``k`` acts on an image as ``torch.rot90(x, k, dims=(-2,
+-1))``, the action of escnn's ``GeometricTensor.transform`` for
+``gspaces.rot2dOnR2(N=4)``. A regular C4 field is 4 consecutive channels, one per
+orientation, in the order of escnn's regular representation, so tensors pass
+unchanged between these layers and escnn's. Rotating the input by element ``k``
+rotates every feature map by ``k`` and moves orientation channel ``r`` to
+``(r + k) % 4`` (:func:`rotate_regular`).
 
-Channel layout: a *regular field* is 4 consecutive channels, one per orientation,
-exactly as escnn's regular representation of C4. Field ``f`` of a tensor with
-``4 * F`` channels occupies channels ``4f, 4f + 1, 4f + 2, 4f + 3``. Rotating the input
-by element ``k`` rotates every feature map by ``k`` and moves orientation channel
-``r`` to ``(r + k) % 4`` (see :func:`rotate_regular`), so tensors pass unchanged
-between these layers and escnn's.
-
-Implementation: these are the group layers of :mod:`equivariance.groups.layers` with
-the group fixed to C4, so C4 and D4 share one filter expansion
-(:mod:`equivariance.groups.expansion`). Each convolution stores one base filter per
-(output field, input channel or field) and expands it into a full ``nn.Conv2d``
-weight by stacking the 4 rotations of the filter (and, between regular fields, the
-matching cyclic shift of the input orientations). The expansion is a single gather
-through a precomputed index tensor, so a training step costs the same as a plain
-convolution with the same channel counts; :meth:`export` returns that plain
-convolution.
-
-The expansion is recomputed on every forward pass, also without gradients. A cache
-keyed on the parameters' version counters would serve stale filters after updates
-that do not bump them (fused optimizers, writes through ``.data``), and the gather
-costs little next to the convolution (``bench/c4.py`` measures both).
+The twin of :mod:`.d4`: both share the filter expansion of :mod:`.expansion`, which
+turns each base filter into a plain ``nn.Conv2d`` weight with one gather per forward
+pass (``bench/c4.py`` measures it against a plain convolution). :func:`rotate` and
+:func:`rotate_regular` take any whole number of quarter turns (modulo 4).
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Optional
 
 import numpy as np
 import torch
 
+from .._registry import register
 from .._validation import is_whole_number
 from .group import C4, check_regular, regular_transform
 from .layers import (
     GroupBatchNorm2d,
     GroupConv2d,
+    GroupInvariantLinear,
     GroupLiftingConv2d,
     GroupMaxPool2d,
     GroupPool,
@@ -51,6 +40,7 @@ __all__ = [
     "C4BatchNorm2d",
     "C4GroupPool",
     "C4MaxPool2d",
+    "C4InvariantLinear",
     "rotate_regular",
     "rotate",
 ]
@@ -120,6 +110,7 @@ def rotate_regular(x: torch.Tensor, k: int) -> torch.Tensor:
 # ------------------------------------------------------------ convolutions
 
 
+@register
 class C4LiftingConv2d(GroupLiftingConv2d):
     """Lifting convolution: images (trivial channels) to regular C4 fields.
 
@@ -143,22 +134,12 @@ class C4LiftingConv2d(GroupLiftingConv2d):
         ``H' = (H + 2 * padding - kernel_size) // stride + 1``.
     """
 
-    #: how C4 acts on the input / output (read by :func:`check_equivariance`)
-    c4_input = "rotate"
-    c4_output = "regular"
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_fields: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-    ):
+    def __init__(self, in_channels: int, out_fields: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True):
         super().__init__(C4, in_channels, out_fields, kernel_size, stride, padding, bias)
 
 
+@register
 class C4Conv2d(GroupConv2d):
     """Group convolution between regular C4 fields.
 
@@ -180,27 +161,15 @@ class C4Conv2d(GroupConv2d):
         ``(N, 4 * in_fields, H, W) -> (N, 4 * out_fields, H', W')``.
     """
 
-    c4_input = "regular"
-    c4_output = "regular"
-
-    def __init__(
-        self,
-        in_fields: int,
-        out_fields: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        bias: bool = True,
-    ):
+    def __init__(self, in_fields: int, out_fields: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True):
         super().__init__(C4, in_fields, out_fields, kernel_size, stride, padding, bias)
-
-    def _input_description(self) -> str:
-        return f"{self.in_fields} regular fields x 4 orientations"
 
 
 # ------------------------------------------------------------- other layers
 
 
+@register
 class C4BatchNorm2d(GroupBatchNorm2d):
     """Batch normalisation of regular C4 fields (escnn's ``InnerBatchNorm``).
 
@@ -218,22 +187,14 @@ class C4BatchNorm2d(GroupBatchNorm2d):
         ``(N, 4 * num_fields, H, W) -> (N, 4 * num_fields, H, W)``.
     """
 
-    c4_input = "regular"
-    c4_output = "regular"
-
-    def __init__(
-        self,
-        num_fields: int,
-        eps: float = 1e-5,
-        momentum: Optional[float] = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-    ):
+    def __init__(self, num_fields: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
         # the shared group layer with C4: it checks every argument (nn.BatchNorm2d
         # alone takes momentum 5 or a NaN eps)
         super().__init__(C4, num_fields, eps, momentum, affine, track_running_stats)
 
 
+@register
 class C4GroupPool(GroupPool):
     """Pool each regular field over its 4 orientations: an invariant channel.
 
@@ -244,13 +205,11 @@ class C4GroupPool(GroupPool):
         ``(N, 4 * F, ...) -> (N, F, ...)``; the output only rotates (no shift).
     """
 
-    c4_input = "regular"
-    c4_output = "rotate"
-
     def __init__(self, mode: str = "max"):
         super().__init__(C4, mode)
 
 
+@register
 class C4MaxPool2d(GroupMaxPool2d):
     """Max pooling with stride 2 that stays exactly C4-equivariant for any size.
 
@@ -264,5 +223,26 @@ class C4MaxPool2d(GroupMaxPool2d):
         ``(N, C, H, W) -> (N, C, ceil(H / 2), ceil(W / 2))``.
     """
 
-    c4_input = "regular"
-    c4_output = "regular"
+
+@register
+class C4InvariantLinear(GroupInvariantLinear):
+    """Linear head on regular C4 vectors, invariant to their cyclic shifts.
+
+    ``max over k of Linear(shift_k(v))``: the linear map sees each field's 4
+    orientations in all 4 cyclic orders and the logits keep the best. Rotating the
+    input of an equivariant network shifts ``v`` and so only permutes the 4 terms:
+    the output is exactly invariant, yet (unlike pooling the orientations first)
+    it can use how the orientations of different fields relate. See
+    :class:`~.layers.GroupInvariantLinear` (same state-dict keys, ``linear.weight``
+    and ``linear.bias``).
+
+    Args:
+        in_fields: regular fields of the input vector (``4 * in_fields`` entries).
+        out_features: number of outputs.
+
+    Shape:
+        ``(N, 4 * in_fields) -> (N, out_features)``.
+    """
+
+    def __init__(self, in_fields: int, out_features: int):
+        super().__init__(C4, in_fields, out_features)

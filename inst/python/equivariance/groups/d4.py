@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .._registry import register
 from .group import D4
 from .layers import (
     GroupBatchNorm2d,
@@ -24,6 +25,7 @@ from .layers import (
 __all__ = ["D4LiftingConv2d", "D4Conv2d", "D4BatchNorm2d", "D4GroupPool", "D4MaxPool2d"]
 
 
+@register
 class D4LiftingConv2d(GroupLiftingConv2d):
     """Lifting convolution from images to regular D4 fields (8 channels each).
 
@@ -48,6 +50,7 @@ class D4LiftingConv2d(GroupLiftingConv2d):
         super().__init__(D4, in_channels, out_fields, kernel_size, stride, padding, bias)
 
 
+@register
 class D4Conv2d(GroupConv2d):
     """Group convolution between regular D4 fields. See :class:`~.layers.GroupConv2d`.
 
@@ -68,6 +71,7 @@ class D4Conv2d(GroupConv2d):
         super().__init__(D4, in_fields, out_fields, kernel_size, stride, padding, bias)
 
 
+@register
 class D4BatchNorm2d(GroupBatchNorm2d):
     """Batch normalisation of regular D4 fields, statistics shared by a field's 8 channels.
 
@@ -85,6 +89,7 @@ class D4BatchNorm2d(GroupBatchNorm2d):
         super().__init__(D4, num_fields, eps, momentum, affine, track_running_stats)
 
 
+@register
 class D4GroupPool(GroupPool):
     """Pool each regular D4 field over its 8 channels (``"max"`` or ``"mean"``).
 
@@ -96,6 +101,7 @@ class D4GroupPool(GroupPool):
         super().__init__(D4, mode)
 
 
+@register
 class D4MaxPool2d(GroupMaxPool2d):
     """Stride-2 max pooling that commutes with rotations and mirrors for any size.
 

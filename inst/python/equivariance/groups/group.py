@@ -21,13 +21,16 @@ every map on the grid (:func:`regular_transform`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 
 from .._validation import is_whole_number
 
-__all__ = ["GridGroup", "get_group", "grid_transform", "regular_transform"]
+__all__ = ["GridGroup", "get_group", "grid_transform", "regular_transform", "group_action"]
+
+#: names of the actions on a tensor that :func:`group_action` knows
+ACTIONS = ("invariant", "rotate", "regular")
 
 Element = tuple[int, int]
 
@@ -193,3 +196,25 @@ def check_regular(x: Any, group: GridGroup, name: str) -> None:
             f"fields, ...) whose channel count is a multiple of {group.order}, got shape "
             f"{tuple(x.shape)}"
         )
+
+
+def group_action(action: str, group: Union[str, GridGroup] = "D4") -> Callable:
+    """The named action ``f(x, element)`` of ``group`` on a tensor.
+
+    Args:
+        action: ``"invariant"`` (unchanged), ``"rotate"`` (maps transformed on the
+            grid: rotated, and mirrored for the mirror elements) or ``"regular"``
+            (maps transformed and each regular field's channels permuted).
+        group: ``"C4"``, ``"D4"`` or a :class:`GridGroup`.
+
+    Returns:
+        A function of a tensor and an element (index or name).
+    """
+    g = get_group(group)
+    if action == "invariant":
+        return lambda x, e: x
+    if action == "rotate":
+        return lambda x, e: grid_transform(x, e, g)
+    if action == "regular":
+        return lambda x, e: regular_transform(x, e, g)
+    raise ValueError(f'`action` must be one of "invariant", "rotate", "regular", got {action!r}')

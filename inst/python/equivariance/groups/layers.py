@@ -1,7 +1,8 @@
 """Group-convolution layers for any :class:`~equivariance.groups.group.GridGroup`.
 
 Each layer takes its group as first argument (``"C4"``, ``"D4"`` or a
-:class:`GridGroup`); :mod:`equivariance.groups.d4` fixes it to D4. Channel layout:
+:class:`GridGroup`); :mod:`equivariance.groups.c4` and :mod:`equivariance.groups.d4`
+fix it to C4 and D4. Channel layout:
 a regular field is ``|G|`` consecutive channels in the group's element order (escnn's
 regular representation), see :mod:`equivariance.groups.group`.
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._registry import register
 from .._validation import flag, nonnegative_int, nonnegative_real, positive_int, unit_interval
 from .expansion import expand, lifting_index, regular_index
 from .group import GridGroup, check_regular, get_group
@@ -132,6 +134,7 @@ class _GroupConvBase(nn.Module):
         )
 
 
+@register
 class GroupLiftingConv2d(_GroupConvBase):
     """Lifting convolution: images (trivial channels) to regular fields of a group.
 
@@ -172,6 +175,7 @@ class GroupLiftingConv2d(_GroupConvBase):
         return f"in_channels={self.in_channels}"
 
 
+@register
 class GroupConv2d(_GroupConvBase):
     """Group convolution between regular fields of a group.
 
@@ -212,6 +216,7 @@ class GroupConv2d(_GroupConvBase):
         return f"{self.in_fields} regular fields x {self.group.order} channels"
 
 
+@register
 class GroupBatchNorm2d(nn.BatchNorm2d):
     """Batch normalisation of regular fields (escnn's ``InnerBatchNorm``).
 
@@ -258,6 +263,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
         return f"group={self.group.name}, num_fields={self.num_fields}, " + super().extra_repr()
 
 
+@register
 class GroupPool(nn.Module):
     """Pool each regular field over its ``|G|`` channels: an invariant channel.
 
@@ -289,6 +295,7 @@ class GroupPool(nn.Module):
         return f"group={self.group.name}, mode={self.mode!r}"
 
 
+@register
 class GroupMaxPool2d(nn.Module):
     """Max pooling with stride 2 that commutes with every symmetry of the grid.
 
@@ -311,6 +318,7 @@ class GroupMaxPool2d(nn.Module):
         return F.max_pool2d(x, (2 + h % 2, 2 + w % 2), stride=2, padding=(h % 2, w % 2))
 
 
+@register
 class GroupInvariantLinear(nn.Module):
     """Linear head on regular vectors, invariant to the group's permutations.
 

@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .._registry import register
 from .._validation import flag, positive_int, shape_tuple
 from .base import _QuantileMap
 
@@ -61,6 +62,7 @@ _SHARED_ARGS_DOC = """
         device, dtype: factory arguments for parameters and buffers."""
 
 
+@register
 class GroupMap(_QuantileMap):
     __doc__ = f"""Quantile-map replacement for ``nn.GroupNorm``.
 
@@ -129,6 +131,7 @@ class GroupMap(_QuantileMap):
                 + self._common_repr())
 
 
+@register
 class InstanceMap(_QuantileMap):
     __doc__ = f"""Quantile-map replacement for ``nn.InstanceNorm1d/2d/3d``.
 
@@ -181,6 +184,7 @@ class InstanceMap(_QuantileMap):
         return f"{self.num_features}, affine={self.affine}, " + self._common_repr()
 
 
+@register
 class LayerMap(_QuantileMap):
     __doc__ = f"""Quantile-map replacement for ``nn.LayerNorm``.
 

@@ -17,11 +17,14 @@ from torch import nn
 
 from .._validation import flag, positive_int, quarter_turns
 from ..data import as_tensors
+from ..data.labels import check_label_range, class_names_of, onto_classes
 from ..devices import (
     DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
     resolve_device,
 )
 from ..modes import preserved_modes
+from ..prediction import model_class_names
+from .inputs import forward
 
 __all__ = ["evaluate"]
 
@@ -44,7 +47,9 @@ def evaluate(
 
     Args:
         model: a classifier returning logits ``(N, num_classes)``.
-        data: as in :func:`~equivariance.fit`; its images must be finite.
+        data: as in :func:`~equivariance.fit`; its images must be finite. When both
+            the data (a data set with class names, a dict with ``class_names``) and the
+            model have class names, labels are matched to the model's classes by name.
         rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -67,6 +72,8 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
     x, y = as_tensors(data, "data", finite=True)
+    # labels of named classes (a factor, a data set with class names) count by name
+    y = onto_classes(y, class_names_of(data), model_class_names(model), "data")
     x = image_batch(x, model_in_channels(model), "data")
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
@@ -81,7 +88,9 @@ def evaluate(
         for start in range(0, x.shape[0], batch_size):
             xb = as_model_input(x[start : start + batch_size], device, dtype)
             yb = y[start : start + batch_size].to(device=device)
-            upright = model(xb)
+            upright = forward(model, xb, "data")
+            if start == 0:  # a label beyond the model's classes would count as wrong
+                check_label_range(y, upright.shape[1], "data")
             norm += float(upright.norm(dim=-1).sum())
             for m, k in elements:
                 xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn

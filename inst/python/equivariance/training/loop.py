@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import (
-    class_names_list, flag, function_list, is_real_number, optional_callable, optional_flag,
-    positive_int, positive_real,
+    class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
+    positive_real,
 )
 from .._validation import seed as check_seed
 from ..data import as_tensors, holdout
@@ -38,6 +38,7 @@ from ..devices import (
 )
 from .parallel.distributed import Parallel, Share
 from .evaluation import evaluate, loss_and_accuracy
+from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .history import EarlyStopping, History, Progress, ProgressFunction
 from ..modes import mode_dependent_modules, preserved_modes
 from ..regularizer import EquivarianceRegularizer
@@ -70,6 +71,12 @@ class _Recipe:
     # number of class names: checked against the logits of the first step
     labels: tuple[tuple[str, int, int], ...] = ()
     num_names: int | None = None
+    data_name: str = "data"  # the argument holding the images, for messages
+
+    @property
+    def default_loss(self) -> bool:
+        """Cross-entropy, which needs logits ``(N, classes)``."""
+        return self.loss_fn is F.cross_entropy
 
 
 def _check_model(model: Any) -> nn.Module:
@@ -101,6 +108,7 @@ def _recipe(
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
     num_names: int | None = None,
+    data_name: str = "data",
 ) -> _Recipe:
     if reg_points not in ("batch", "sample"):
         raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
@@ -123,42 +131,11 @@ def _recipe(
         dtype=dtype,
         labels=labels,
         num_names=num_names,
+        data_name=data_name,
     )
 
 
-def _check_classes(recipe: _Recipe, logits: torch.Tensor) -> None:
-    """Labels beyond the model's logits fail here with their argument's name, not as
-    cross-entropy's "Target 10 is out of bounds"."""
-    c = logits.shape[-1] if logits.dim() == 2 else None
-    if c is None:
-        return
-    for name, low, high in recipe.labels:
-        if high >= c:
-            hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
-                    "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
-            raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
-                             f"model returns {c} logits; in R, classes 1 to {c}), got labels "
-                             f"from {low} to {high}{hint}")
-    if recipe.num_names is not None and recipe.num_names != c:
-        raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
-                         f"{recipe.num_names} names but the model returns {c} logits")
-
-
 # -- one step ------------------------------------------------------------------------------
-
-
-def _augmented(augment: Callable[[torch.Tensor], Any], xb: torch.Tensor) -> torch.Tensor:
-    out = augment(xb)
-    if isinstance(out, np.ndarray):  # e.g. an R function returning an R array
-        # R's arrays reach numpy read-only; torch warns on (and must not write to) those
-        out = torch.as_tensor(out if out.flags.writeable else out.copy())
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != xb.shape[0]:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"`augment` must return a batch of {xb.shape[0]} images (a tensor of shape "
-            f"(N, ...)) for a batch of {xb.shape[0]}, got {got}"
-        )
-    return as_model_input(out, xb.device, xb.dtype)
 
 
 def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Share
@@ -212,10 +189,12 @@ def _step(
         The loss and the regularizer's value (0 without one), as floats.
     """
     if recipe.augment is not None:
-        xb = _augmented(recipe.augment, xb)
+        xb = augmented(recipe.augment, xb)
     optimizer.zero_grad(set_to_none=True)
-    logits = model(xb)
-    _check_classes(recipe, logits)
+    # the model's own errors name what it was given; cross-entropy needs (N, classes)
+    logits = forward(model, xb, "augment" if recipe.augment is not None else recipe.data_name,
+                     logits=recipe.default_loss)
+    check_classes(recipe.labels, recipe.num_names, logits)
     loss = recipe.loss_fn(logits, yb)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise ValueError("`loss_fn` must return a scalar tensor")
@@ -299,24 +278,6 @@ class _Loop:
         return stop or any(a is False or (isinstance(a, np.bool_) and not a) for a in answers)
 
 
-def _data(model: nn.Module, data: Any, validation_data: Any, seed: int | None
-          ) -> tuple[torch.Tensor, torch.Tensor, Any, tuple[tuple[str, int, int], ...]]:
-    """The training images and labels, the validation pair (``None`` without validation
-    data) and the labels' ranges (see :class:`_Recipe`)."""
-    in_channels = model_in_channels(model)
-    x, y = as_tensors(data, "data")
-    x, val = image_batch(x, in_channels, "data"), None
-    if isinstance(validation_data, (bool, np.bool_)) or is_real_number(validation_data):
-        (x, y), val = holdout(x, y, validation_data, seed)
-    elif validation_data is not None:
-        xv, yv = as_tensors(validation_data, "validation_data")
-        val = (image_batch(xv, in_channels, "validation_data"), yv)
-    labels = [("data", int(y.min()), int(y.max()))]
-    if val is not None:
-        labels.append(("validation_data", int(val[1].min()), int(val[1].max())))
-    return x, y, val, tuple(labels)
-
-
 def _early_stopping(model: nn.Module, patience: Any, restore_best: Any, validated: bool
                     ) -> EarlyStopping:
     patience = None if patience is None else positive_int(patience, "patience")
@@ -358,8 +319,7 @@ def fit(
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
     Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
-    restored afterwards); a loss that is not finite stops it with a ValueError naming
-    the epoch and step, before that step changes the model.
+    restored afterwards); a loss that is not finite stops it, naming the epoch and step.
 
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
@@ -404,18 +364,19 @@ def fit(
     _check_model(model)
     epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     lr, seed, verbose = positive_real(lr, "lr"), check_seed(seed, "seed"), flag(verbose, "verbose")
-    callback = optional_callable(callback, "callback", "None or a function(epoch, step, loss, reg)")
+    callback = optional_callable(callback, "callback", "None or a function(e, step, loss, reg)", 4)
     progress = optional_callable(progress, "progress", "None or a function(event)")
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
-    x, y, val, labels = _data(model, data, validation_data, par.seed)
-    watch = _early_stopping(model, patience, restore_best, val is not None)
-    callbacks, names = function_list(callbacks, "callbacks"), class_names_list(class_names)
+    callbacks, names = function_list(callbacks, "callbacks", 1), class_names_list(class_names)
+    d = labelled_data(model, data, validation_data, par.seed, names)
+    watch = _early_stopping(model, patience, restore_best, d.val is not None)
     _on_device(model, device)
-    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, labels,
-                     None if names is None else len(names))
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
+                     None if d.classes is None else len(d.classes))
+    probe(model, d.unseen_images(), recipe)
     report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
-                       math.ceil(x.shape[0] / batch_size), progress_every)
-    loop = _Loop(model, _check_optimizer(optimizer, model, lr), x, y, val, batch_size, recipe,
+                       math.ceil(d.x.shape[0] / batch_size), progress_every)
+    loop = _Loop(model, _check_optimizer(optimizer, model, lr), d.x, d.y, d.val, batch_size, recipe,
                  par, History(reused_outputs=recipe.reuse), report, callback, callbacks, watch)
     try:
         with par.wrap(model, sync_batchnorm) as loop.net, preserved_modes(model, "train"):
@@ -423,7 +384,7 @@ def fit(
     finally:
         loop.progress.end()
     return _finish(model, loop.history, watch, stopped and len(loop.history.epoch_loss) < epochs,
-                   names, tuple(x.shape[1:]))
+                   d.classes, tuple(d.x.shape[1:]))
 
 
 def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,
@@ -491,7 +452,8 @@ def train_step(
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
     xb, yb = as_tensors((x, y), "x, y")
-    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment)
+    recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment,
+                     data_name="x")
     xb = as_model_input(xb, recipe.device, recipe.dtype)
     loss, reg = _step(model, optimizer, xb, yb.to(device=recipe.device), recipe, "this step")
     return {"loss": loss, "reg": reg, "total": loss + reg}

@@ -1,4 +1,5 @@
-"""Image classifiers compared in the rotated Fashion-MNIST benchmark.
+"""The baselines of the rotated Fashion-MNIST benchmark: a plain CNN and the article's
+rotation-stacking CNN (the group CNNs are in :mod:`.group_cnn`).
 
 - :class:`SimpleCNN`: a plain CNN, the baseline of the "regular equivariant CNN"
   article (convolutions 1-8-16-16 with SiLU and max pooling, then Linear 16-10;
@@ -6,38 +7,24 @@
 - :class:`EqCNN`: that article's equivariant design: the input stacked in its 4
   rotations, Conv3d layers with ``(1, k, k)`` kernels shared across them, and a max
   over the rotations at the end (7,834 parameters).
-- :class:`C4CNN`: a true C4 group-convolution network (lifting conv, group convs,
-  batch norm, orientation pooling), exactly invariant to 90-degree rotations.
 
 All take ``(N, in_channels, H, W)`` images and return ``(N, num_classes)`` logits.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .._validation import is_whole_number, nonnegative_int, positive_int
-from ..groups.c4 import C4BatchNorm2d, C4Conv2d, C4LiftingConv2d, C4MaxPool2d, rotate
-from ..groups.group import C4
-from ..groups.layers import GroupInvariantLinear
+from .._registry import register
+from .._validation import is_whole_number, nonnegative_int, positive_int, positive_ints
+from ..groups.c4 import rotate
 
-__all__ = ["SimpleCNN", "EqCNN", "C4CNN", "C4InvariantLinear"]
-
-
-def _widths(value: Sequence[int], name: str, length: int) -> tuple[int, ...]:
-    """Validate a tuple of ``length`` positive widths."""
-    try:
-        items = tuple(value)
-    except TypeError:
-        raise TypeError(f"`{name}` must be a sequence of {length} positive whole numbers, "
-                        f"got {value!r}") from None
-    if len(items) != length:
-        raise ValueError(f"`{name}` must have {length} entries, got {len(items)}")
-    return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(items))
+__all__ = ["SimpleCNN", "EqCNN"]
 
 
 def _three(value: Any, name: str, check: Callable[[Any, str], int], what: str) -> tuple[int, ...]:
@@ -83,7 +70,8 @@ def _min_side(ks: Sequence[int], pads: Sequence[int]) -> int:
     return side
 
 
-def _check_image(x: torch.Tensor, channels: int, name: str) -> None:
+def check_image(x: torch.Tensor, channels: int, name: str) -> None:
+    """Raise naming the model unless ``x`` is a tensor ``(N, channels, H, W)``."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor input, got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != channels:
@@ -102,6 +90,7 @@ def _check_side(x: torch.Tensor, net: nn.Module, name: str) -> None:
         )
 
 
+@register
 class SimpleCNN(nn.Module):
     """Plain CNN baseline of the "regular equivariant CNN" article.
 
@@ -139,7 +128,7 @@ class SimpleCNN(nn.Module):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
         num_classes = positive_int(num_classes, "num_classes")
-        c1, c2, c3 = _widths(widths, "widths", 3)
+        c1, c2, c3 = positive_ints(widths, "widths", 3)
         self.kernel_size, self.padding = _conv_layout(kernel_size, padding)
         self.min_side = _min_side(self.kernel_size, self.padding)
         (k1, k2, k3), (p1, p2, p3) = self.kernel_size, self.padding
@@ -151,12 +140,13 @@ class SimpleCNN(nn.Module):
         self.head = nn.Linear(c3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image(x, self.in_channels, "SimpleCNN")
+        check_image(x, self.in_channels, "SimpleCNN")
         _check_side(x, self, "SimpleCNN")
         h = self.features(x)
         return self.head(torch.amax(h, dim=(-2, -1)))
 
 
+@register
 class EqCNN(nn.Module):
     """The article's rotation-invariant CNN: shared filters over the 4 input rotations.
 
@@ -182,6 +172,9 @@ class EqCNN(nn.Module):
         :attr:`min_side` (26 for the defaults); ``N = 0`` gives ``(0, num_classes)``.
     """
 
+    #: its ``features`` run on the 4 stacked rotations: no feature_maps() of images
+    features_take_images = False
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -193,7 +186,7 @@ class EqCNN(nn.Module):
         super().__init__()
         self.in_channels = positive_int(in_channels, "in_channels")
         num_classes = positive_int(num_classes, "num_classes")
-        c1, c2, c3 = _widths(widths, "widths", 3)
+        c1, c2, c3 = positive_ints(widths, "widths", 3)
         self.kernel_size, self.padding = _conv_layout(kernel_size, padding)
         self.min_side = _min_side(self.kernel_size, self.padding)
         pool = (1, 2, 2)
@@ -210,7 +203,7 @@ class EqCNN(nn.Module):
         self.head = nn.Linear(c3, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image(x, self.in_channels, "EqCNN")
+        check_image(x, self.in_channels, "EqCNN")
         if x.shape[-2] != x.shape[-1]:
             raise ValueError(f"EqCNN needs square images, got {tuple(x.shape[-2:])}")
         _check_side(x, self, "EqCNN")
@@ -232,145 +225,3 @@ class EqCNN(nn.Module):
             else:
                 h = m(h)
         return h
-
-
-class C4InvariantLinear(GroupInvariantLinear):
-    """Linear head on regular C4 vectors, invariant to their cyclic shifts.
-
-    ``max over k of Linear(shift_k(v))``: the linear map sees each field's 4
-    orientations in all 4 cyclic orders and the logits keep the best. Rotating the
-    input of an equivariant network shifts ``v`` and so only permutes the 4 terms:
-    the output is exactly invariant, yet (unlike pooling the orientations first)
-    it can use how the orientations of different fields relate. This is
-    :class:`~equivariance.groups.layers.GroupInvariantLinear` for C4 (same
-    state-dict keys, ``linear.weight`` and ``linear.bias``).
-
-    Args:
-        in_fields: regular fields of the input vector (``4 * in_fields`` entries).
-        out_features: number of outputs.
-
-    Shape:
-        ``(N, 4 * in_fields) -> (N, out_features)``.
-    """
-
-    c4_input = "regular"
-    c4_output = "invariant"
-
-    def __init__(self, in_fields: int, out_features: int):
-        super().__init__(C4, in_fields, out_features)
-
-
-#: C4CNN's choices for a short training run (see :class:`C4CNN`).
-C4CNN_FILTER_SCALE = 0.1
-C4CNN_BN_MOMENTUM = 0.3
-C4CNN_POOL_TEMPERATURE = 2.0
-
-
-def soft_spatial_max(h: torch.Tensor, temperature: float = C4CNN_POOL_TEMPERATURE) -> torch.Tensor:
-    """A smooth maximum over the spatial positions: ``logsumexp(t * h) / t``.
-
-    Like the maximum it ignores where a value sits, so it is invariant to rotations
-    of the maps; unlike it, its gradient reaches every position, not only the
-    largest one, which speeds up learning.
-
-    Args:
-        h: feature maps ``(N, C, H, W)``.
-        temperature: ``t``; larger values come closer to the maximum.
-
-    Returns:
-        ``(N, C)``.
-    """
-    return torch.logsumexp(temperature * h.flatten(2), dim=2) / temperature
-
-
-def spatial_summary(h: torch.Tensor) -> torch.Tensor:
-    """The soft maximum and the mean of every channel over space, side by side.
-
-    Both ignore where a value sits, so the result is invariant to rotations of the
-    maps; the maximum says whether a pattern occurs, the mean how much of the image
-    it covers. For regular fields the result is again regular fields (the soft
-    maxima of all fields, then their means), ready for :class:`C4InvariantLinear`.
-
-    Args:
-        h: feature maps ``(N, C, H, W)``.
-
-    Returns:
-        ``(N, 2 * C)``.
-    """
-    return torch.cat([soft_spatial_max(h), h.mean(dim=(-2, -1))], dim=1)
-
-
-def scale_filters_(convs: Sequence[nn.Parameter], scale: float) -> None:
-    """Multiply freshly initialised filters by ``scale`` in place (see :class:`C4CNN`)."""
-    with torch.no_grad():
-        for weight in convs:
-            weight.mul_(scale)
-
-
-class C4CNN(nn.Module):
-    """C4 group-convolution classifier, exactly invariant to 90-degree rotations.
-
-    Lifting conv -> BN -> ReLU -> pool -> group conv -> BN -> ReLU -> pool -> group
-    conv -> BN -> ReLU -> soft maximum and mean over space (:func:`spatial_summary`)
-    -> :class:`C4InvariantLinear`. All convolutions use ``padding = kernel_size // 2``
-    and the poolings are :class:`C4MaxPool2d`, so every intermediate map is rotated
-    exactly (odd and even sizes alike) and the logits are invariant up to float
-    rounding, in train and eval mode. The defaults have 13,898 parameters.
-
-    Three choices make a short training run (2 epochs of Fashion-MNIST with Adam)
-    count, about 2 points of accuracy together:
-
-    - the filters start at a tenth of He's scale (:data:`C4CNN_FILTER_SCALE`): batch
-      norm follows every convolution, so their scale does not change the output,
-      and Adam's steps, of a fixed size, turn small filters faster;
-    - batch norm keeps its running statistics with momentum 0.3
-      (:data:`C4CNN_BN_MOMENTUM`) instead of 0.1, so the statistics used in eval mode
-      follow the quickly changing filters;
-    - the spatial pooling keeps a soft maximum, whose gradient reaches every
-      position, and the mean of every channel.
-
-    Args:
-        in_channels: channels of the input images (trivial fields).
-        num_classes: number of output logits.
-        widths: regular fields of the three convolutions (4 channels each).
-        kernel_size: side of the square filters (odd).
-
-    Shape:
-        ``(N, in_channels, H, W) -> (N, num_classes)``.
-    """
-
-    def __init__(
-        self,
-        in_channels: int = 1,
-        num_classes: int = 10,
-        widths: Sequence[int] = (8, 12, 20),
-        kernel_size: int = 3,
-    ):
-        super().__init__()
-        self.in_channels = positive_int(in_channels, "in_channels")
-        num_classes = positive_int(num_classes, "num_classes")
-        f1, f2, f3 = _widths(widths, "widths", 3)
-        k = positive_int(kernel_size, "kernel_size")
-        if k % 2 == 0:
-            # an even filter with symmetric padding shifts the grid by half a pixel
-            raise ValueError(f"`kernel_size` must be odd for C4CNN, got {k}")
-        p = k // 2
-
-        def norm(fields: int) -> C4BatchNorm2d:
-            return C4BatchNorm2d(fields, momentum=C4CNN_BN_MOMENTUM)
-
-        self.features = nn.Sequential(
-            C4LiftingConv2d(self.in_channels, f1, k, padding=p), norm(f1),
-            nn.ReLU(), C4MaxPool2d(),
-            C4Conv2d(f1, f2, k, padding=p), norm(f2), nn.ReLU(), C4MaxPool2d(),
-            C4Conv2d(f2, f3, k, padding=p), norm(f3), nn.ReLU(),
-        )
-        convs = [m for m in self.features if isinstance(m, (C4LiftingConv2d, C4Conv2d))]
-        scale_filters_([m.weight for m in convs], C4CNN_FILTER_SCALE)
-        self.head = C4InvariantLinear(2 * f3, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_image(x, self.in_channels, "C4CNN")
-        h = self.features(x)
-        # the pooling is invariant to rotation; the head to the orientation shift
-        return self.head(spatial_summary(h))
