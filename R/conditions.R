@@ -120,7 +120,7 @@ with_py_warnings <- function(expr, call = NULL) {
     for (w in reticulate::iterate(log)) {
       warning(structure(
         class = c("equivariance_warning", "warning", "condition"),
-        list(message = reticulate::py_to_r(reticulate::py_str(w$message)), call = call)
+        list(message = reticulate::py_str(w$message), call = call)
       ))
     }
   })

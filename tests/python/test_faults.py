@@ -117,7 +117,7 @@ def test_a_crafted_model_file_cannot_make_the_loader_allocate(tmp_path, monkeypa
     from equivariance._sizes import LIMIT_ENV
 
     contents = persistence._contents(eq.SimpleCNN(widths=(2, 2, 2)), None, None)
-    contents["architecture"] = {"class": "equivariance.models.networks.SimpleCNN",
+    contents["architecture"] = {"class": "SimpleCNN",
                                 "arguments": {"widths": (10**12, 8, 8)}}
     contents["state_dict"] = {}
     path = tmp_path / "crafted.pt"
