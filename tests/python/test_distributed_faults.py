@@ -79,7 +79,7 @@ def test_the_rank_that_fails_first_is_named(monkeypatch):
                         timeout=60, **kw)
     # rank 1 killed: rank 0's "Connection reset by peer" is its echo
     with pytest.raises(RuntimeError, match=r"^rank 1 of 2 ended without raising an error "
-                                           r"\(killed by a signal"):
+                                           r"\(killed by signal 9 \(SIGKILL\)\)"):
         eq.parallel_fit(cases.small_net(), cases.data(8), augment=cases.KillRank(1),
                         timeout=60, **kw)
 

@@ -253,3 +253,12 @@ def test_loading_errors_never_repeat_torchs_advice(tmp_path):
     with pytest.raises(ValueError, match="damaged.pt' is damaged or truncated .*: save the "
                                          "model again"):
         eq.load_model(damaged)
+
+
+def test_an_idx_file_that_is_a_fifo_is_refused(tmp_path):
+    from equivariance.data.fashion_mnist import read_idx
+
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="`root` must be a regular file, got a named pipe"):
+        read_idx(fifo, 2051)

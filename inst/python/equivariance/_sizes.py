@@ -85,7 +85,8 @@ def _too_big(argument: str, value: Any, nbytes: float, what: str, limit: int,
              alone: bool = False) -> ValueError:
     shown = f"`{argument}` = {value!r}" if argument else "the sizes asked for"
     if alone:  # an allocation that failed: the others made before it count too
-        size = "" if not math.isfinite(nbytes) else f" (one tensor alone asked for {human_bytes(nbytes)})"
+        size = ("" if not math.isfinite(nbytes)
+                else f" (one tensor alone asked for {human_bytes(nbytes)})")
         return ValueError(f"{shown} needs more memory for {what} than the {human_bytes(limit)} "
                           f"this machine has available{size}: use smaller sizes")
     return ValueError(

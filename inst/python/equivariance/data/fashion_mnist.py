@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import open_regular_file
 from .._validation import as_real, check_finite, is_real_number, positive_int
 
 __all__ = [
@@ -147,7 +148,7 @@ class FashionMNIST(torch.utils.data.Dataset):
 
 
 def _open(path: Path):
-    with open(path, "rb") as fh:
+    with open_regular_file(path, "root") as fh:  # a FIFO would block the reader
         gzipped = fh.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
@@ -178,10 +179,11 @@ def read_idx(path: str | os.PathLike, magic: int, limit: int | None = None) -> n
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the magic number, the header or the size is wrong.
+        ValueError: not a regular file (a FIFO, a folder), or the magic number, the
+            header or the size is wrong.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"IDX file not found: {path}")
     with _open(path) as fh:
         head = _read_exact(fh, 4, path, "the magic number")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -121,7 +122,8 @@ def _main_thread_place() -> tuple[bool, str]:
         frame = frame.f_back
     if frame is None:
         return True, "torch"
-    where = f"{frame.f_code.co_name} ({os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno})"
+    code = frame.f_code
+    where = f"{code.co_name} ({os.path.basename(code.co_filename)}:{frame.f_lineno})"
     return innermost is not frame, where
 
 
@@ -217,7 +219,23 @@ def _exception(kind: str, text: str) -> Exception:
     return cls(text) if cls is not None else RuntimeError(text)
 
 
-def first_failure(folder: Path, workers: int, timeout: float, exit_status: int) -> Exception:
+def _exit_of(log: str, rank: int) -> str:
+    """How torchrun's log says ``rank`` ended ("killed by signal 9 (SIGKILL)"), or ""."""
+    for found in re.finditer(r"rank\s*:\s*(\d+)[^\n]*\n\s*exitcode\s*:\s*(-?\d+)", log):
+        if int(found.group(1)) == rank:
+            code = int(found.group(2))
+            if code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = "unknown"
+                return f"killed by signal {-code} ({name})"
+            return f"exit status {code}"
+    return ""
+
+
+def first_failure(folder: Path, workers: int, timeout: float, exit_status: int,
+                  log: str = "") -> Exception:
     """The error that says which rank failed first and why (see the module's text).
 
     Args:
@@ -225,6 +243,7 @@ def first_failure(folder: Path, workers: int, timeout: float, exit_status: int) 
         workers: the number of ranks.
         timeout: the job's ``timeout`` in seconds.
         exit_status: torchrun's exit status.
+        log: torchrun's standard error (it says how each rank ended).
 
     Returns:
         The exception to raise in the caller.
@@ -248,9 +267,10 @@ def first_failure(folder: Path, workers: int, timeout: float, exit_status: int) 
     silent = [r for r in range(workers) if r not in errors and r not in reports]
     if errors and silent:
         r = silent[0]
+        how = _exit_of(log, r) or "killed by a signal, out of memory, or os._exit()"
         return RuntimeError(
-            f"rank {r} of {workers} ended without raising an error (killed by a signal, out "
-            "of memory, or os._exit()); the other ranks then lost their connection to it")
+            f"rank {r} of {workers} ended without raising an error ({how}); the other ranks "
+            "then lost their connection to it")
     if errors:
         e = min(errors.values(), key=lambda e: (e.get("time", 0), e["rank"]))
         if any(w in e["message"].lower() for w in ("timed out", "timeout")):

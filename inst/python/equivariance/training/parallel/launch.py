@@ -158,9 +158,10 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
                     proc.wait()
         _echo(out, offset, echo)
         if proc.returncode != 0:
-            error = first_failure(folder, workers, timeout, proc.returncode)
+            log = err.read_text(errors="replace")
+            error = first_failure(folder, workers, timeout, proc.returncode, log)
             if str(error).endswith("without an error from any rank"):
-                tail = err.read_text(errors="replace").strip().splitlines()[-15:]
+                tail = log.strip().splitlines()[-15:]
                 error = RuntimeError(f"{error}:\n" + "\n".join(tail))
             raise error
         return torch.load(folder / RESULT_FILE, weights_only=False)
