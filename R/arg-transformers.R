@@ -71,58 +71,38 @@ py_int <- function(x, arg) {
   reticulate::import_builtins(convert = FALSE)$int(as.double(x))
 }
 
-#' Whole number -> Python int. `min` is the smallest value allowed.
+#' A whole number -> Python int (a number that is not whole goes as a float), with
+#' no rule on its range: the core checks it and its message shows the value. Only
+#' what cannot reach Python as the number the user gave is refused here: TRUE
+#' (which Python would take as 1), NA (a logical NA becomes True), NaN, Inf,
+#' strings and vectors.
 #' @noRd
-as_py_int <- function(x, arg, min = 1) {
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < min) {
-    what <- if (min == 1) {
-      "a positive whole number"
-    } else if (min == 0) {
-      "a non-negative whole number"
-    } else {
-      "a whole number"
-    }
-    arg_error(arg, what, describe(x))
-  }
-  py_int(x, arg)
-}
-
-#' A number -> Python int when it is whole, else Python float, with no rule on its
-#' range: the core checks it and its message shows the value. Only what cannot
-#' reach Python as the number the user gave is rejected here: TRUE (which Python
-#' would take as 1), NA (a logical NA becomes True), NaN, Inf and vectors.
-#' @noRd
-as_py_whole <- function(x, arg) {
+as_py_int <- function(x, arg) {
   if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is.finite(x)) {
     arg_error(arg, "a whole number", describe(x))
   }
   if (is_whole(x)) py_int(x, arg) else as.double(x)
 }
 
-#' Vector of positive whole numbers -> Python tuple of ints.
+#' Whole numbers -> Python tuple of ints (a number that is not whole goes as a
+#' float): shapes and widths. How many there must be and their range are the
+#' core's rules; NA, Inf, TRUE and strings are refused here (they would change
+#' meaning).
 #' @noRd
 as_py_shape <- function(x, arg) {
+  expected <- "whole numbers, e.g. c(1, 28, 28)"
+  if (is_py(x)) {
+    return(x)
+  }
   if (is.list(x)) {
-    ok <- all(vapply(x, function(v) is.numeric(v) && length(v) == 1, logical(1)))
-    if (!ok) arg_error(arg, "positive whole numbers, e.g. c(1, 28, 28)", describe(x))
+    ok <- all(vapply(x, function(v) is.numeric(v) && !is.logical(v) && length(v) == 1, logical(1)))
+    if (!ok) arg_error(arg, expected, describe(x))
     x <- unlist(x)
   }
-  if (is.logical(x) || !is.numeric(x) || length(x) == 0 ||
-    !all(vapply(x, is_whole, logical(1))) || any(x < 1)) {
-    arg_error(arg, "positive whole numbers, e.g. c(1, 28, 28)", describe(x))
+  if (is.logical(x) || !is.numeric(x) || any(!is.finite(x))) {
+    arg_error(arg, expected, describe(x))
   }
-  reticulate::tuple(lapply(x, py_int, arg = arg))
-}
-
-#' Non-negative real number -> Python float.
-#' @noRd
-as_py_nonneg <- function(x, arg) {
-  if (is_py_tensor(x)) x <- x$item()
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) ||
-    !is.finite(x) || x < 0) {
-    arg_error(arg, "a non-negative finite number", describe(x))
-  }
-  as.double(x)
+  reticulate::tuple(lapply(x, function(v) if (is_whole(v)) py_int(v, arg) else as.double(v)))
 }
 
 #' R function or Python callable -> Python callable.
@@ -215,19 +195,83 @@ as_py_choice <- function(x, choices, arg) {
   x
 }
 
-#' Positive finite number -> Python float.
-#' @noRd
-as_py_positive <- function(x, arg) {
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || is.na(x) || !is.finite(x) || x <= 0) {
-    arg_error(arg, "a positive finite number", describe(x))
-  }
-  as.double(x)
-}
-
 #' The first choice when `x` is the untouched default vector of choices (R's
 #' `c("a", "b")` idiom), else `x` itself: which values are allowed is the core's
 #' rule, and its message names the argument (match.arg()'s would not).
 #' @noRd
 default_choice <- function(x, choices) {
   if (identical(x, choices)) choices[[1]] else x
+}
+
+#' A number -> Python float, with no rule on its range (the core checks it and its
+#' message shows the value; NaN and Inf go through as they are). Only a value that
+#' would reach Python as something else is refused: TRUE (Python's 1), NA
+#' (reticulate passes a logical NA as True), a string, a vector.
+#' @noRd
+as_py_number <- function(x, arg) {
+  if (is_py_tensor(x)) x <- x$item()
+  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || (is.na(x) && !is.nan(x))) {
+    arg_error(arg, "a number", describe(x))
+  }
+  as.double(x)
+}
+
+#' A string -> Python str, several -> a Python list (the core says which are
+#' allowed and names the argument); NA is refused (it would reach Python as "NA").
+#' @noRd
+as_py_string <- function(x, arg) {
+  if (is.character(x) && anyNA(x)) arg_error(arg, "a string", describe(x))
+  if (is.character(x) && length(x) != 1) {
+    return(reticulate::r_to_py(as.list(x)))
+  }
+  x
+}
+
+#' Which converter each argument of the table-driven wrappers takes, by the
+#' argument's name (the wrappers of R/layers-groups.R, R/models.R,
+#' R/layers-quantile.R and R/transforms.R, through core_call()). Converters only
+#' turn R values into the Python values they mean: the core checks ranges and
+#' allowed values. An argument not in the table goes to Python as reticulate
+#' converts it; `NULL` always goes as None.
+#' @noRd
+arg_table <- c(
+  in_channels = "whole", in_fields = "whole", out_fields = "whole", num_fields = "whole",
+  kernel_size = "whole", stride = "whole", padding = "whole", num_classes = "whole",
+  num_groups = "whole", num_channels = "whole", num_features = "whole",
+  num_knots = "whole", k = "whole", dx = "whole", dy = "whole", N = "whole",
+  maximum_frequency = "whole", hidden_fields = "whole",
+  widths = "wholes", normalized_shape = "wholes",
+  bias = "flag", affine = "flag", elementwise_affine = "flag", track_running_stats = "flag",
+  per_sample = "flag", flips = "flag",
+  eps = "number", degrees = "number", max_degrees = "number", momentum = "number",
+  mode = "string", method = "string", positions = "string", grad = "string", fn = "string",
+  target = "target", dtype = "dtype",
+  input_shape = "wholes", opset_version = "whole", check = "flag"
+)
+
+#' Convert the named list `args` of R values for Python, each by its converter in
+#' arg_table.
+#' @noRd
+convert_args <- function(args) {
+  out <- lapply(names(args), function(name) {
+    x <- args[[name]]
+    if (is.null(x)) {
+      return(NULL)
+    }
+    kind <- arg_table[name]
+    if (is.na(kind)) {
+      return(x)
+    }
+    switch(kind,
+      whole = as_py_int(x, name),
+      wholes = as_py_shape(x, name),
+      flag = as_py_flag(x, name),
+      number = as_py_number(x, name),
+      string = as_py_string(x, name),
+      target = as_py_target(x, name),
+      dtype = as_py_dtype(x, name)
+    )
+  })
+  # list(a = NULL) keeps a NULL element (None) where `out[[i]] <- NULL` would drop it
+  stats::setNames(out, names(args))
 }

@@ -5,7 +5,8 @@
 #' tests it on the test images turned by 0, 90, 180 and 270 degrees: a plain CNN is
 #' accurate upright and lost on turned images, while networks built to be invariant
 #' to quarter turns are equally accurate at every angle. The whole run happens in
-#' Python; progress is printed while each model trains.
+#' Python; with `verbose = TRUE` a progress bar (package cli) shows "model k of n",
+#' the epoch and its ETA and the overall ETA, and the table is printed at the end.
 #'
 #' The built-in models, each with at most about 14,000 parameters:
 #' * `"SimpleCNN"`: a plain CNN (see [simple_cnn()]), the baseline;
@@ -43,7 +44,7 @@
 #'   images of each batch it is evaluated at, rotations drawn per step, weight.
 #' @param csv `NULL` or a file to write the table to, as CSV.
 #' @param png `NULL` or a file to draw the accuracy-against-rotation plot in, as PNG.
-#' @param verbose Print training progress and results.
+#' @param verbose Show the training progress, then print the table.
 #' @param device Where every model trains and is tested: `"auto"` (CUDA when
 #'   available, else the CPU), `"cpu"`, `"cuda"`, `"cuda:1"` or `"mps"`.
 #' @param workers,timeout,port Train every model data-parallel on `workers` local
@@ -56,7 +57,8 @@
 #'   an exactly invariant model). The trained
 #'   models are in `attr(x, "models")`, the training histories in
 #'   `attr(x, "histories")` and the recipe and data sizes in `attr(x, "settings")`.
-#'   It has `print()` and `plot()` methods.
+#'   It has `print()` and `plot()` methods. With `verbose = TRUE` it is printed and
+#'   returned invisibly.
 #' @seealso [fit_model()], [evaluate_rotations()]
 #' @export
 #' @examples
@@ -86,8 +88,8 @@ rotation_benchmark <- function(models = c(
     models = as_py_models(models, "models"),
     epochs = as_py_int(epochs, "epochs"),
     batch_size = as_py_int(batch_size, "batch_size"),
-    lr = as_py_positive(lr, "lr"),
-    seed = as_py_int(seed, "seed", min = 0),
+    lr = as_py_number(lr, "lr"),
+    seed = as_py_int(seed, "seed"),
     root = root,
     limit = if (is.null(limit)) NULL else as_py_int(limit, "limit"),
     test_limit = if (is.null(test_limit)) NULL else as_py_int(test_limit, "test_limit"),
@@ -95,12 +97,16 @@ rotation_benchmark <- function(models = c(
     test = test,
     reg_n = as_py_int(reg_n, "reg_n"),
     reg_num_funcs = as_py_int(reg_num_funcs, "reg_num_funcs"),
-    reg_lambda = as_py_nonneg(reg_lambda, "reg_lambda"),
+    reg_lambda = as_py_number(reg_lambda, "reg_lambda"),
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
-    device = device
+    device = device,
+    table = FALSE # R prints its own table
   )
+  if (verbose && single_process(workers)) {
+    args$progress <- benchmark_display(environment())
+  }
   py <- call_with_workers("rotation_benchmark", args, workers, timeout, port)
   note_subset(py$settings[["source"]], root)
   result <- as_benchmark_table(py)
@@ -109,7 +115,30 @@ rotation_benchmark <- function(models = c(
     on.exit(grDevices::dev.off(), add = TRUE)
     plot(result)
   }
+  if (verbose) {
+    print(result)
+    return(invisible(result))
+  }
   result
+}
+
+#' The progress function of rotation_benchmark(): "model k/n" and an overall ETA in
+#' the cli bar of fit_model() (see R/progress.R).
+#' @noRd
+benchmark_display <- function(envir) {
+  counter <- benchmark_counter()
+  fit_display <- cli_fit_display(envir, model = counter)
+  function(event) {
+    event <- as_r_value(event)
+    if (identical(event[["event"]], "model")) {
+      counter$next_model(event$model, event$index, event$models)
+      cli::cli_inform(paste0("model ", event$index, " of ", event$models, ": ", event$model),
+        .envir = envir
+      )
+      return(NULL)
+    }
+    fit_display(event)
+  }
 }
 
 #' The benchmark's rows as a data.frame, with the trained models and histories.
@@ -159,7 +188,30 @@ print.rotation_benchmark <- function(x, ...) {
   invisible(x)
 }
 
+#' Plot a rotation benchmark
+#'
+#' Test accuracy against the rotation (and mirror) of the test images, one line
+#' per model. Every model stays visible when lines coincide (models built to be
+#' invariant often have the same accuracy): each has its own marker and line type,
+#' and the lines are shifted sideways by a small offset. A dashed line marks the
+#' chance level (100 / number of classes); the subtitle gives the data sizes, the
+#' epochs and the seed.
+#'
+#' @param x A result of [rotation_benchmark()].
+#' @param y Unused.
+#' @param main The title.
+#' @param ... Passed to [graphics::matplot()].
+#' @return `x`, invisibly.
+#' @seealso [rotation_benchmark()]
 #' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   result <- rotation_benchmark(
+#'     models = c("SimpleCNN", "C4CNN"), epochs = 1, root = "subset",
+#'     limit = 128, test_limit = 100, verbose = FALSE
+#'   )
+#'   plot(result)
+#' }
 plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models trained on upright images", ...) {
   acc <- grep("^accuracy_", names(x))
   labels <- sub("^accuracy_", "", names(x)[acc])
@@ -167,19 +219,48 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   # with mirrors (test = "d4") the 8 test sets sit side by side, named
   at <- if (mirrored) seq_along(labels) else as.numeric(labels)
   values <- t(100 * as.matrix(as.data.frame(x)[acc]))
-  colours <- grDevices::hcl.colors(nrow(x), "Dark 3")
+  n <- nrow(x)
+  # a small sideways offset per model: coinciding lines stay apart
+  step <- if (length(at) > 1) min(diff(at)) else 1
+  shift <- (seq_len(n) - (n + 1) / 2) * step * 0.02
+  xs <- outer(at, shift, `+`)
+  colours <- grDevices::hcl.colors(n, "Dark 3")
+  pch <- rep_len(c(19, 17, 15, 1, 2, 0, 5, 6, 8), n)
+  lty <- rep_len(1:6, n)
   xlab <- if (mirrored) {
     "rotation (degrees) of the test images, then of the mirrored ones"
   } else {
     "rotation of the test images (degrees)"
   }
-  graphics::matplot(at, values,
-    type = "b", lty = 1, pch = 19, col = colours, xaxt = "n", ylim = c(0, 100),
+  graphics::matplot(xs, values,
+    type = "b", lty = lty, pch = pch, col = colours, xaxt = "n", ylim = c(0, 100),
     xlab = xlab, ylab = "test accuracy (%)", main = main, ...
   )
+  graphics::mtext(benchmark_subtitle(attr(x, "settings")), side = 3, line = 0.3, cex = 0.8)
   graphics::axis(1,
     at = at, labels = sub("^flip_", "flip ", labels), cex.axis = if (mirrored) 0.7 else 1
   )
-  graphics::legend("bottomleft", x$model, col = colours, lty = 1, pch = 19, bty = "n", cex = 0.8)
+  chance <- 100 / benchmark_classes(attr(x, "settings"))
+  graphics::abline(h = chance, lty = 2, col = "grey50")
+  graphics::legend("bottomleft", c(x$model, "chance"),
+    col = c(colours, "grey50"), lty = c(lty, 2), pch = c(pch, NA), bty = "n", cex = 0.8
+  )
   invisible(x)
+}
+
+#' "60,000 training / 10,000 test images, 2 epochs, seed 0".
+#' @noRd
+benchmark_subtitle <- function(s) {
+  if (is.null(s)) {
+    return("")
+  }
+  paste0(
+    format(s$train_size, big.mark = ","), " training / ", format(s$test_size, big.mark = ","),
+    " test images, ", s$epochs, " epoch", if (s$epochs != 1) "s", ", seed ", s$seed
+  )
+}
+
+benchmark_classes <- function(s) {
+  k <- s$num_classes
+  if (is.null(k)) 10 else as.numeric(k)
 }

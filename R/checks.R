@@ -58,8 +58,8 @@ check_equivariance <- function(module, x, group = "C4", output = "auto", input =
   ))
   if (is_py(errors)) errors <- reticulate::py_to_r(errors)
   errors <- as.numeric(unlist(errors))
-  # every group names its elements ("rot0", "rot90", ...), in the core's order
-  element <- unlist(core()$get_group(group)$names)
+  # every group names its elements: "rot0", "rot90", ..., "flip_rot270"
+  element <- unlist(call_py(core()$get_group(group))$names)
   data.frame(element = element, error = errors)
 }
 

@@ -62,7 +62,7 @@ with_py_errors <- function(expr, call = user_call()) {
     if (is.null(kind)) stop(e)
     own <- r_error_inside(e)
     if (!is.null(own)) stop(own) # the user's own R error, with its class
-    msg <- python_error_message(e, keep_type = kind == "other")
+    msg <- r_words(python_error_message(e, keep_type = kind == "other"))
     stop(equivariance_condition(msg, if (kind == "other") NULL else kind, call))
   })
 }
@@ -73,6 +73,9 @@ with_py_errors <- function(expr, call = user_call()) {
 #' @noRd
 call_py <- function(expr) {
   call <- user_call()
+  # while the core runs for an R caller, its messages count labels from 1
+  token <- r_caller_begin()
+  on.exit(r_caller_end(token), add = TRUE)
   value <- with_py_warnings(with_py_errors(expr, call = call), call)
   release_memory_if_grown()
   value
@@ -125,6 +128,24 @@ with_py_warnings <- function(expr, call = NULL) {
     }
   })
   expr
+}
+
+#' Tell the core that its caller is R (the context variable
+#' `equivariance._validation.LABEL_BASE`, 1 while set), for as long as the core
+#' runs; r_caller_end() restores the value it had. Nothing happens before the
+#' core is loaded: a call that fails to load it raises no label message.
+#' @noRd
+r_caller_begin <- function() {
+  validation <- .equivariance$validation
+  if (is.null(validation)) {
+    return(NULL)
+  }
+  validation$LABEL_BASE$set(1L)
+}
+
+r_caller_end <- function(token) {
+  if (!is.null(token)) .equivariance$validation$LABEL_BASE$reset(token)
+  invisible()
 }
 
 #' "value" or "type" when `e` is a Python ValueError or TypeError (or a subclass),
@@ -182,4 +203,49 @@ python_error_message <- function(e, keep_type = FALSE) {
   msg <- sub("\n*Run `reticulate::py_last_error\\(\\)` for details\\.?.*$", "", msg)
   if (!keep_type) msg <- sub("^[A-Za-z_.]+: ", "", msg)
   trimws(msg)
+}
+
+#' Python's words in a message of the core, as an R caller writes them: `NULL`
+#' (None, NoneType), `TRUE`/`FALSE`, `c("a", "b")` for a list, `"a"` for a
+#' string, logical and integer values for boolean and integer tensors, `2^64` for
+#' `2**64`, `NaN` and `Inf`. Argument names in backticks are left alone.
+#' @noRd
+r_words <- function(msg) {
+  parts <- strsplit(msg, "`", fixed = TRUE)[[1]]
+  # the odd pieces are outside backticks
+  outside <- seq_along(parts) %% 2 == 1
+  parts[outside] <- vapply(parts[outside], r_words_plain, character(1), USE.NAMES = FALSE)
+  out <- paste(parts, collapse = "`")
+  if (endsWith(msg, "`")) out <- paste0(out, "`")
+  out
+}
+
+r_words_plain <- function(x) {
+  # tensors' element types
+  x <- gsub("dtype torch\\.bool\\b", "logical values", x, perl = TRUE)
+  x <- gsub("dtype torch\\.u?int(8|16|32|64)\\b", "integer values", x, perl = TRUE)
+  x <- gsub("dtype torch\\.complex(32|64|128)\\b", "complex values", x, perl = TRUE)
+  x <- gsub("\\bNoneType\\b", "NULL", x, perl = TRUE)
+  x <- gsub("\\ba (non-empty )?sequence of\\b", "a \\1vector of", x, perl = TRUE)
+  x <- gsub("\\ba dict\\b", "a named list", x, perl = TRUE)
+  # Python lists and tuples of strings or numbers: c(...)
+  item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf|\\.\\.\\.)"
+  seq <- paste0(item, "(?:, ", item, ")*")
+  x <- gsub(paste0("\\[(", seq, ")\\]"), "c(\\1)", x, perl = TRUE)
+  x <- gsub(paste0("(got |, got )\\((", seq, "),?\\)"), "\\1c(\\2)", x, perl = TRUE)
+  x <- gsub("(got |, got )\\[\\]", "\\1list()", x, perl = TRUE)
+  # but a numeric interval such as "in [0, 1]" stays an interval
+  x <- gsub("\\b(in|within|of|to) c\\((-?[0-9][0-9.e+-]*), (-?[0-9][0-9.e+-]*)\\)",
+            "\\1 [\\2, \\3]", x, perl = TRUE)
+  # 'a' -> "a" (not the apostrophe of "model's")
+  x <- gsub("(?<![\\w'])'([^'\\n]*)'(?!\\w)", "\"\\1\"", x, perl = TRUE)
+  x <- gsub("\\bNone\\b", "NULL", x, perl = TRUE)
+  x <- gsub("\\bTrue\\b", "TRUE", x, perl = TRUE)
+  x <- gsub("\\bFalse\\b", "FALSE", x, perl = TRUE)
+  x <- gsub("(?<![\\w.])nan\\b", "NaN", x, perl = TRUE)
+  x <- gsub("(?<![\\w.'\"])(-?)inf\\b(?!['\"])", "\\1Inf", x, perl = TRUE)
+  x <- gsub("([0-9])\\*\\*([0-9])", "\\1^\\2", x, perl = TRUE)
+  # Python's 5.0 is R's 5
+  x <- gsub("(?<![\\w.])(-?[0-9]+)\\.0(?![0-9.]|e[0-9+-])", "\\1", x, perl = TRUE)
+  x
 }

@@ -131,7 +131,7 @@ as_py_reprs <- function(x, arg) {
 #' core checks which.
 #' @noRd
 as_py_element <- function(x, arg) {
-  if (is_py(x)) x else as_py_whole(x, arg)
+  if (is_py(x)) x else as_py_int(x, arg)
 }
 
 #' Action of C4 for check_equivariance(): a name or a function(x, k), passed on

@@ -40,7 +40,7 @@
 #'   image(t(img[1, 1, 28:1, ]), col = grey.colors(256, 1, 0), axes = FALSE)
 #' }
 fashion_mnist <- function(split = "train", limit = NULL, root = NULL) {
-  split <- as_py_choice(split, c("train", "test"), "split")
+  split <- as_py_string(split, "split")
   limit <- if (is.null(limit)) NULL else as_py_int(limit, "limit")
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
   py <- call_py(core()$load_fashion_mnist(split, root = root, limit = limit, warn = FALSE))

@@ -59,6 +59,8 @@ core <- function() {
   }
   path <- system.file("python", package = "equivariance")
   .equivariance$core <- reticulate::import_from_path("equivariance", path = path)
+  # call_py() tells the core through it that its caller counts labels from 1
+  .equivariance$validation <- reticulate::import("equivariance._validation")
   install_memory_release(.equivariance$core)
   .equivariance$core
 }

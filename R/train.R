@@ -2,9 +2,9 @@
 #'
 #' Trains `model` in place with Adam and the cross-entropy loss, plus an optional
 #' equivariance regularizer, shuffling the data at every epoch. The whole loop runs
-#' in Python: R only receives the history. A progress bar (package cli) shows the
-#' epoch, the step, the loss, the validation accuracy and the time left, and a line
-#' sums up each epoch; `verbose = FALSE` silences both.
+#' in Python: R only receives the history. A progress bar (package cli) per epoch
+#' shows the step, the time left (ETA) and the loss, and a line sums up each epoch
+#' with its figures; `verbose = FALSE` silences both.
 #'
 #' **Data.** Images are an R array (or torch tensor) of dimension `c(N, C, H, W)`,
 #' or `c(N, H, W)` for one channel; labels are R's class numbers (1, 2, ...) or a
@@ -13,14 +13,23 @@
 #' stores them. A level no image has keeps its class. A label tensor is Python's
 #' and counts from 0.
 #'
-#' **Validation and early stopping.** With `validation_data`, the validation loss
-#' and accuracy are measured after every epoch (in evaluation mode). `patience`
-#' stops the training when the validation loss has not improved for that many
-#' epochs, and then (`restore_best`) puts back the weights of the best epoch.
+#' **Metrics and validation.** Every epoch records the mean `loss`, the training
+#' `accuracy` (of the training steps' outputs) and the learning rate `lr`;
+#' `metrics` adds more. With `validation_data`, the validation loss, accuracy and
+#' every metric (`val_` columns) are measured after every epoch (in evaluation
+#' mode); without it the history has no `val_` column. `best_epoch` is the epoch
+#' of the lowest validation loss; its weights are the model's only when early
+#' stopping restored them (`restored`, and the printed history says which).
 #'
-#' **Callbacks.** Each function of `callbacks` is called after every epoch with a
-#' list of the epoch's figures (`epoch`, `loss`, `reg`, `val_loss`, `val_accuracy`,
-#' `seconds`); when one returns `FALSE`, training stops after that epoch.
+#' **Callbacks.** `callbacks` takes the objects of [callbacks]
+#' ([callback_checkpoint()], [callback_csv_logger()], [callback_lr_schedule()],
+#' [callback_early_stopping()], [callback_lambda()]) and R functions, each called
+#' after every epoch with a list of the epoch's figures (`epoch`, `loss`, `reg`,
+#' `accuracy`, the metrics, `val_loss`, `val_accuracy`, ..., `lr`, `seconds`);
+#' when one returns `FALSE`, training stops after that epoch. `patience` is the
+#' short form of `callback_early_stopping(patience = patience)`: it stops the
+#' training when the validation loss has not improved for that many epochs, then
+#' puts back the weights of the best epoch.
 #'
 #' With a regularizer made by [equivariance_regularizer()], the regularizer is
 #' evaluated at the first `n` images of each training batch and reuses the model's
@@ -46,18 +55,34 @@
 #'   [transform_random_rot90()], or an R function of a batch of images (a torch
 #'   tensor) returning a batch of the same size (a tensor or an R array).
 #' @param verbose Show progress.
-#' @param ... Passed to the Python `fit()`: `reg_points = "sample"` evaluates the
-#'   regularizer at points drawn in its bounds; `reuse_outputs = FALSE` never reuses
-#'   the batch's forward pass; `callback` is called after every step with
-#'   `(epoch, step, loss, reg)`. The arguments after `...` must be named in full.
+#' @param ... More arguments of the core's `fit()`, by name (a name it does not
+#'   have is an error that suggests the closest one):
+#'   * `optimizer`: a ready torch optimizer over the model's parameters, used
+#'     instead of Adam (`lr` is then the optimizer's own), e.g.
+#'     `torch$optim$SGD(model$parameters(), lr = 0.01)`;
+#'   * `reg_points = "sample"` evaluates the regularizer at points drawn in its
+#'     bounds instead of the batch's first images (`"batch"`);
+#'   * `reuse_outputs = FALSE` never reuses the batch's forward pass for the
+#'     regularizer;
+#'   * `sync_batchnorm = FALSE`: with `workers > 1`, batch norm without statistics
+#'     over all processes.
+#'
+#'   The arguments after `...` must be named in full.
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
 #'   fraction in (0, 1) of `data` held out at random (drawn with `seed`).
+#' @param metrics `NULL`, or figures to record per epoch besides the loss and the
+#'   accuracy: names (`"accuracy"`, `"top_3"` for the top-3 accuracy, `"top_<k>"`
+#'   for any k, `"balanced_accuracy"`, `"macro_f1"`) and named functions
+#'   `function(logits, labels)` returning a number (logits an R matrix with one row
+#'   per image, labels from 1), e.g. `list("top_3", mine = function(logits, labels)
+#'   mean(max.col(logits) == labels))`. Each is measured on the training epoch and
+#'   on the validation data (`val_<name>`).
+#' @param callbacks `NULL`, or a list of callbacks (see [callbacks]) and R
+#'   functions, each function called after every epoch with a list of its figures;
+#'   one returning `FALSE` stops training.
 #' @param patience `NULL`, or stop after that many epochs without a lower
-#'   validation loss.
-#' @param restore_best Put back the weights of the epoch with the lowest
-#'   validation loss at the end; `NULL`: `TRUE` when `patience` is set.
-#' @param callbacks `NULL` or a list of functions, each called after every epoch
-#'   with a list of its figures; one returning `FALSE` stops training.
+#'   validation loss and put back the best epoch's weights (the short form of
+#'   [callback_early_stopping()]).
 #' @param device `"auto"` (CUDA when available, else the CPU), `"cpu"`, `"cuda"`,
 #'   `"cuda:1"`, `"mps"`, or `NULL` (where the model is). The model moves there and
 #'   stays there.
@@ -66,7 +91,7 @@
 #'   the global batch (it must be divisible by `workers`), so the training is that
 #'   of one process; the model is trained in place and the same history returned.
 #'   Everything passed must reach the processes: no R functions as `augment`,
-#'   `callbacks` or `callback` (progress is printed instead of the progress bar).
+#'   `metrics` or `callbacks` (progress is printed instead of the progress bar).
 #'   A failing process stops the others and its error names it.
 #' @param timeout With `workers > 1`: seconds a process waits for the others before
 #'   the training fails.
@@ -74,9 +99,12 @@
 #'   `NULL` picks a free one.
 #' @return Invisibly, an object of class `equivariance_history`: a list with
 #'   `steps` (a data.frame with `step`, `epoch`, `loss`, `reg`), `epochs` (a
-#'   data.frame with `epoch`, mean `loss` and `reg`, `val_loss`, `val_accuracy`,
-#'   `seconds`), `best_epoch`, `stopped_early` and `reused_outputs`. It has
-#'   `print()`, `plot()` and `as.data.frame()` methods (one row per epoch).
+#'   data.frame with `epoch`, mean `loss` and `reg`, `accuracy`, the metrics,
+#'   with validation data `val_loss`, `val_accuracy` and the `val_` metrics, then
+#'   `lr` and `seconds`), `best_epoch`, `monitor` (the figure that chose it),
+#'   `restored`, `stopped_early` and `reused_outputs`. It has `print()`,
+#'   [plot()][plot.equivariance_history()] and `as.data.frame()` methods (one row
+#'   per epoch).
 #' @seealso [predict()], [save_model()], [evaluate_rotations()], [train_step()],
 #'   `vignette("your-own-data")`
 #' @export
@@ -86,7 +114,7 @@
 #'   train <- fashion_mnist("train", limit = 256, root = "subset")
 #'   model <- simple_cnn()
 #'   history <- fit_model(model, train, epochs = 2, batch_size = 64,
-#'     validation_data = 0.25, patience = 1, verbose = FALSE)
+#'     validation_data = 0.25, patience = 1, metrics = "macro_f1", verbose = FALSE)
 #'   as.data.frame(history)
 #'   # an R array of images (N, H, W) and a factor of labels
 #'   x <- as.array(train)[, 1, , ]
@@ -96,9 +124,10 @@
 #' }
 fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
                       regularizer = NULL, seed = NULL, augment = NULL, verbose = TRUE, ...,
-                      validation_data = NULL, patience = NULL, restore_best = NULL,
-                      callbacks = NULL, device = "auto", workers = 1, timeout = 600,
+                      validation_data = NULL, metrics = NULL, callbacks = NULL,
+                      patience = NULL, device = "auto", workers = 1, timeout = 600,
                       port = NULL) {
+  check_dots(core()$fit, ...)
   model <- as_py_module(model, "model")
   dtype <- model_float_dtype(model)
   train <- as_fit_data(data, "data", dtype)
@@ -107,27 +136,19 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     model, train$py,
     epochs = as_py_int(epochs, "epochs"),
     batch_size = as_py_int(batch_size, "batch_size"),
-    lr = as_py_positive(lr, "lr"),
+    lr = as_py_number(lr, "lr"),
     regularizer = as_py_regularizer(regularizer, "regularizer"),
     seed = as_py_seed(seed, "seed"),
     augment = as_py_function_or_value(augment),
     verbose = verbose,
     validation_data = as_validation_data(validation_data, dtype),
-    patience = if (is.null(patience)) NULL else as_py_whole(patience, "patience"),
-    restore_best = if (is.null(restore_best)) NULL else as_py_flag(restore_best, "restore_best"),
-    callbacks = as_py_functions(callbacks),
+    patience = if (is.null(patience)) NULL else as_py_int(patience, "patience"),
+    metrics = as_py_metrics(metrics),
+    callbacks = fit_callbacks(callbacks, verbose, workers, environment()),
     device = device,
-    class_names = if (is.null(train$class_names)) NULL else as.list(train$class_names),
-    # an R function cannot reach worker processes: rank 0 prints its progress instead
-    progress = if (verbose && single_process(workers)) cli_progress(environment()) else NULL
+    class_names = if (is.null(train$class_names)) NULL else as.list(train$class_names)
   )
-  extra <- list(...)
-  if (!is.null(extra$progress_every)) extra$progress_every <- as_py_int(extra$progress_every, "progress_every")
-  if (is_r_function(extra$callback)) {
-    check_arity(extra$callback, 4, "callback")
-    extra$callback <- py_function(extra$callback)
-  }
-  history <- call_with_workers("fit", c(args, extra), workers, timeout, port)
+  history <- call_with_workers("fit", c(args, list(...)), workers, timeout, port)
   invisible(as_history(history))
 }
 
@@ -144,160 +165,26 @@ as_validation_data <- function(x, dtype) {
   as_fit_data(x, "validation_data", dtype)$py
 }
 
-#' NULL, a function or a list of functions -> a Python list of callables (anything
-#' else goes to Python as it is, whose message names what `callbacks` accepts).
-#' @noRd
-as_py_functions <- function(x) {
-  if (is.null(x)) {
-    return(NULL)
-  }
-  if (is.function(x)) x <- list(x)
-  if (!is.list(x)) {
-    return(x)
-  }
-  for (f in Filter(is_r_function, x)) check_arity(f, 1, "callbacks")
-  # each function sees the figures as an R list (numbers, NULL for None)
-  wrap <- function(f) if (is_r_function(f)) function(figures) f(as_r_value(figures)) else f
-  reticulate::r_to_py(lapply(x, function(f) as_py_function_or_value(wrap(f))))
-}
-
 as_r_value <- function(x) if (is_py(x)) reticulate::py_to_r(x) else x
+
+#' The callbacks of fit_model() with the cli display in front (one process,
+#' `verbose`): an R function cannot reach worker processes, whose rank 0 prints the
+#' core's progress bar instead.
+#' @noRd
+fit_callbacks <- function(callbacks, verbose, workers, envir) {
+  callbacks <- as_py_callbacks(callbacks)
+  if (!is.list(callbacks) || !verbose || !single_process(workers)) {
+    return(callbacks)
+  }
+  display <- core()$training$progress$ProgressEvents(cli_fit_display(envir))
+  c(list(display), callbacks)
+}
 
 #' An R function becomes a Python callable; anything else goes to Python as it is,
 #' where the argument's rule lives (and its message names what is accepted).
 #' @noRd
 as_py_function_or_value <- function(x) {
   if (is_r_function(x)) py_function(x) else x
-}
-
-#' The progress function fit() calls with its events (see the Python
-#' ProgressFunction): a cli progress bar over all the steps of all the epochs, and
-#' a line per epoch. The bar belongs to `envir` (fit_model()'s frame), so cli
-#' closes it when fit_model() returns, even on an error.
-#' @noRd
-cli_progress <- function(envir) {
-  id <- NULL
-  steps <- 1
-  val <- ""
-  function(event) {
-    event <- as_r_value(event)
-    e <- event[["event"]]
-    if (identical(e, "start")) {
-      steps <<- event$steps
-      id <<- cli::cli_progress_bar(
-        total = event$epochs * steps, auto_terminate = FALSE, clear = TRUE, .envir = envir,
-        format = paste0(
-          "epoch {cli::pb_extra$epoch}/", event$epochs, " {cli::pb_bar} {cli::pb_extra$step}/",
-          steps, " | loss {cli::pb_extra$loss}{cli::pb_extra$val} | ETA {cli::pb_eta}"
-        ),
-        extra = list(epoch = 1, step = 0, loss = "-", val = "")
-      )
-    } else if (identical(e, "step")) {
-      cli::cli_progress_update(
-        id = id, set = (event$epoch - 1) * steps + event$step, .envir = envir,
-        extra = list(epoch = event$epoch, step = event$step, loss = fmt(event$loss), val = val)
-      )
-    } else if (identical(e, "epoch")) {
-      if (!is.null(event$val_accuracy)) val <<- paste0(" val_acc ", fmt(event$val_accuracy))
-      cli::cli_progress_output(epoch_line(event), id = id, .envir = envir)
-    } else if (identical(e, "end") && !is.null(id)) {
-      cli::cli_progress_done(id = id, .envir = envir)
-    }
-    NULL
-  }
-}
-
-fmt <- function(x) formatC(x, digits = 4, format = "fg")
-
-epoch_line <- function(event) {
-  figures <- c(loss = event$loss, reg = event$reg, val_loss = event$val_loss,
-               val_accuracy = event$val_accuracy)
-  paste0(
-    "epoch ", event$epoch, ": ", paste(names(figures), fmt(figures), collapse = ", "),
-    " (", format(round(event$seconds, 1), nsmall = 1), " s)"
-  )
-}
-
-as_history <- function(history) {
-  h <- history$as_dict()
-  steps <- h$steps
-  epochs <- h$epochs
-  n <- length(unlist(epochs$epoch))
-  val <- function(x) if (length(unlist(x)) == n) as.numeric(unlist(x)) else rep(NA_real_, n)
-  structure(
-    list(
-      steps = data.frame(
-        step = as.integer(unlist(steps$step)), epoch = as.integer(unlist(steps$epoch)),
-        loss = as.numeric(unlist(steps$loss)), reg = as.numeric(unlist(steps$reg))
-      ),
-      epochs = data.frame(
-        epoch = as.integer(unlist(epochs$epoch)), loss = as.numeric(unlist(epochs$loss)),
-        reg = as.numeric(unlist(epochs$reg)), val_loss = val(epochs$val_loss),
-        val_accuracy = val(epochs$val_accuracy), seconds = as.numeric(unlist(epochs$seconds))
-      ),
-      best_epoch = if (is.null(h$best_epoch)) NA_integer_ else as.integer(h$best_epoch),
-      stopped_early = isTRUE(h$stopped_early),
-      reused_outputs = isTRUE(h$reused_outputs)
-    ),
-    class = "equivariance_history"
-  )
-}
-
-#' @export
-as.data.frame.equivariance_history <- function(x, row.names = NULL, optional = FALSE, ...) {
-  e <- x$epochs
-  cols <- c("epoch", "loss", if (any(x$steps$reg != 0)) "reg", "val_loss", "val_accuracy")
-  out <- e[cols]
-  if (!is.null(row.names)) rownames(out) <- row.names
-  out
-}
-
-#' @export
-print.equivariance_history <- function(x, ...) {
-  cat("<equivariance_history> ", nrow(x$steps), " steps, ", nrow(x$epochs), " epochs", sep = "")
-  if (!is.na(x$best_epoch)) cat(", best epoch ", x$best_epoch, sep = "")
-  if (x$stopped_early) cat(", stopped early")
-  cat("\n")
-  print(as.data.frame(x), row.names = FALSE, digits = 4)
-  invisible(x)
-}
-
-#' @export
-plot.equivariance_history <- function(x, y, ...) {
-  e <- x$epochs
-  if (all(is.na(e$val_loss))) {
-    return(plot_steps(x, ...))
-  }
-  old <- graphics::par(mfrow = c(1, 2))
-  on.exit(graphics::par(old), add = TRUE)
-  graphics::plot(e$epoch, e$loss,
-    type = "b", xlab = "epoch", ylab = "loss", ylim = range(c(e$loss, e$val_loss), finite = TRUE),
-    ...
-  )
-  graphics::lines(e$epoch, e$val_loss, type = "b", col = "firebrick")
-  if (!is.na(x$best_epoch)) graphics::abline(v = x$best_epoch, lty = 3)
-  graphics::legend("topright", c("training", "validation"),
-    col = c("black", "firebrick"), lty = 1, bty = "n"
-  )
-  graphics::plot(e$epoch, e$val_accuracy, type = "b", xlab = "epoch", ylab = "validation accuracy",
-    col = "firebrick")
-  invisible(x)
-}
-
-plot_steps <- function(x, ...) {
-  steps <- x$steps
-  has_reg <- any(steps$reg != 0)
-  graphics::plot(steps$step, steps$loss,
-    type = "l", xlab = "step", ylab = "loss",
-    ylim = range(c(steps$loss, if (has_reg) steps$reg), finite = TRUE), ...
-  )
-  if (has_reg) {
-    graphics::lines(steps$step, steps$reg, col = "firebrick")
-    graphics::legend("topright", c("cross-entropy", "regularizer"),
-      col = c("black", "firebrick"), lty = 1, bty = "n"
-    )
-  }
-  invisible(x)
 }
 
 #' Accuracy on rotated images

@@ -48,62 +48,32 @@ NULL
 
 #' @rdname transforms
 #' @export
-transform_identity <- function() {
-  core()$transforms$identity
-}
+transform_identity <- function() call_py(core()$transforms$identity)
 
 #' @rdname transforms
 #' @export
-transform_rot90 <- function(k = 1) {
-  core()$transforms$rot90(as_py_int(k, "k", min = -Inf))
-}
+transform_rot90 <- function(k = 1) core_call(core()$transforms$rot90)
 
 #' @rdname transforms
 #' @export
-transform_hflip <- function() {
-  core()$transforms$hflip()
-}
+transform_hflip <- function() core_call(core()$transforms$hflip)
 
 #' @rdname transforms
 #' @export
-transform_vflip <- function() {
-  core()$transforms$vflip()
-}
+transform_vflip <- function() core_call(core()$transforms$vflip)
 
 #' @rdname transforms
 #' @export
-transform_random_rot90 <- function(per_sample = TRUE) {
-  core()$transforms$random_rot90(as_py_flag(per_sample, "per_sample"))
-}
+transform_random_rot90 <- function(per_sample = TRUE) core_call(core()$transforms$random_rot90)
 
 #' @rdname transforms
 #' @export
-transform_translate <- function(dx = 1, dy = 0) {
-  core()$transforms$translate(as_py_int(dx, "dx", min = -Inf), as_py_int(dy, "dy", min = -Inf))
-}
+transform_translate <- function(dx = 1, dy = 0) core_call(core()$transforms$translate)
 
 #' @rdname transforms
 #' @export
-transform_rotate <- function(degrees) {
-  call_py(core()$transforms$rotate(as_py_angle(degrees, "degrees")))
-}
+transform_rotate <- function(degrees) core_call(core()$transforms$rotate)
 
 #' @rdname transforms
 #' @export
-transform_random_rotate <- function(max_degrees, per_sample = TRUE) {
-  call_py(core()$transforms$random_rotate(
-    as_py_angle(max_degrees, "max_degrees"),
-    as_py_flag(per_sample, "per_sample")
-  ))
-}
-
-# One number -> Python float; whether it is finite or in range is the core's rule
-# (its message names the argument), but a missing value must not reach Python as
-# True, which is how reticulate passes a logical NA.
-as_py_angle <- function(x, arg) {
-  if (is_py_tensor(x)) x <- x$item()
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || (is.na(x) && !is.nan(x))) {
-    arg_error(arg, "a finite number", describe(x))
-  }
-  as.double(x)
-}
+transform_random_rotate <- function(max_degrees, per_sample = TRUE) core_call(core()$transforms$random_rotate)

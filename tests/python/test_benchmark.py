@@ -140,7 +140,20 @@ def test_escnn_c8_and_d4_rows():
 def test_verbose_prints_progress_and_table(capsys):
     eq.rotation_benchmark(["SimpleCNN"], **{**SMALL, "verbose": True})
     out = capsys.readouterr().out
-    assert "== SimpleCNN" in out and "epoch 1/1" in out and "acc@0" in out
+    assert "== model 1/1 SimpleCNN" in out and "epoch 1/1" in out and "acc@0" in out
+
+
+def test_progress_events_name_the_model_and_replace_the_text(capsys):
+    events = []
+    result = eq.rotation_benchmark(["SimpleCNN", "C4CNN"], **{**SMALL, "verbose": True},
+                                   progress=events.append, table=False)
+    assert capsys.readouterr().out == ""
+    models = [e for e in events if e["event"] == "model"]
+    assert models == [{"event": "model", "model": "SimpleCNN", "index": 1, "models": 2},
+                      {"event": "model", "model": "C4CNN", "index": 2, "models": 2}]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("start") == 2 and kinds.count("epoch") == 2 and kinds[-1] == "end"
+    assert result.settings["num_classes"] == 10
 
 
 def test_subset_fallback_warns(tmp_path, monkeypatch):

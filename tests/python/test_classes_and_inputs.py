@@ -184,9 +184,11 @@ def test_callbacks_of_the_wrong_arity_fail_before_training(test_set):
     with pytest.raises(TypeError, match=r"`callbacks` must be a function of 1 argument\(s\), "
                                         r"got a function of \(\)"):
         eq.fit(small_cnn(), (x[:8], y[:8]), callbacks=[lambda: None], verbose=False)
-    with pytest.raises(TypeError, match=r"`callback` must be a function of 4 argument\(s\), "
+    with pytest.raises(TypeError, match=r"`on_step_end` must be a function of 1 argument\(s\), "
                                         r"got a function of \(epoch, step\)"):
-        eq.fit(small_cnn(), (x[:8], y[:8]), callback=lambda epoch, step: None, verbose=False)
+        eq.lambda_callback(on_step_end=lambda epoch, step: None)
+    with pytest.raises(TypeError, match=r"`metrics` must be a function of 2 argument\(s\)"):
+        eq.fit(small_cnn(), (x[:8], y[:8]), metrics={"m": lambda logits: 0}, verbose=False)
 
 
 def test_predict_on_an_empty_batch_names_x():

@@ -60,6 +60,8 @@ def test_two_ranks_give_the_weights_of_one_process(ranks, name):
         assert _relative(r[name]["state"], model.state_dict()) < 1e-5
         assert r[name]["history"]["steps"]["loss"] == pytest.approx(history.loss, rel=1e-5)
         assert r[name]["history"]["steps"]["reg"] == pytest.approx(history.reg, rel=1e-5, abs=1e-7)
+        # the training accuracy counts the images of every rank
+        assert r[name]["history"]["epochs"]["accuracy"] == pytest.approx(history.accuracy)
     # one History, the same on every rank
     assert ranks[0][name]["history"] == ranks[1][name]["history"]
     if name == "regularized":

@@ -105,7 +105,7 @@ def test_early_stopping_and_the_regularizer_with_workers_on_a_batch_norm_model(m
         # the default distance (p = 2) must travel to the ranks
         reg = eq.EquivarianceRegularizer(model, (1, 12, 12), [(eq.transforms.rot90(1), 0, 0.1)], n=4)
         history = eq.parallel_fit(model, cases.data(40), epochs=3, batch_size=8, lr=0.05, seed=2,
-                      regularizer=reg, validation_data=0.2, patience=1, restore_best=True,
+                      regularizer=reg, validation_data=0.2, patience=1,
                       verbose=False, device="cpu", **kw)
         return model, history
 

@@ -148,8 +148,10 @@ def test_seed_range_and_flags(train):
 def test_bad_callback_is_rejected_before_the_first_step(train):
     model = small_cnn()
     before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(TypeError, match="`callback` must be None or a function"):
-        eq.fit(model, train[:8], verbose=False, callback=5)
+    with pytest.raises(TypeError, match="`callbacks` must be None or a list of callbacks"):
+        eq.fit(model, train[:8], verbose=False, callbacks=[5])
+    with pytest.raises(TypeError, match="`on_step_end` must be None or a function"):
+        eq.lambda_callback(on_step_end=5)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
@@ -462,23 +464,27 @@ def test_early_stopping_stops_and_restores_the_best_weights(train):
     assert h.stopped_early and len(h.val_loss) == best + 2 < 30
     assert h.best_epoch == best
     assert all(torch.equal(a, b) for a, b in zip(weights[best - 1], model.parameters()))
+    assert h.restored and "weights restored" in repr(h)
     # restore_best=False keeps the last weights
     model = small_cnn()
     weights.clear()
+    shuffled = y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]
     h = eq.fit(model, (x, y), epochs=3, batch_size=20, lr=0.5, verbose=False,
-               validation_data=(x, y), restore_best=False, callbacks=[keep])
+               validation_data=(x, shuffled),
+               callbacks=[keep, eq.early_stopping(patience=None, restore_best=False)])
     assert all(torch.equal(a, b) for a, b in zip(weights[-1], model.parameters()))
+    assert not h.restored and h.best_epoch == int(np.argmin(h.val_loss)) + 1
 
 
 def test_early_stopping_needs_validation_data(train):
     with pytest.raises(ValueError, match="`patience` needs `validation_data`"):
         eq.fit(small_cnn(), train[:8], verbose=False, patience=2)
-    with pytest.raises(ValueError, match="`restore_best = True` needs `validation_data`"):
-        eq.fit(small_cnn(), train[:8], verbose=False, restore_best=True)
+    with pytest.raises(ValueError, match="`early_stopping` needs `validation_data`"):
+        eq.fit(small_cnn(), train[:8], verbose=False, callbacks=[eq.early_stopping()])
     with pytest.raises(ValueError, match="`patience` must be a positive whole number"):
         eq.fit(small_cnn(), train[:8], verbose=False, patience=0, validation_data=0.5)
-    with pytest.raises(TypeError, match="`restore_best` must be None, True or False"):
-        eq.fit(small_cnn(), train[:8], verbose=False, restore_best="yes", validation_data=0.5)
+    with pytest.raises(TypeError, match="`restore_best` must be True or False"):
+        eq.early_stopping(restore_best="yes")
 
 
 def test_callbacks_see_every_epoch_and_false_stops(train):
@@ -488,30 +494,30 @@ def test_callbacks_see_every_epoch_and_false_stops(train):
                callbacks=[figures.append, lambda f: f["epoch"] < 2, lambda f: None])
     assert len(h.epoch_loss) == 2 and h.stopped_early
     assert [f["epoch"] for f in figures] == [1, 2]
-    assert set(figures[0]) == {"epoch", "loss", "reg", "seconds", "val_loss", "val_accuracy"}
+    assert set(figures[0]) == {"epoch", "loss", "reg", "accuracy", "seconds", "lr", "val_loss",
+                               "val_accuracy"}
     assert figures[1]["val_loss"] == h.val_loss[1] and figures[1]["loss"] == h.epoch_loss[1]
     # numpy's False stops too; other values do not
     h = eq.fit(small_cnn(), train[:8], epochs=3, verbose=False, callbacks=[lambda f: np.bool_(False)])
     assert len(h.epoch_loss) == 1
     h = eq.fit(small_cnn(), train[:8], epochs=2, verbose=False, callbacks=lambda f: 0)
     assert len(h.epoch_loss) == 2 and not h.stopped_early and figures[0]["val_loss"] is not None
-    with pytest.raises(TypeError, match="`callbacks` must be None or a list of functions"):
+    with pytest.raises(TypeError, match="`callbacks` must be None or a list of callbacks"):
         eq.fit(small_cnn(), train[:8], verbose=False, callbacks=[print, 3])
 
 
-def test_progress_function_receives_the_events(train):
+def test_progress_events_receive_the_events(train):
+    from equivariance.training.progress import ProgressEvents
+
     events = []
     eq.fit(small_cnn(), train[:16], epochs=2, batch_size=8, validation_data=(train[:4]),
-           progress=events.append)
+           callbacks=[ProgressEvents(events.append)])
     kinds = [e["event"] for e in events]
     assert kinds == ["start", "step", "step", "epoch", "step", "step", "epoch", "end"]
     assert events[0] == {"event": "start", "epochs": 2, "steps": 2}
     assert events[2]["step"] == 2 and events[2]["reg"] is None and events[3]["val_accuracy"] >= 0
-    events.clear()
-    eq.fit(small_cnn(), train[:8], progress=events.append, verbose=False)
-    assert events == []
-    with pytest.raises(TypeError, match="`progress` must be None or a function"):
-        eq.fit(small_cnn(), train[:8], progress="bar")
+    with pytest.raises(TypeError, match="`fn` must be a function"):
+        ProgressEvents("bar")
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto", None] + CUDA)

@@ -95,7 +95,7 @@ test_that("rotation_benchmark() runs on the device asked for", {
   expect_equal(nrow(res), 1)
   if (!torch()$cuda$is_available()) {
     expect_error(rotation_benchmark("SimpleCNN", root = "subset", limit = 8, verbose = FALSE,
-      device = "cuda"), "`device` is 'cuda' but CUDA is not available.*\"auto\"",
+      device = "cuda"), "`device` is \"cuda\" but CUDA is not available.*\"auto\"",
       class = "equivariance_value_error")
   }
 })

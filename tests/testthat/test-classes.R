@@ -24,7 +24,7 @@ test_that("a class the model does not know is an error naming the argument", {
   model <- small_cnn()
   expect_error(fit_model(model, list(x, test$y), validation_data = list(x[1:8, , , , drop = FALSE],
     factor(letters[1:8])), verbose = FALSE),
-    "`validation_data` has classes the model does not know: \\['a', 'b'",
+    "`validation_data` has classes the model does not know: c\\(\"a\", \"b\"",
     class = "equivariance_value_error")
   model$class_names <- paste0("c", 1:10)
   expect_error(evaluate_rotations(model, test, rotations = 0),
@@ -44,7 +44,8 @@ test_that("evaluation refuses labels beyond the model's classes", {
   test <- fashion_mnist("test", limit = 20, root = "subset")
   x <- as.array(test)
   expect_error(evaluate_rotations(small_cnn(), list(x, rep(11, 20)), rotations = 0),
-    "`data`: labels must be class indices", class = "equivariance_value_error")
+    "`data`: labels must be classes 1 to 10 \\(the model returns 10 logits\\), got labels from 11 to 11$",
+    class = "equivariance_value_error")
 })
 
 test_that("predict() refuses a model that is not a classifier", {
@@ -61,9 +62,10 @@ test_that("callbacks of the wrong arity fail before training, naming the argumen
   expect_error(fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), callbacks = list(function() NULL),
     verbose = FALSE), "`callbacks` must be a function of 1 argument, got function\\(\\)",
     class = "equivariance_type_error")
+  expect_error(callback_lambda(on_step_end = function(epoch, step) NULL),
+    "`on_step_end` must be a function of 1 argument, got function\\(epoch, step\\)")
   expect_error(fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), verbose = FALSE,
-    callback = function(epoch, step) NULL),
-    "`callback` must be a function of 4 arguments, got function\\(epoch, step\\)")
+    metrics = list(m = function(logits) 1)), "`metrics` must be a function of 2 arguments")
   seen <- 0
   fit_model(small_cnn(), list(x, c(1, 2, 1, 2)), verbose = FALSE,
     callbacks = function(...) seen <<- seen + 1)

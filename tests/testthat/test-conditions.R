@@ -33,9 +33,9 @@ test_that("a ValueError through the escnn wrappers is classed and has no traceba
 })
 
 test_that("errors raised in R by the package use the same classes and the user's call", {
-  err <- expect_error(transform_rot90(1.5), class = "equivariance_value_error")
-  expect_identical(conditionMessage(err), "`k` must be a whole number, got 1.5.")
-  expect_identical(conditionCall(err), quote(transform_rot90(1.5)))
+  err <- expect_error(transform_rotate(TRUE), class = "equivariance_value_error")
+  expect_identical(conditionMessage(err), "`degrees` must be a number, got TRUE.")
+  expect_identical(conditionCall(err), quote(transform_rotate(TRUE)))
   wrong_kind <- expect_error(as_py_tensor("a", "x"), class = "equivariance_type_error")
   expect_s3_class(wrong_kind, "equivariance_error")
   expect_error(fashion_mnist("valid"), "`split`", class = "equivariance_value_error")

@@ -85,7 +85,7 @@ test_that("workers: early stopping on batch norm, the regularizer, Python callba
   out <- capture.output(
     h <- fit_model(model, train,
       epochs = 2, batch_size = 8, regularizer = reg, validation_data = 0.2,
-      patience = 1, restore_best = TRUE, callbacks = list(builtins$len), verbose = TRUE,
+      patience = 1, callbacks = list(builtins$len), verbose = TRUE,
       seed = 1, workers = 2, timeout = 120
     )
   )

@@ -15,7 +15,7 @@ test_that("fit_model() trains, returns the history and prints progress", {
   msgs <- capture_messages(
     out <- capture.output(h <- fit_model(model, train, epochs = 4, batch_size = 32, lr = 1e-2, seed = 1))
   )
-  expect_match(paste(msgs, collapse = ""), "epoch 4: loss [0-9.]+ \\([0-9.]+ s\\)")
+  expect_match(paste(msgs, collapse = ""), "epoch 4/4: loss [0-9.]+, accuracy [0-9.]+ \\([0-9.]+ s\\)")
   expect_s3_class(h, "equivariance_history")
   expect_equal(nrow(h$steps), 32)
   expect_equal(h$epochs$epoch, 1:4)
@@ -108,7 +108,7 @@ test_that("fit_model() applies `augment` to every training batch", {
   expect_equal(nrow(h$steps), 2)
   expect_error(
     fit_model(tiny_model(), train, augment = 5, verbose = FALSE),
-    "`augment` must be None, a transform", class = "equivariance_type_error"
+    "`augment` must be NULL, a transform", class = "equivariance_type_error"
   )
   model <- tiny_model()
   opt <- torch()$optim$Adam(model$parameters(), lr = 1e-2)
@@ -164,7 +164,7 @@ test_that("fit_model() leaves frozen layers frozen and names bad arguments", {
     "`rotations` must be .*quarter turns 0, 1, 2 or 3", class = "equivariance_value_error"
   )
   expect_error(fit_model(model, train, seed = 2^70, verbose = FALSE), "`seed`")
-  expect_error(fit_model(model, train, callback = 5, verbose = FALSE), "`callback`",
+  expect_error(fit_model(model, train, callbacks = list(5), verbose = FALSE), "`callbacks`",
     class = "equivariance_type_error")
 })
 
@@ -229,7 +229,7 @@ test_that("bad images and labels are errors naming the argument and the shapes",
     "`data`: labels must be a vector with one label per image, got shape \\(7,\\) for 8 images",
     class = "equivariance_value_error")
   expect_error(fit_model(m, list(x, c(1:7, 11)), verbose = FALSE),
-    "`data`: labels must be class indices from 0 to 9 \\(the model returns 10 logits; in R, classes 1 to 10\\)",
+    "`data`: labels must be classes 1 to 10 \\(the model returns 10 logits\\), got labels from 1 to 11$",
     class = "equivariance_value_error")
   expect_error(fit_model(m, list(x, c(1:7, NA)), verbose = FALSE),
     "`data\\[\\[2\\]\\]` must be .* without NA, got NA at position 8")
@@ -253,7 +253,7 @@ test_that("validation: a fraction held out, one row per epoch in as.data.frame()
     validation_data = 0.25, verbose = FALSE)
   expect_equal(nrow(h$steps), 2) # 30 training images: one step per epoch
   df <- as.data.frame(h)
-  expect_equal(names(df), c("epoch", "loss", "val_loss", "val_accuracy"))
+  expect_equal(names(df), c("epoch", "loss", "accuracy", "val_loss", "val_accuracy"))
   expect_equal(df$epoch, 1:2)
   expect_true(all(df$val_accuracy >= 0 & df$val_accuracy <= 1))
   again <- fit_model(tiny_model(), train, epochs = 2, batch_size = 30, seed = 1,
@@ -265,7 +265,7 @@ test_that("validation: a fraction held out, one row per epoch in as.data.frame()
   reg <- equivariance_regularizer(model, c(1, 28, 28), list(list(transform_rot90(1), 0, 1)), n = 4)
   h <- fit_model(model, train, regularizer = reg, verbose = FALSE,
     validation_data = list(as.array(train)[1:8, , , ], train$y[1:8]))
-  expect_equal(names(as.data.frame(h)), c("epoch", "loss", "reg", "val_loss", "val_accuracy"))
+  expect_equal(names(as.data.frame(h)), c("epoch", "loss", "reg", "accuracy", "val_loss", "val_accuracy"))
   path <- tempfile(fileext = ".png")
   grDevices::png(path)
   plot(h)
@@ -293,8 +293,9 @@ test_that("early stopping stops and restores the best weights", {
   expect_equal(weights(model), seen[[best]])
   expect_error(fit_model(tiny_model(), train, patience = 2, verbose = FALSE),
     "`patience` needs `validation_data`", class = "equivariance_value_error")
-  expect_error(fit_model(tiny_model(), train, validation_data = 0.5, restore_best = NA,
-    verbose = FALSE), "`restore_best`")
+  expect_error(callback_early_stopping(restore_best = NA), "`restore_best`")
+  expect_true(h$restored)
+  expect_output(print(h), paste0("best epoch ", best, " by val_loss \\(weights restored\\)"))
 })
 
 test_that("callbacks receive the epoch's figures; FALSE stops training", {
@@ -306,13 +307,14 @@ test_that("callbacks receive the epoch's figures; FALSE stops training", {
     callbacks = list(function(f) got[[length(got) + 1]] <<- f, function(f) f$epoch < 2))
   expect_equal(nrow(h$epochs), 2)
   expect_true(h$stopped_early)
-  expect_setequal(names(got[[1]]), c("epoch", "loss", "reg", "seconds", "val_loss", "val_accuracy"))
+  expect_setequal(names(got[[1]]), c("epoch", "loss", "reg", "accuracy", "seconds", "lr",
+    "val_loss", "val_accuracy"))
   expect_equal(got[[2]]$val_loss, h$epochs$val_loss[2])
   # one function alone; a value other than FALSE goes on
   h <- fit_model(tiny_model(), train, epochs = 2, verbose = FALSE, callbacks = function(f) 1)
   expect_equal(nrow(h$epochs), 2)
   expect_error(fit_model(tiny_model(), train, callbacks = list(1), verbose = FALSE),
-    "`callbacks` must be None or a list of functions", class = "equivariance_type_error")
+    "`callbacks` must be NULL or a list of callbacks", class = "equivariance_type_error")
 })
 
 test_that("the progress bar shows epochs and losses; verbose = FALSE silences it", {
@@ -331,7 +333,7 @@ test_that("the progress bar shows epochs and losses; verbose = FALSE silences it
   )
   text <- paste(msgs, collapse = "")
   expect_match(text, "epoch 1/2")
-  expect_match(text, "epoch 2: loss [0-9.]+, val_loss [0-9.]+, val_accuracy")
+  expect_match(text, "epoch 2/2: loss [0-9.]+, accuracy [0-9.]+, val_loss [0-9.]+, val_accuracy")
   expect_match(text, "ETA")
   expect_length(out, 0) # nothing from Python's own progress line
   expect_silent(fit_model(tiny_model(), train, epochs = 2, verbose = FALSE))
@@ -350,7 +352,7 @@ test_that("devices: the CPU, and CUDA only where it exists", {
     expect_equal(evaluate_rotations(model, train, rotations = 0, device = "cuda")$n, 8L)
   } else {
     expect_error(fit_model(model, train, device = "cuda", verbose = FALSE),
-      "`device` is 'cuda' but CUDA is not available.*\"auto\"", class = "equivariance_value_error")
+      "`device` is \"cuda\" but CUDA is not available.*\"auto\"", class = "equivariance_value_error")
     expect_error(evaluate_rotations(model, train, device = "cuda"), "CUDA is not available")
   }
   expect_error(fit_model(model, train, device = "gpu", verbose = FALSE), "`device` must be")

@@ -33,6 +33,7 @@ sys.modules[f"{__name__}.distances"] = distances
 from . import (
     benchmark,
     data,
+    export,
     groups,
     memory,
     models,
@@ -63,6 +64,7 @@ from .data import (
     read_idx,
     write_idx,
 )
+from .export import ExportError, export_model, read_metadata, save_onnx
 from .groups import c4, d4
 from .groups.c4 import (
     C4BatchNorm2d,
@@ -114,6 +116,10 @@ from .quantile_maps import (
 from .regularizer import EquivarianceError, EquivarianceRegularizer
 from .summary import ModelSummary, summary
 from .training import History, evaluate, fit, mode_dependent_modules, parallel, set_seed, train_step
+from .training.callback_library import checkpoint, csv_logger, lr_schedule
+from .training.callbacks import Callback, TrainState, early_stopping, lambda_callback
+from .training.metrics import metric_value
+from .training.progress import progress_bar
 from .training.parallel import (
     distributed_ranks,
     init_distributed,
@@ -187,10 +193,25 @@ __all__ = [
     "set_seed",
     "evaluate",
     "History",
+    # metrics and callbacks of fit
+    "metric_value",
+    "Callback",
+    "TrainState",
+    "checkpoint",
+    "csv_logger",
+    "early_stopping",
+    "lambda_callback",
+    "lr_schedule",
+    "progress_bar",
     "predict",
     "save_model",
     "load_model",
     "summary",
+    # deploying: a plain torch network, ONNX
+    "export_model",
+    "save_onnx",
+    "read_metadata",
+    "ExportError",
     "ModelSummary",
     # data-parallel training
     "distributed_ranks",
@@ -210,6 +231,7 @@ __all__ = [
     "data",
     "distances",
     "escnn_models",
+    "export",
     "groups",
     "models",
     "quantile_maps",

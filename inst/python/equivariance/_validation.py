@@ -6,9 +6,10 @@ of message everywhere: the argument's name and what was expected.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-
 import numbers
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -287,3 +288,54 @@ def quarter_turns(value: Any, name: str = "rotations") -> list[int]:
             f"90, 180 and 270 degrees), got {value!r}"
         )
     return [int(k) for k in items]
+
+
+def output_file(value: Any, name: str) -> str:
+    """``value`` as a file path to write (``~`` expanded), checked before any work.
+
+    Raises:
+        TypeError: not a string or path.
+        ValueError: a folder, or a file in a folder that does not exist (both named).
+    """
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise TypeError(f"`{name}` must be a file path (a string), got {value!r}")
+    path = os.path.expanduser(os.fspath(value))
+    if os.path.isdir(path):
+        raise ValueError(f"`{name}` must be a file, got the folder {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"`{name}` is in a folder that does not exist: {path!r} "
+                         f"(no folder {folder!r})")
+    return path
+
+
+#: Where the caller counts class labels from: 0 for Python callers, 1 while the R
+#: layer calls the core (its ``call_py()`` sets it for the duration of the call),
+#: so that a message about labels counts them as its reader does.
+LABEL_BASE: contextvars.ContextVar[int] = contextvars.ContextVar("label_base", default=0)
+
+
+def caller_label(label: int) -> int:
+    """The 0-based class ``label`` as the caller counts it (from 1 for R callers)."""
+    return int(label) + LABEL_BASE.get()
+
+
+def labels_out_of_range(name: str, classes: int, low: int, high: int) -> str:
+    """The message for 0-based labels ``low..high`` beyond a model's ``classes`` logits.
+
+    Args:
+        name: the argument that holds the labels.
+        classes: the number of logits the model returns.
+        low, high: the smallest and largest label given, counted from 0.
+
+    Returns:
+        The message, in the caller's count (from 1 for R callers).
+    """
+    if LABEL_BASE.get() == 1:
+        return (f"`{name}`: labels must be classes 1 to {classes} (the model returns "
+                f"{classes} logits), got labels from {low + 1} to {high + 1}")
+    hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
+            "fit_model() takes labels from 1 or a factor") if low >= 1 and high == classes else ""
+    return (f"`{name}`: labels must be class indices from 0 to {classes - 1} (the model "
+            f"returns {classes} logits; in R, classes 1 to {classes}), got labels from "
+            f"{low} to {high}{hint}")

@@ -43,6 +43,7 @@ from .regularizer import transforms as T
 from ._validation import (
     flag,
     nonnegative_real,
+    optional_callable,
     positive_int,
     positive_real,
     quarter_turns,
@@ -56,6 +57,7 @@ from .training.history import History
 from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
 from .regularizer import EquivarianceRegularizer
 from .training.loop import fit
+from .training.progress import ProgressEvents
 
 __all__ = [
     "BENCHMARK_WIDTHS",
@@ -323,22 +325,44 @@ def _count_parameters(model: nn.Module) -> int:
 def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
                     reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
     """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``."""
-    epochs, verbose = recipe["epochs"], recipe["verbose"]
+    epochs, verbose, progress = recipe["epochs"], recipe["verbose"], recipe["progress"]
     # a random quarter turn per image, drawn anew at every step
     augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
-    if verbose:
-        print(f"== {label}: {_count_parameters(model):,} parameters, {epochs} epoch(s) on "
-              f"{len(train):,} images", flush=True)
+    index, count = len(result.rows) + 1, recipe["count"]
+    if progress is not None:
+        progress({"event": "model", "model": label, "index": index, "models": count})
+    elif verbose:
+        print(f"== model {index}/{count} {label}: {_count_parameters(model):,} parameters, "
+              f"{epochs} epoch(s) on {len(train):,} images", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
-                  regularizer=reg, augment=augment, seed=recipe["seed"], verbose=verbose,
-                  device=recipe["device"])
+                  regularizer=reg, augment=augment, seed=recipe["seed"],
+                  verbose=verbose and progress is None, device=recipe["device"],
+                  callbacks=None if progress is None else [ProgressEvents(progress)])
     row = result.add(label, model, history, evaluate(model, test, rotations=ks,
                                                       device=recipe["device"],
                                                       mirror=recipe["mirror"]))
-    if verbose:
+    if verbose and progress is None:
         accs = ", ".join(f"{_element_label(e)}: {100 * e['accuracy']:.1f}%"
                          for e in result.evaluations[label])
         print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
+
+
+def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int
+              ) -> dict[str, Any]:
+    """The recipe and the data of a run (``BenchmarkResult.settings``)."""
+    return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "train_size": len(train), "test_size": len(test), "source": train.source,
+            "num_classes": int(train.tensors[1].max()) + 1}
+
+
+def _check_recipe(epochs: Any, batch_size: Any, lr: Any, seed: Any
+                  ) -> tuple[int, int, float, int]:
+    """The training recipe shared by all models, checked."""
+    seed = check_seed(seed, "seed")
+    if seed is None:
+        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    return (positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size"),
+            positive_real(lr, "lr"), seed)
 
 
 def rotation_benchmark(
@@ -347,6 +371,7 @@ def rotation_benchmark(
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
     reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
     warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
+    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -370,33 +395,34 @@ def rotation_benchmark(
         reg_n, reg_num_funcs, reg_lambda: the regularizer of ``"SimpleCNN+reg"`` (see
             :func:`benchmark_regularizer`).
         csv: if given, the table is written there as CSV.
-        verbose: print training progress and each model's result.
+        verbose: print training progress and each model's result (``"model k/n"``),
+            then the table (unless ``table=False``).
         warn: issue a :class:`~equivariance.data.SubsetWarning` when the full data set
             is absent and the subset shipped with the package is used.
         device: where every model trains and is tested: ``"auto"`` (CUDA when
             available, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"``.
         test: ``"c4"``: the images turned by ``rotations``; ``"d4"``: also the mirrored
             images turned by ``rotations`` (columns ``accuracy_flip_0``, ...).
+        progress: ``None`` or a function receiving the progress as events instead of
+            the text (``{"event": "model", "model", "index", "models"}``, then those
+            of :class:`~equivariance.training.progress.ProgressEvents`).
+        table: with ``verbose``, print the table at the end.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
     specs = _model_specs(models)
-    epochs = positive_int(epochs, "epochs")
-    batch_size = positive_int(batch_size, "batch_size")
-    lr = positive_real(lr, "lr")
-    seed = check_seed(seed, "seed")
-    if seed is None:
-        raise ValueError("`seed` must be a whole number from 0 to 2**64 - 1, got None")
+    epochs, batch_size, lr, seed = _check_recipe(epochs, batch_size, lr, seed)
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_n, reg_num_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
+    reg_n, reg_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
     reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
+    progress = optional_callable(progress, "progress", "None or a function of one dict")
     if csv is not None:
         csv = _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
@@ -405,20 +431,18 @@ def rotation_benchmark(
     train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
     test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
 
-    result = BenchmarkResult(settings={
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "train_size": len(train), "test_size": len(test), "source": train.source,
-    })
+    result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed))
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device, "mirror": mirror}
+              "verbose": verbose, "device": device, "mirror": mirror,
+              "progress": progress if main else None, "count": len(specs)}
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = (benchmark_regularizer(model, reg_n, reg_num_funcs, reg_lambda)
+        reg = (benchmark_regularizer(model, reg_n, reg_funcs, reg_lambda)
                if builtin in REGULARIZED else None)
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)
-    if verbose:
+    if verbose and flag(table, "table"):
         print(result.format(), flush=True)
     return result
 

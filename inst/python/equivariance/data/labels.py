@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .._validation import labels_out_of_range
+
 __all__ = ["class_names_of", "check_label_range", "onto_classes"]
 
 
@@ -95,11 +97,7 @@ def check_label_range(y: torch.Tensor, num_classes: int, name: str) -> None:
         return
     low, high = int(y.min()), int(y.max())
     if low < 0 or high >= num_classes:
-        raise ValueError(
-            f"`{name}`: labels must be class indices from 0 to {num_classes - 1} (the "
-            f"model returns {num_classes} logits; in R, classes 1 to {num_classes}), got "
-            f"labels from {low} to {high}"
-        )
+        raise ValueError(labels_out_of_range(name, num_classes, low, high))
 
 
 def _quoted(names: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import is_real_number
+from .._validation import is_real_number, labels_out_of_range
 from ..data import as_tensors, holdout
 from ..data.labels import class_names_of, onto_classes
 from ..devices import as_model_input, image_batch, model_in_channels
@@ -97,11 +97,7 @@ def check_classes(labels: tuple[tuple[str, int, int], ...], num_names: int | Non
         return
     for name, low, high in labels:
         if high >= c:
-            hint = ("; labels from 1? In Python classes count from 0 (subtract 1); in R "
-                    "fit_model() takes labels from 1 or a factor") if low >= 1 and high == c else ""
-            raise ValueError(f"`{name}`: labels must be class indices from 0 to {c - 1} (the "
-                             f"model returns {c} logits; in R, classes 1 to {c}), got labels "
-                             f"from {low} to {high}{hint}")
+            raise ValueError(labels_out_of_range(name, c, low, high))
     if num_names is not None and num_names != c:
         raise ValueError(f"`class_names` (in R: the levels of the factor of labels) has "
                          f"{num_names} names but the model returns {c} logits")

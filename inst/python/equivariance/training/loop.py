@@ -1,11 +1,13 @@
 """Training: :func:`fit` and :func:`train_step`, built on one step function.
 
 ``fit`` is a plain Adam / cross-entropy loop over in-memory tensors with optional
-equivariance regularization and augmentation, validation data, early stopping and
-callbacks, on the device asked for; ``train_step`` is one of its steps, for
-loops written by the caller (in R, for instance). Both decide once how a step runs
-(:class:`_Recipe`: the regularizer, whether it reuses the batch's forward pass, the
-loss, the augmentation, the model's device and dtype) and then call :func:`_step`.
+equivariance regularization and augmentation, validation data, metrics
+(:mod:`.metrics`) and callbacks (:mod:`.callbacks`: early stopping, the progress
+display and the rest are callback objects), on the device asked for;
+``train_step`` is one of its steps, for loops written by the caller (in R, for
+instance). Both decide once how a step runs (:class:`_Recipe`: the regularizer,
+whether it reuses the batch's forward pass, the loss, the augmentation, the model's
+device and dtype) and then call :func:`_step`.
 
 When the regularizer is evaluated on the training batch it reuses the batch's own
 forward pass (the model's outputs at those points) unless the model has modules that
@@ -15,9 +17,10 @@ then the regularizer runs its own deterministic pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,21 +30,30 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._validation import (
-    class_names_list, flag, function_list, optional_callable, optional_flag, positive_int,
+    class_names_list,
+    flag,
+    optional_callable,
+    optional_flag,
+    positive_int,
     positive_real,
 )
 from .._validation import seed as check_seed
-from ..data import as_tensors, holdout
+from ..data import as_tensors
 from ..devices import (
-    DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels,
-    resolve_device, same_device,
+    DeviceLike,
+    as_model_input,
+    model_device_dtype,
+    resolve_device,
+    same_device,
 )
-from .parallel.distributed import Parallel, Share
-from .evaluation import evaluate, loss_and_accuracy
-from .inputs import augmented, check_classes, forward, labelled_data, probe
-from .history import EarlyStopping, History, Progress, ProgressFunction
-from ..modes import mode_dependent_modules, preserved_modes
+from ..modes import mode_dependent_modules
 from ..regularizer import EquivarianceRegularizer
+from .callbacks import TrainState
+from .epochs import Epochs, callback_list, figure_names
+from .history import History
+from .inputs import augmented, check_classes, forward, labelled_data, probe
+from .metrics import Metric, metric_list, with_accuracy
+from .parallel.distributed import Parallel, Share
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
@@ -178,12 +190,14 @@ def _step(
     recipe: _Recipe,
     where: str,
     share: Share | None = None,
+    metrics: list[Metric] = (),
 ) -> tuple[float, float]:
     """Augment, forward, loss (+ regularizer), backward, ``optimizer.step()``.
 
     Raises a ValueError naming ``where`` (and leaves the parameters as they were)
     when the loss is not finite. ``share``: this rank's part of a global batch (the
-    values returned are the global batch's, the same on every rank).
+    values returned are the global batch's, the same on every rank). ``metrics`` see
+    the step's logits (training mode, before the optimizer's step).
 
     Returns:
         The loss and the regularizer's value (0 without one), as floats.
@@ -211,6 +225,8 @@ def _step(
         optimizer.zero_grad(set_to_none=True)
         raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None, share.ranks)
     optimizer.step()
+    for m in metrics:
+        m.update(logits, yb)
     return loss_value, reg_value
 
 
@@ -225,71 +241,6 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     return optimizer
 
 
-@dataclass
-class _Loop:
-    """What one :func:`fit` call trains with, shared by its epochs."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    x: torch.Tensor
-    y: torch.Tensor
-    val: tuple[torch.Tensor, torch.Tensor] | None
-    batch_size: int
-    recipe: _Recipe
-    par: Parallel
-    history: History
-    progress: Progress | ProgressFunction
-    callback: Callable[[int, int, float, float], Any] | None
-    callbacks: list[Callable[[dict[str, Any]], Any]]
-    watch: EarlyStopping
-    net: nn.Module | None = None  # what a step calls: the model, or DDP around it
-
-    def epoch(self, epoch: int) -> bool:
-        """Train one epoch, then validate and call the callbacks; ``True``: stop."""
-        start = time.perf_counter()
-        order = torch.randperm(self.x.shape[0], generator=self.par.order)
-        sum_loss = sum_reg = 0.0
-        regularized = self.recipe.reg is not None
-        for step in range(1, self.progress.steps + 1):
-            share = self.par.share(order[(step - 1) * self.batch_size : step * self.batch_size])
-            if share is None:  # fewer images left than ranks
-                continue
-            xb = as_model_input(self.x[share.index], self.recipe.device, self.recipe.dtype)
-            yb = self.y[share.index].to(device=self.recipe.device)
-            loss, reg = _step(self.net, self.optimizer, xb, yb, self.recipe,
-                              f"epoch {epoch}, step {step}", share)
-            self.history.add_step(epoch, loss, reg)
-            sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
-            if self.callback is not None:
-                self.callback(epoch, step, loss, reg)
-            self.progress.step(epoch, step, sum_loss / step, sum_reg / step if regularized else None,
-                               time.perf_counter() - start)
-        stop = False
-        if self.val is not None:
-            val_loss, val_accuracy = loss_and_accuracy(self.model, *self.val, self.batch_size)
-            self.history.val_loss.append(val_loss)
-            self.history.val_accuracy.append(val_accuracy)
-            stop = self.watch.update(epoch, val_loss)
-        self.history.end_epoch(self.par.ranks.slowest(time.perf_counter() - start))
-        figures = self.history.figures()
-        self.progress.epoch_end(figures, regularized)
-        # every callback sees the epoch, even when an earlier one asked to stop
-        answers = [f(dict(figures)) for f in self.callbacks]
-        return stop or any(a is False or (isinstance(a, np.bool_) and not a) for a in answers)
-
-
-def _early_stopping(model: nn.Module, patience: Any, restore_best: Any, validated: bool
-                    ) -> EarlyStopping:
-    patience = None if patience is None else positive_int(patience, "patience")
-    restore = optional_flag(restore_best, "restore_best")
-    restore = patience is not None if restore is None else restore
-    if (patience is not None or restore) and not validated:
-        what = "`patience`" if patience is not None else "`restore_best = True`"
-        raise ValueError(f"{what} needs `validation_data` (data, or a fraction of `data` to "
-                         "hold out): early stopping watches the validation loss")
-    return EarlyStopping(model, patience, restore)
-
-
 def _on_device(model: nn.Module, device: DeviceLike) -> None:
     """Move ``model`` to ``device`` (where it stays after training)."""
     target = resolve_device(device)
@@ -297,24 +248,15 @@ def _on_device(model: nn.Module, device: DeviceLike) -> None:
         model.to(target)
 
 
-def _progress(verbose: bool, progress: Any, epochs: int, steps: int, every: Any
-              ) -> Progress | ProgressFunction:
-    every = None if every is None else positive_int(every, "progress_every")
-    if verbose and progress is not None:
-        return ProgressFunction(progress, epochs, steps)
-    return Progress(verbose, epochs, steps, every)
-
-
 def fit(
     model: nn.Module, data: Any, epochs: int = 1, batch_size: int = 128, lr: float = 1e-3,
     regularizer: Any = None, seed: int | None = None, *, validation_data: Any = None,
-    patience: int | None = None, restore_best: bool | None = None, callbacks: Any = None,
-    device: DeviceLike = "auto", class_names: list[str] | None = None,
-    optimizer: torch.optim.Optimizer | None = None, reg_points: str = "batch",
-    reuse_outputs: bool | None = None, augment: Callable[[torch.Tensor], Any] | None = None,
-    verbose: bool = True, progress: Callable[[dict[str, Any]], Any] | None = None,
-    progress_every: int | None = None, callback: Callable[[int, int, float, float], Any] | None = None,
-    distributed: bool | None = None, sync_batchnorm: bool = True,
+    metrics: Any = None, callbacks: Any = None, patience: int | None = None,
+    augment: Callable[[torch.Tensor], Any] | None = None,
+    optimizer: torch.optim.Optimizer | None = None, device: DeviceLike = "auto",
+    class_names: list[str] | None = None, verbose: bool = True, reg_points: str = "batch",
+    reuse_outputs: bool | None = None, distributed: bool | None = None,
+    sync_batchnorm: bool = True,
 ) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
@@ -332,31 +274,35 @@ def fit(
             validation split and torch's global generator (``None``: all follow torch's).
         validation_data: ``None``, data as ``data``, or a fraction in (0, 1) of ``data``
             held out (drawn with ``seed``); measured after every epoch.
-        patience: stop when the validation loss has not improved for that many epochs.
-        restore_best: put back the weights of the best validation loss at the end
-            (default: ``True`` when ``patience`` is set).
-        callbacks: functions called after every epoch with its figures (a dict, see
-            :meth:`History.figures`); one returning ``False`` stops training.
+        metrics: figures recorded per epoch besides the loss and the accuracy (always
+            recorded): names (``"accuracy"``, ``"top_3"`` for top-k accuracy with any
+            k, ``"balanced_accuracy"``, ``"macro_f1"``) or functions ``fn(logits,
+            labels) -> number`` in a dict ``{name: fn}`` (see :mod:`.metrics`); each on
+            the training epoch and, with validation data, as ``val_<name>``.
+        callbacks: callback objects (:func:`checkpoint`, :func:`csv_logger`,
+            :func:`lr_schedule`, :func:`early_stopping`, :func:`lambda_callback`, ...)
+            and functions of an epoch's figures, ``False`` stopping (:mod:`.callbacks`).
+        patience: short for ``callbacks=[early_stopping(patience=patience)]``: stop when
+            the validation loss has not improved for that many epochs and put back the
+            best epoch's weights.
+        augment: a transform (``transforms.random_rot90()``) or function applied to
+            every training batch, before the model and the regularizer see it.
+        optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
             ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or ``None`` (where the
             model is); the model moves there and stays.
         class_names: names of the classes by label, kept as ``model.class_names``.
-        optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
+        verbose: show a progress bar (:func:`progress_bar`) unless ``callbacks`` holds
+            a display; ``False``: silent.
         reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images)
             or ``"sample"`` (``n`` points drawn inside its bounds).
         reuse_outputs: give the batch's logits to the regularizer (default: when the
             model has no :func:`mode_dependent_modules`).
-        augment: a transform (``transforms.random_rot90()``) or function applied to
-            every training batch, before the model and the regularizer see it.
-        verbose, progress: report progress (``False``: silent) on stdout, or to the
-            function ``progress`` (see :class:`~equivariance.history.ProgressFunction`).
-        progress_every: steps between progress lines when stdout is not a terminal.
-        callback: called after every step as ``callback(epoch, step, loss, reg)``.
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
-            (``True``) or never; batch norm over all ranks (see :mod:`.distributed`).
+            (``True``) or never; batch norm over all ranks (see :mod:`.parallel`).
 
     Returns:
-        A :class:`History` (losses per step and epoch, validation figures, seconds).
+        A :class:`History` (losses per step, figures per epoch, best epoch, seconds).
 
     Shape:
         images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel); labels ``(N,)``.
@@ -364,38 +310,45 @@ def fit(
     _check_model(model)
     epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
     lr, seed, verbose = positive_real(lr, "lr"), check_seed(seed, "seed"), flag(verbose, "verbose")
-    callback = optional_callable(callback, "callback", "None or a function(e, step, loss, reg)", 4)
-    progress = optional_callable(progress, "progress", "None or a function(event)")
+    metric_objects = with_accuracy(metric_list(metrics))
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
-    callbacks, names = function_list(callbacks, "callbacks", 1), class_names_list(class_names)
+    calls, names = callback_list(callbacks, verbose, patience), class_names_list(class_names)
     d = labelled_data(model, data, validation_data, par.seed, names)
-    watch = _early_stopping(model, patience, restore_best, d.val is not None)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
                      None if d.classes is None else len(d.classes))
     probe(model, d.unseen_images(), recipe)
-    report = _progress(verbose and par.ranks.main, progress, epochs,  # rank 0 reports
-                       math.ceil(d.x.shape[0] / batch_size), progress_every)
-    loop = _Loop(model, _check_optimizer(optimizer, model, lr), d.x, d.y, d.val, batch_size, recipe,
-                 par, History(reused_outputs=recipe.reuse), report, callback, callbacks, watch)
+    state = TrainState(model, _check_optimizer(optimizer, model, lr),
+                       History(reused_outputs=recipe.reuse), epochs,
+                       math.ceil(d.x.shape[0] / batch_size),
+                       figure_names(metric_objects, d.val is not None), main=par.ranks.main)
+    with _trained_on(model, d.classes, tuple(d.x.shape[1:])):
+        return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
+                      _step).run(sync_batchnorm)
+
+
+_TRAINED_ON = ("class_names", "input_shape")
+
+
+@contextlib.contextmanager
+def _trained_on(model: nn.Module, classes: list[str] | None, input_shape: tuple[int, ...]
+                ) -> Iterator[None]:
+    """Keep what ``model`` is trained on (class names; the input shape, for which
+    summary() shows output shapes) from the first epoch on, so checkpoints save it;
+    the previous values come back when the training fails."""
+    before = {k: getattr(model, k) for k in _TRAINED_ON if hasattr(model, k)}
+    if classes is not None:
+        model.class_names = classes
+    model.input_shape = input_shape
     try:
-        with par.wrap(model, sync_batchnorm) as loop.net, preserved_modes(model, "train"):
-            stopped = any(loop.epoch(e) for e in range(1, epochs + 1))
-    finally:
-        loop.progress.end()
-    return _finish(model, loop.history, watch, stopped and len(loop.history.epoch_loss) < epochs,
-                   d.classes, tuple(d.x.shape[1:]))
-
-
-def _finish(model: nn.Module, history: History, watch: EarlyStopping, stopped_early: bool,
-            names: list[str] | None, input_shape: tuple[int, ...]) -> History:
-    """Restore the best weights when asked; keep what the model was trained on."""
-    history.stopped_early, history.best_epoch = stopped_early, watch.best_epoch
-    watch.restore()
-    if names is not None:
-        model.class_names = names
-    model.input_shape = input_shape  # what summary() shows output shapes for
-    return history
+        yield
+    except BaseException:
+        for k in _TRAINED_ON:
+            if k in before:
+                setattr(model, k, before[k])
+            elif hasattr(model, k):
+                delattr(model, k)
+        raise
 
 
 def set_seed(seed: int) -> None:

@@ -219,6 +219,14 @@ class Ranks:
         dist.all_reduce(t)
         return tuple(float(v) / self.size for v in t.cpu())
 
+    def total(self, *values: float) -> tuple[float, ...]:
+        """The sum of each value over the ranks (counts of the epoch's metrics)."""
+        if not self.active:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+        dist.all_reduce(t)
+        return tuple(float(v) for v in t.cpu())
+
     def slowest(self, seconds: float) -> float:
         """The longest of the ranks' ``seconds`` (an epoch lasts as long as its slowest
         rank), the same on every rank."""

@@ -1,3 +1,21 @@
+# Torch tensors from R: R arrays to tensors and back, and arithmetic on tensors.
+
+#' Convert an R array to a torch tensor
+#'
+#' Index order is preserved: `dim(x)` becomes the tensor's shape.
+#'
+#' @param x A numeric array (or vector), or a torch tensor (returned as is).
+#' @return A float32 torch tensor.
+#' @seealso [as.array.torch.Tensor()] for the way back
+#' @export
+#' @examples
+#' if (equivariance_available()) {
+#'   as_tensor(array(1:24, c(1, 2, 3, 4)))$shape
+#' }
+as_tensor <- function(x) {
+  call_py(as_py_tensor(x, "x"))
+}
+
 #' Arithmetic on torch tensors from R
 #'
 #' reticulate before 1.29 has no arithmetic operators for Python objects. With

@@ -1,7 +1,7 @@
 # escnn from R with R-idiomatic arguments: whole numbers instead of `4L`,
-# representation names instead of objects. Each wrapper converts its arguments in
-# R/convert.R and calls the core's `escnn_models` module, which imports escnn on
-# first use.
+# representation names instead of objects. Each wrapper converts its arguments
+# (R/arg-transformers.R, R/convert.R; the core checks their values) and calls the
+# core's `escnn_models` package, which imports escnn on first use.
 
 #' The core's escnn helpers, with a clear error when escnn is not installed.
 #' @noRd
@@ -59,19 +59,13 @@ escnn_available <- function() {
 #' }
 rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
   # which orders are allowed is the core's rule
-  call_py(escnn_models()$rot2d_on_r2(
-    as_py_whole(N, "N"),
-    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
-  ))
+  core_call(escnn_models()$rot2d_on_r2)
 }
 
 #' @rdname rot2d_on_r2
 #' @export
 flip_rot2d_on_r2 <- function(N = 4, maximum_frequency = 6) {
-  call_py(escnn_models()$flip_rot2d_on_r2(
-    as_py_whole(N, "N"),
-    maximum_frequency = as_py_whole(maximum_frequency, "maximum_frequency")
-  ))
+  core_call(escnn_models()$flip_rot2d_on_r2)
 }
 
 #' An escnn field type
@@ -120,7 +114,7 @@ r2_conv <- function(in_type, out_type, kernel_size, padding = 0, stride = 1, bia
   call_py(escnn_models()$r2_conv(
     in_type, out_type,
     kernel_size = as_py_int(kernel_size, "kernel_size"),
-    padding = as_py_int(padding, "padding", min = 0),
+    padding = as_py_int(padding, "padding"),
     stride = as_py_int(stride, "stride"),
     bias = as_py_flag(bias, "bias")
   ))
@@ -211,36 +205,21 @@ representation_matrix <- function(gspace, name, element) {
 #'   head <- escnn_sequential(pointwise_avg_pool(type, 11), group_pooling(type))
 #'   head
 #' }
-inner_batch_norm <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$inner_batch_norm(type))
-}
+inner_batch_norm <- function(type) escnn_module("inner_batch_norm", type)
 
 #' @rdname inner_batch_norm
 #' @export
-escnn_relu <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$relu(type))
-}
+escnn_relu <- function(type) escnn_module("relu", type)
 
 #' @rdname inner_batch_norm
 #' @export
 pointwise_avg_pool <- function(type, kernel_size, stride = NULL, padding = 0) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$pointwise_avg_pool(
-    type,
-    as_py_int(kernel_size, "kernel_size"),
-    stride = if (is.null(stride)) NULL else as_py_int(stride, "stride"),
-    padding = as_py_int(padding, "padding", min = 0)
-  ))
+  escnn_module("pointwise_avg_pool", type, list(kernel_size = kernel_size, stride = stride, padding = padding))
 }
 
 #' @rdname inner_batch_norm
 #' @export
-group_pooling <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$group_pooling(type))
-}
+group_pooling <- function(type) escnn_module("group_pooling", type)
 
 #' escnn building blocks for fields of any representation
 #'
@@ -269,28 +248,17 @@ group_pooling <- function(type) {
 #'   x <- geometric_tensor(array(rnorm(9 * 9), c(1, 1, 9, 9)), model$in_type)
 #'   dim(as.array(model(x)$tensor)) # 1 3 9 9: one invariant per field
 #' }
-iid_batch_norm <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$iid_batch_norm(type))
-}
+iid_batch_norm <- function(type) escnn_module("iid_batch_norm", type)
 
 #' @rdname iid_batch_norm
 #' @export
 norm_nonlinearity <- function(type, fn = "n_relu", bias = TRUE) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$norm_nonlinearity(
-    type,
-    fn = check_string(fn, "fn"),
-    bias = as_py_flag(bias, "bias")
-  ))
+  escnn_module("norm_nonlinearity", type, list(fn = fn, bias = bias))
 }
 
 #' @rdname iid_batch_norm
 #' @export
-norm_pool <- function(type) {
-  check_py_object(type, "type", "an escnn field type")
-  call_py(escnn_models()$norm_pool(type))
-}
+norm_pool <- function(type) escnn_module("norm_pool", type)
 
 #' @rdname inner_batch_norm
 #' @export
@@ -329,24 +297,14 @@ escnn_sequential <- function(...) {
 #'   dim(model(x)$tensor$detach()$numpy()) # 1 4 11 11
 #' }
 escnn_walkthrough_model <- function(hidden_fields = 4, out_fields = 1, kernel_size = 3) {
-  call_py(escnn_models()$walkthrough_model(
-    hidden_fields = as_py_int(hidden_fields, "hidden_fields"),
-    out_fields = as_py_int(out_fields, "out_fields"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$walkthrough_model)
 }
 
 #' @rdname escnn_walkthrough_model
 #' @export
 escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20),
                          kernel_size = 3) {
-  # the number of widths and an odd kernel_size are the core's rules
-  call_py(escnn_models()$EscnnC4CNN(
-    in_channels = as_py_int(in_channels, "in_channels"),
-    num_classes = as_py_int(num_classes, "num_classes"),
-    widths = as_py_shape(widths, "widths"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$EscnnC4CNN)
 }
 
 #' An escnn classifier for any number of rotations, with or without mirrors
@@ -382,14 +340,15 @@ escnn_c4_cnn <- function(in_channels = 1, num_classes = 10, widths = c(8, 12, 20
 #' }
 escnn_cnn <- function(N = 8, flips = FALSE, in_channels = 1, num_classes = 10,
                       widths = NULL, kernel_size = 3) {
-  call_py(escnn_models()$EscnnCNN(
-    N = as_py_whole(N, "N"),
-    flips = as_py_flag(flips, "flips"),
-    in_channels = as_py_int(in_channels, "in_channels"),
-    num_classes = as_py_int(num_classes, "num_classes"),
-    widths = if (is.null(widths)) NULL else as_py_shape(widths, "widths"),
-    kernel_size = as_py_int(kernel_size, "kernel_size")
-  ))
+  core_call(escnn_models()$EscnnCNN)
+}
+
+#' The escnn module `name` of the core's escnn_models on the field type `type`,
+#' with the arguments `args` (R values, converted by convert_args()).
+#' @noRd
+escnn_module <- function(name, type, args = list()) {
+  check_py_object(type, "type", "an escnn field type")
+  call_py(do.call(escnn_models()[[name]], c(list(type), convert_args(args))))
 }
 
 #' Stop unless `x` is a Python object (the Python side checks what kind).

@@ -1,3 +1,6 @@
+# Quantile-map normalization layers (the core's quantile_maps/ package). Each
+# wrapper is one call of core_call() (R/core-call.R); the core checks every value.
+
 #' Quantile-map normalization layers
 #'
 #' Normalization layers that map each group of activations onto a whole target
@@ -67,13 +70,7 @@ group_map <- function(num_groups, num_channels, target = "gaussian", affine = TR
                       eps = 0, method = "exact", positions = "midpoint",
                       grad = "transport", track_running_stats = FALSE, momentum = 0.1,
                       num_knots = 65, dtype = NULL) {
-  num_groups <- as_py_int(num_groups, "num_groups")
-  num_channels <- as_py_int(num_channels, "num_channels")
-  args <- quantile_map_args(
-    target, eps, method, positions, grad, track_running_stats, momentum, num_knots, dtype
-  )
-  affine <- as_py_flag(affine, "affine")
-  call_py(do.call(core()$GroupMap, c(list(num_groups, num_channels, affine = affine), args)))
+  core_call(core()$GroupMap)
 }
 
 #' @rdname group_map
@@ -89,15 +86,7 @@ layer_map <- function(normalized_shape, target = "gaussian", elementwise_affine 
                       bias = TRUE, eps = 0, method = "exact", positions = "midpoint",
                       grad = "transport", track_running_stats = FALSE, momentum = 0.1,
                       num_knots = 65, dtype = NULL) {
-  normalized_shape <- as_py_shape(normalized_shape, "normalized_shape")
-  args <- quantile_map_args(
-    target, eps, method, positions, grad, track_running_stats, momentum, num_knots, dtype
-  )
-  elementwise_affine <- as_py_flag(elementwise_affine, "elementwise_affine")
-  bias <- as_py_flag(bias, "bias")
-  call_py(do.call(core()$LayerMap, c(
-    list(normalized_shape, elementwise_affine = elementwise_affine, bias = bias), args
-  )))
+  core_call(core()$LayerMap)
 }
 
 #' @rdname group_map
@@ -112,27 +101,5 @@ instance_map <- function(num_features, target = "gaussian", affine = FALSE, eps 
                          method = "exact", positions = "midpoint", grad = "transport",
                          track_running_stats = FALSE, momentum = 0.1, num_knots = 65,
                          dtype = NULL) {
-  num_features <- as_py_int(num_features, "num_features")
-  args <- quantile_map_args(
-    target, eps, method, positions, grad, track_running_stats, momentum, num_knots, dtype
-  )
-  affine <- as_py_flag(affine, "affine")
-  call_py(do.call(core()$InstanceMap, c(list(num_features, affine = affine), args)))
-}
-
-#' Arguments shared by the three quantile maps, converted for Python.
-#' @noRd
-quantile_map_args <- function(target, eps, method, positions, grad, track_running_stats,
-                              momentum, num_knots, dtype) {
-  list(
-    target = as_py_target(target, "target"),
-    eps = as_py_nonneg(eps, "eps"),
-    method = as_py_choice(method, c("exact", "sketch"), "method"),
-    positions = as_py_choice(positions, c("midpoint", "linspace"), "positions"),
-    grad = as_py_choice(grad, c("transport", "none"), "grad"),
-    track_running_stats = as_py_flag(track_running_stats, "track_running_stats"),
-    momentum = as_py_momentum(momentum, "momentum"),
-    num_knots = as_py_int(num_knots, "num_knots"),
-    dtype = as_py_dtype(dtype, "dtype")
-  )
+  core_call(core()$InstanceMap)
 }

@@ -8,7 +8,7 @@ test_that("C4 layers give the walkthrough's shapes and transform like escnn's re
   y <- layer(x)
   expect_equal(dim(as_r_array(y)), c(2, 12, 30, 30))
   for (k in 0:3) {
-    expected <- as_r_array(core()$rotate_regular(y, as_py_int(k, "k", min = 0)))
+    expected <- as_r_array(core()$rotate_regular(y, as_py_int(k, "k")))
     expect_equal(as_r_array(layer(rot(x, k))), expected, tolerance = 1e-5)
   }
 })
@@ -150,4 +150,21 @@ test_that("a saved C4 convolution holds its weights, not its expanded filter", {
   back <- th$load(whole, weights_only = FALSE)
   x <- randn(1, 32, 5, 5)
   expect_equal(as_r_array(back(x)), as_r_array(layer(x)), tolerance = 1e-6)
+})
+
+test_that("c4_max_pool2d() and d4_max_pool2d() keep their group's equivariance on odd and even sizes", {
+  skip_if_no_python()
+  for (group in c("C4", "D4")) {
+    pool <- if (group == "C4") c4_max_pool2d() else d4_max_pool2d()
+    expect_match(class(pool)[1], paste0(group, "MaxPool2d$"))
+    for (side in c(7, 8)) {
+      x <- array(rnorm(2 * 8 * side * side), c(2, 8, side, side))
+      expect_equal(dim(as.array(pool(as_tensor(x)))), c(2, 8, ceiling(side / 2), ceiling(side / 2)))
+      res <- check_equivariance(pool, x, group = group)
+      expect_equal(max(res$error), 0, label = paste(group, side))
+    }
+  }
+  # the same maps for both groups
+  x <- as_tensor(array(rnorm(8 * 5 * 5), c(1, 8, 5, 5)))
+  expect_identical(as.array(c4_max_pool2d()(x)), as.array(d4_max_pool2d()(x)))
 })
