@@ -54,6 +54,7 @@ from .history import History
 from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
+from .parallel.faults import first_rank_with
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
@@ -167,7 +168,7 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
 def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool,
                 ranks: Any = None) -> ValueError:
     bad = int((~torch.isfinite(xb)).sum())
-    culprit, bad = (None, bad) if ranks is None else ranks.first_with(bad)  # see Ranks
+    culprit, bad = (None, bad) if ranks is None else first_rank_with(ranks, bad)
     if bad:
         source = "`data` and `augment`" if augmented else "`data`"
         share = "the input batch" if culprit is None else f"rank {culprit}'s share of the input batch"

@@ -236,18 +236,6 @@ class Ranks:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return float(t.item())
 
-    def first_with(self, count: int) -> tuple[int | None, int]:
-        """``(rank, its count)`` of the first rank whose ``count`` is not 0, the same on
-        every rank (``(None, count)`` in one process): which rank's share held the
-        NaN that made the global loss NaN."""
-        if not self.active:
-            return None, count
-        t = torch.zeros(self.size, dtype=torch.int64, device=_collective_device())
-        t[self.rank] = count
-        dist.all_reduce(t)
-        found = [(r, int(c)) for r, c in enumerate(t.cpu()) if c]
-        return found[0] if found else (None, 0)
-
     def broadcast_seed(self, seed: int) -> int:
         """Rank 0's ``seed`` on every rank."""
         if not self.active:

@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["RankWatch", "caller_identity", "first_failure", "guarded", "record_error", "watch"]
 
@@ -196,6 +197,31 @@ def record_error(folder: Path, rank: int, world: int, err: BaseException,
             (folder / f"report-{r}.json").exists() or (folder / f"error-{r}.json").exists()
             for r in others):
         time.sleep(0.05)
+
+
+def first_rank_with(ranks: Any, count: int) -> tuple[int | None, int]:
+    """``(rank, its count)`` of the first rank whose ``count`` is not 0 (which rank's
+    share of a batch held the NaN that made the global loss NaN), the same on every
+    rank: a collective, so every rank must call it. ``(None, count)`` in one process.
+
+    Args:
+        ranks: the training's :class:`~equivariance.training.parallel.distributed.Ranks`.
+        count: this rank's count.
+
+    Returns:
+        ``(rank, count)``, or ``(None, 0)`` when every count is 0.
+    """
+    if not ranks.active:
+        return None, count
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) \
+        if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.zeros(ranks.size, dtype=torch.int64, device=device)
+    t[ranks.rank] = count
+    dist.all_reduce(t)
+    return next(((r, int(c)) for r, c in enumerate(t.cpu()) if c), (None, 0))
 
 
 # -- the caller's reading ---------------------------------------------------------------------
