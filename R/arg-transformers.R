@@ -239,7 +239,8 @@ arg_table <- c(
   per_sample = "flag", flips = "flag",
   eps = "number", degrees = "number", max_degrees = "number", momentum = "number",
   mode = "string", method = "string", positions = "string", grad = "string", fn = "string",
-  target = "target", dtype = "dtype"
+  target = "target", dtype = "dtype",
+  input_shape = "wholes", opset_version = "whole", check = "flag"
 )
 
 #' Convert the named list `args` of R values for Python, each by its converter in

@@ -105,24 +105,124 @@ def test_negative_nan_is_found():
             GroupMap(2, 4, dtype=dtype)(x.to(dtype))
 
 
-def test_one_sort_and_row_sorts_agree(monkeypatch):
+@pytest.fixture
+def one_thread():
+    """One torch thread, where exact mode sorts blocks of rows (see ``_one_sort``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_block_sorts_only_with_one_thread():
+    sorting = eq.quantile_maps.sorting
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert sorting._one_sort(cpu) == sorting._CPU_RADIX_SORT
+        torch.manual_seed(2)
+        x = torch.randn(3, 4, 500)
+        x[0, :2, :100] = 0.5  # ties
+        xg = x.clone().requires_grad_()
+        y_one = GroupMap(2, 4, affine=False)(xg)
+        y_one.sum().backward()
+        torch.set_num_threads(2)
+        assert not sorting._one_sort(cpu)  # one sort per row
+        xg2 = x.clone().requires_grad_()
+        y_two = GroupMap(2, 4, affine=False)(xg2)
+        y_two.sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(y_one, y_two)
+    assert torch.isfinite(xg.grad).all() and torch.isfinite(xg2.grad).all()
+    torch.testing.assert_close(xg.grad[1:], xg2.grad[1:])  # (no ties there)
+
+
+# 1-D sorts of blocks of rows (block_keys keys per sort): one block (the default on
+# these sizes), one row per block, and several blocks with a shorter last one
+@pytest.mark.parametrize("block_keys", [2**16, 1, 400])
+def test_block_sorts_and_row_sorts_agree(monkeypatch, one_thread, block_keys):
     torch.manual_seed(8)
-    x = (torch.randn(4, 6, 50) * 8).round() / 8  # ties
+    x = (torch.randn(5, 6, 50) * 8).round() / 8  # ties
     x[0, :, :3] = -0.0
-    smooth = torch.randn(4, 6, 50)  # no ties: gradients must agree too
+    # long runs of ties (zero spreads in the slopes) in two rows only, one constant
+    x[3, 0, :20] = 0.25
+    x[4, 3:] = 1.0
+    # the last value of a row equals the first of the next, in another block
+    x[1, :3] = torch.linspace(-2, 0.5, 150).view(3, 50)
+    x[1, 3:] = torch.linspace(0.5, 3, 150).view(3, 50)
+    smooth = torch.randn(5, 6, 50)  # no ties: gradients must agree too
+    sorting = eq.quantile_maps.sorting
 
-    def run(data):
-        xg = data.clone().requires_grad_()
-        y = GroupMap(2, 6, affine=False, track_running_stats=True)(xg)
-        y.sum().backward()
-        return y.detach(), xg.grad
+    def run(data, dtype=torch.float32):
+        xg = data.to(dtype).clone().requires_grad_()
+        m = GroupMap(2, 6, affine=False, track_running_stats=True, dtype=dtype)
+        y = m(xg)
+        (y * torch.linspace(-1, 1, y.numel()).view(y.shape).to(dtype)).sum().backward()
+        return y.detach(), xg.grad, m.running_quantiles.clone()
 
-    flat_ties, flat_smooth = run(x), run(smooth)
-    monkeypatch.setattr(eq.quantile_maps.sorting, "_CPU_RADIX_SORT", False)  # one sort per row
-    rows_ties, rows_smooth = run(x), run(smooth)
-    assert torch.equal(flat_ties[0], rows_ties[0])
-    assert torch.equal(flat_smooth[0], rows_smooth[0])
+    monkeypatch.setattr(sorting, "_BLOCK_KEYS", block_keys)
+    assert sorting._one_sort(x.device) == sorting._CPU_RADIX_SORT
+    assert sorting._block_rows(10, 150, x.device) == {2**16: 10, 1: 1, 400: 3}[block_keys]
+    flat_ties, flat_smooth, flat_half = run(x), run(smooth), run(x, torch.float16)
+    monkeypatch.setattr(sorting, "_CPU_RADIX_SORT", False)  # one sort per row
+    rows_ties, rows_smooth, rows_half = run(x), run(smooth), run(x, torch.float16)
+    for flat, rows in [(flat_ties, rows_ties), (flat_smooth, rows_smooth),
+                       (flat_half, rows_half)]:
+        assert torch.equal(flat[0], rows[0])
+        assert torch.equal(flat[2], rows[2])
+        assert flat[1] is not None and torch.isfinite(flat[1]).all()
+    # a constant group has zero transport slope (not dq / 0)
+    assert torch.equal(flat_ties[1][4, 3:], torch.zeros(3, 50))
+    # (tied elements may be ordered differently, and so get different slopes)
     torch.testing.assert_close(flat_smooth[1], rows_smooth[1])
+    want = _tie_averaged_reference(x, 2).float()
+    torch.testing.assert_close(flat_ties[0], want, atol=1e-6, rtol=1e-6)
+    assert torch.isfinite(flat_ties[1]).all()
+    # the boundary values of neighbouring rows keep their own (untied) values
+    assert flat_ties[0][1, 2, -1] == want[1, 2, -1] and flat_ties[0][1, 3, 0] == want[1, 3, 0]
+
+
+@pytest.mark.parametrize("block_keys", [2**16, 1, 400])
+def test_nan_in_any_block_is_found(monkeypatch, one_thread, block_keys):
+    monkeypatch.setattr(eq.quantile_maps.sorting, "_BLOCK_KEYS", block_keys)
+    for row, sign in [(0, 1.0), (4, -1.0), (9, 1.0)]:  # first, middle and last block
+        x = torch.randn(5, 6, 50)
+        x.view(10, 150)[row, 77] = sign * float("nan")
+        x.view(10, 150)[(row + 1) % 10, :2] = torch.tensor([float("inf"), -float("inf")])
+        with pytest.raises(ValueError, match="NaN"):
+            GroupMap(2, 6)(x)
+        x.view(10, 150)[row, 77] = 0.0  # infinities alone are ordered values
+        y = GroupMap(2, 6, affine=False)(x)
+        assert torch.isfinite(y).all()
+        r = (row + 1) % 10
+        assert y.view(10, 150)[r, 0] == y.view(10, 150)[r].max()
+        assert y.view(10, 150)[r, 1] == y.view(10, 150)[r].min()
+
+
+def test_slopes_need_tie_handling_only_for_long_runs():
+    sorting = eq.quantile_maps.sorting
+    torch.manual_seed(9)
+    n = 60
+    h = round(math.sqrt(n))
+    long_run = sorting._long_run(n, h)
+    q = eq.gaussian(midpoints(n))
+    j = torch.arange(n)
+    dq = q[(j + h).clamp(max=n - 1)] - q[(j - h).clamp(min=0)]
+    for start in [0, 5, n - long_run, n - long_run + 1]:
+        for length in [2, long_run - 1, long_run]:
+            s = torch.randn(3, n, dtype=torch.float64).sort(-1).values
+            stop = min(n, start + length)
+            s[1, start:stop] = s[1, start]
+            s = s.sort(-1).values
+            fast = sorting._sorted_slopes(s, q, dq, h, ties=False)
+            safe = sorting._sorted_slopes(s, q, dq, h, ties=True)
+            if stop - start < long_run:  # no zero spread: the fast formula is exact
+                assert torch.equal(fast, safe)
+            else:
+                assert torch.isfinite(safe).all()
+    assert sorting._long_run(5, 9) == 5
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -33,6 +33,7 @@ sys.modules[f"{__name__}.distances"] = distances
 from . import (
     benchmark,
     data,
+    export,
     groups,
     memory,
     models,
@@ -63,6 +64,7 @@ from .data import (
     read_idx,
     write_idx,
 )
+from .export import ExportError, export_model, read_metadata, save_onnx
 from .groups import c4, d4
 from .groups.c4 import (
     C4BatchNorm2d,
@@ -205,6 +207,11 @@ __all__ = [
     "save_model",
     "load_model",
     "summary",
+    # deploying: a plain torch network, ONNX
+    "export_model",
+    "save_onnx",
+    "read_metadata",
+    "ExportError",
     "ModelSummary",
     # data-parallel training
     "distributed_ranks",
@@ -224,6 +231,7 @@ __all__ = [
     "data",
     "distances",
     "escnn_models",
+    "export",
     "groups",
     "models",
     "quantile_maps",

@@ -266,6 +266,25 @@ def quarter_turns(value: Any, name: str = "rotations") -> list[int]:
     return [int(k) for k in items]
 
 
+def output_file(value: Any, name: str) -> str:
+    """``value`` as a file path to write (``~`` expanded), checked before any work.
+
+    Raises:
+        TypeError: not a string or path.
+        ValueError: a folder, or a file in a folder that does not exist (both named).
+    """
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise TypeError(f"`{name}` must be a file path (a string), got {value!r}")
+    path = os.path.expanduser(os.fspath(value))
+    if os.path.isdir(path):
+        raise ValueError(f"`{name}` must be a file, got the folder {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"`{name}` is in a folder that does not exist: {path!r} "
+                         f"(no folder {folder!r})")
+    return path
+
+
 #: Where the caller counts class labels from: 0 for Python callers, 1 while the R
 #: layer calls the core (its ``call_py()`` sets it for the duration of the call),
 #: so that a message about labels counts them as its reader does.

@@ -35,9 +35,11 @@ project) with four additions:
   group size (the reference evaluates ``Q`` on every element). It sorts integer keys
   that order like the floats (sign-magnitude bits turned into two's complement, -0.0
   made +0.0 first so that the zeros stay ties), for float32 with the group in the high
-  half of an int64, so that ONE 1-D sort orders every group: PyTorch runs that as a
-  radix sort (on GPU, and on CPU in builds with fbgemm, such as the x86 wheels), about
-  twice as fast on our test machine as a float ``argsort`` of the groups.
+  half of an int64, so that a 1-D sort orders many groups: PyTorch runs that as a radix
+  sort (on GPU, all groups at once; on CPU in builds with fbgemm, such as the x86
+  wheels, and with one torch thread, a block of groups at a time, so that the sort stays
+  in cache), about twice as fast on our test machine as a float ``argsort`` of the
+  groups. With more torch threads each group is sorted on its own.
   ``method="sketch"`` replaces the sort by a histogram sketch (see :class:`GroupMap`)
   of about a dozen elementwise passes; its Kolmogorov distance to the exact output is
   below 0.01 on Gaussian, uniform and Cauchy data (``bench/quantile_maps.py`` measures
