@@ -192,17 +192,11 @@ as_py_module <- function(x, arg = "model") {
   x
 }
 
-#' NULL or a non-negative whole number -> NULL or Python int.
+#' NULL or a whole number -> NULL or Python int (which seeds torch accepts is the
+#' core's rule).
 #' @noRd
 as_py_seed <- function(x, arg = "seed") {
-  if (is.null(x)) {
-    return(NULL)
-  }
-  # no upper limit here: the core says which seeds torch accepts
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < 0) {
-    arg_error(arg, "NULL or a non-negative whole number", describe(x))
-  }
-  py_int(x, arg)
+  if (is.null(x)) NULL else as_py_int(x, arg)
 }
 
 #' NULL, an equivariance_regularizer (its Python object), a Python callable or an R

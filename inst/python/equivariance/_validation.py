@@ -312,7 +312,10 @@ def output_file(value: Any, name: str) -> str:
 #: Where the caller counts class labels from: 0 for Python callers, 1 while the R
 #: layer calls the core (its ``call_py()`` sets it for the duration of the call),
 #: so that a message about labels counts them as its reader does.
-LABEL_BASE: contextvars.ContextVar[int] = contextvars.ContextVar("label_base", default=0)
+#: The environment variable that hands it on to worker processes (``"1"``: from 1).
+LABEL_BASE_ENV = "EQUIVARIANCE_LABEL_BASE"
+LABEL_BASE: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "label_base", default=1 if os.environ.get(LABEL_BASE_ENV) == "1" else 0)
 
 
 def caller_label(label: int) -> int:
