@@ -83,11 +83,9 @@ rotation_benchmark <- function(models = c(
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
                                workers = 1, timeout = 600, port = NULL, data = NULL) {
-  if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
-  if (!is.null(png)) {
-    png <- path.expand(check_string(png, "png"))
-    if (!dir.exists(dirname(png))) arg_error("png", "a file in an existing folder", png)
-  }
+  # output paths are checked before the training (the core's rule), not after it
+  if (!is.null(csv)) csv <- output_path(csv, "csv")
+  if (!is.null(png)) png <- output_path(png, "png")
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
   args <- list(
     models = as_py_models(models, "models"),
@@ -138,9 +136,7 @@ benchmark_display <- function(envir) {
     event <- as_r_value(event)
     if (identical(event[["event"]], "model")) {
       counter$next_model(event$model, event$index, event$models)
-      cli::cli_inform(paste0("model ", event$index, " of ", event$models, ": ", event$model),
-        .envir = envir
-      )
+      inform(paste0("model ", event$index, " of ", event$models, ": ", event$model))
       return(NULL)
     }
     fit_display(event)
@@ -228,7 +224,7 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   n <- nrow(x)
   # a small sideways offset per model: coinciding lines stay apart
   step <- if (length(at) > 1) min(diff(at)) else 1
-  shift <- (seq_len(n) - (n + 1) / 2) * step * 0.02
+  shift <- (seq_len(n) - (n + 1) / 2) * step * 0.04
   xs <- outer(at, shift, `+`)
   colours <- grDevices::hcl.colors(n, "Dark 3")
   pch <- rep_len(c(19, 17, 15, 1, 2, 0, 5, 6, 8), n)
@@ -238,6 +234,9 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   } else {
     "rotation of the test images (degrees)"
   }
+  # the legend goes in a right margin, where it hides no line
+  old <- graphics::par(mar = c(5.1, 4.1, 4.1, 9.5))
+  on.exit(graphics::par(old), add = TRUE)
   graphics::matplot(xs, values,
     type = "b", lty = lty, pch = pch, col = colours, xaxt = "n", ylim = c(0, 100),
     xlab = xlab, ylab = "test accuracy (%)", main = main, ...
@@ -248,8 +247,10 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   )
   chance <- 100 / benchmark_classes(attr(x, "settings"))
   graphics::abline(h = chance, lty = 2, col = "grey50")
-  graphics::legend("bottomleft", c(x$model, "chance"),
-    col = c(colours, "grey50"), lty = c(lty, 2), pch = c(pch, NA), bty = "n", cex = 0.8
+  usr <- graphics::par("usr")
+  graphics::legend(usr[2] + 0.02 * diff(usr[1:2]), usr[4], c(x$model, "chance"),
+    col = c(colours, "grey50"), lty = c(lty, 2), pch = c(pch, NA), bty = "n", cex = 0.8,
+    xpd = TRUE
   )
   invisible(x)
 }

@@ -100,7 +100,7 @@ plot.equivariance_history <- function(x, y, ...) {
     )
     graphics::axis(1, at = epoch_ticks(e$epoch))
     if (!is.na(x$best_epoch)) graphics::abline(v = x$best_epoch, lty = 3, col = "grey40")
-    if (length(cols) > 1) {
+    if (length(cols) > 1 && name == names(panels)[1]) { # one legend, on the loss
       graphics::legend("topright", c("training", "validation"),
         col = c("black", "firebrick"), lty = c(1, 2), pch = c(19, 1), bty = "n", cex = 0.8
       )

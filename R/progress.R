@@ -49,9 +49,13 @@ progress_line <- function(event, epochs, width = progress_width(), prefix = "",
   fit_line(head, figures, width)
 }
 
+#' A line through cli, taken as it is (braces in model names are no glue).
+#' @noRd
+inform <- function(text) cli::cli_inform("{text}")
+
 progress_width <- function() min(cli::console_width(), 80) - 1
 
-fmt <- function(x) formatC(x, digits = 4, format = "fg")
+fmt <- function(x) trimws(formatC(x, digits = 4, format = "fg"))
 
 #' "epoch 2/5: loss 0.41, accuracy 0.86, val_loss 0.45, ... (1.2 s)".
 #' @noRd
@@ -98,7 +102,7 @@ cli_fit_display <- function(envir, model = NULL) {
     } else if (identical(e, "epoch")) {
       close_bar() # the bar goes before the epoch's line: never drawn again
       prefix <- if (is.null(model)) "" else model$prefix()
-      cli::cli_inform(paste0(prefix, epoch_line(event, epochs)), .envir = envir)
+      inform(paste0(prefix, epoch_line(event, epochs)))
     } else if (identical(e, "end")) {
       close_bar()
     }

@@ -214,18 +214,23 @@ def test_sync_batchnorm_swaps_and_restores_layers_and_refuses_unknown_ones():
 # -- the launcher and its faults -----------------------------------------------------------
 
 
+def test_callbacks_and_metrics_reach_the_ranks_and_rank_0_writes(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
+    x, y = cases.data(16)
+    h = eq.parallel_fit(cases.small_net(), (x, y), workers=2, batch_size=8, epochs=2,
+                        verbose=False, validation_data=(x[:8], y[:8]), metrics=["top_2"],
+                        callbacks=[eq.csv_logger(tmp_path / "log.csv"),
+                                   eq.checkpoint(tmp_path / "best.pt", monitor="loss")])
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,loss,reg,accuracy,top_2,val_loss") and len(rows) == 3
+    assert len(h.metrics["val_top_2"]) == 2 and (tmp_path / "best.pt").exists()
+
+
 def test_a_failing_rank_stops_all_and_is_named(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
     with pytest.raises(ValueError, match=r"rank 1 of 2: bad shard on rank 1, on purpose"):
         eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, batch_size=8,
                         augment=cases.FailOnRank(1), verbose=False, timeout=60)
-
-
-def test_a_hanging_rank_makes_the_others_stop_after_the_timeout(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
-    with pytest.raises(RuntimeError, match=r"rank 0 of 2 failed .*(?i:time)"):
-        eq.parallel_fit(cases.small_net(), cases.data(8), workers=2, batch_size=8,
-                        augment=cases.FailOnRank(1, hang=120), verbose=False, timeout=2)
 
 
 def test_launcher_arguments():

@@ -90,3 +90,14 @@ test_that("ranges and allowed values are the core's rules, stated once, for C4 a
   expect_error(predict(simple_cnn(), array(0, c(1, 1, 28, 28)), batch_size = 0), "^`batch_size` must be a positive whole number")
   expect_error(fashion_mnist("val", root = "subset"), "^`split` must be \"train\" or \"test\", got \"val\"$")
 })
+
+test_that("worker processes report labels from 1 to an R caller too", {
+  skip_if_no_python()
+  x <- array(runif(8 * 28 * 28), c(8, 1, 28, 28))
+  err <- expect_error(fit_model(simple_cnn(), list(x, rep(c(1, 11), 4)), workers = 2,
+    batch_size = 2, verbose = FALSE), class = "equivariance_value_error")
+  expect_match(conditionMessage(err),
+    "`data`: labels must be classes 1 to 10 \\(the model returns 10 logits\\), got labels from 1 to 11$")
+  # the variable that told the workers is gone afterwards
+  expect_null(reticulate::import("os")$environ$get("EQUIVARIANCE_LABEL_BASE"))
+})

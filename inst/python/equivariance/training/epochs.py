@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from .._validation import positive_int

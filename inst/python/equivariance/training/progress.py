@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import textwrap
 import time
 from typing import Any, Callable
 
@@ -108,8 +109,11 @@ class ProgressBar(Callback):
         head = (f"epoch {state.epoch}/{state.epochs} {seconds:.1f}s "
                 f"({1000 * seconds / state.steps:.0f} ms/step):")
         text = " ".join([head] + figure_texts(figures, state.running_reg is not None))
-        # the bar's line is cleared by padding: nothing of it is drawn again afterwards
-        self._write(("\r" + text.ljust(self._columns() - 1) if self.tty else text) + "\n")
+        # wrapped to the width; the bar's line is cleared by padding: nothing of it is
+        # drawn again afterwards
+        width = self._columns() - 1
+        text = textwrap.fill(text, width, subsequent_indent="    ", break_long_words=False)
+        self._write(("\r" + text.ljust(width) if self.tty else text) + "\n")
 
 
 def progress_bar(every: int | None = None, width: int | None = None) -> Callback:
