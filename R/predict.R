@@ -54,35 +54,18 @@ predict.torch.nn.modules.module.Module <- function(object, x,
   check_no_dots(...)
   # the default vector means its first choice; any other value is checked by Python
   if (identical(type, c("class", "prob", "logits"))) type <- "class"
-  out <- with_py_warnings(call_py(core()$predict(
+  out <- call_py(core()$predict(
     object, as_py_images(x, "x"),
     type = type,
     batch_size = as_py_int(batch_size, "batch_size"),
     device = device
-  )))
+  ))
   names <- call_py(core()$prediction$model_class_names(object))
   if (identical(type, "class")) {
     return(as_r_classes(out, names))
   }
   out <- as_r_array(out)
   if (!is.null(names) && length(dim(out)) == 2) colnames(out) <- unlist(names)
-  out
-}
-
-#' Evaluate `expr` (a call into Python) and give the Python warnings it raised to R
-#' as R warnings (with their message only, as R's own).
-#' @noRd
-with_py_warnings <- function(expr) {
-  warnings <- reticulate::import("warnings", convert = FALSE)
-  context <- warnings$catch_warnings(record = TRUE)
-  caught <- context$`__enter__`()
-  out <- tryCatch({
-    warnings$simplefilter("always")
-    expr
-  }, finally = context$`__exit__`(NULL, NULL, NULL))
-  for (w in reticulate::iterate(caught)) {
-    warning(reticulate::py_str(w$message), call. = FALSE)
-  }
   out
 }
 
