@@ -193,3 +193,12 @@ def test_write_image_folder_round_trips_8_bit_images(tmp_path):
     assert torch.equal(back, x[[0, 2, 3, 1, 4]]) and labels.tolist() == [0, 0, 0, 1, 1]
     with pytest.raises(ValueError, match="`images` must be"):
         eq.write_image_folder(torch.rand(2, 2, 4, 4), [0, 1], tmp_path)
+
+
+def test_a_file_deleted_after_the_listing_is_named_as_missing(tmp_path):
+    ds = eq.image_folder(make_folder(tmp_path))
+    Path(ds.files[1]).unlink()
+    with pytest.raises(ImageFileError, match=f"{ds.files[1]}: not found"):
+        ds[1]
+    with pytest.raises(ImageFileError, match="not found"):
+        ds.batch([0, 1])

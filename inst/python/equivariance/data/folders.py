@@ -37,6 +37,7 @@ __all__ = [
 #: The file endings read as images (case does not matter).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _KINDS = "PNG, JPEG, BMP or TIFF"
+_GONE = "not found (deleted or moved since the data set was made?)"
 # Pillow modes by the channels they give, and the 16-bit ones (scaled by 65535)
 _GREY = frozenset({"1", "L", "LA", "I;16", "I;16B", "I;16L", "I;16N", "I"})
 _COLOUR = frozenset({"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
@@ -148,6 +149,8 @@ def decode(path: str, channels: int, size: tuple[int, int] | None) -> torch.Tens
             array = _pixels(img, channels, size)
     except ImageFileError:
         raise
+    except FileNotFoundError:
+        raise ImageFileError(path, _GONE) from None
     except Exception as err:  # noqa: BLE001
         raise ImageFileError(path, f"cannot be decoded, corrupt or truncated? "
                                    f"({type(err).__name__}: {err})") from None
@@ -236,6 +239,8 @@ class ImageDataset(torch.utils.data.Dataset):
                         deep[i] = _pixels(img, c, self.size)
                     else:
                         raw[i] = _bytes(img, c, self.size).reshape(h, w, c)
+            except FileNotFoundError:
+                raise ImageFileError(path, _GONE) from None
             except Exception as err:  # noqa: BLE001
                 raise ImageFileError(path, f"cannot be decoded, corrupt or truncated? "
                                            f"({type(err).__name__}: {err})") from None
