@@ -163,7 +163,7 @@ def test_output_paths_are_checked_before_training(tmp_path, unwritable_folder, c
     a_file.write_text("x")
     for bad, why in [(unwritable_folder / "m.pt", "cannot be written: no file can be created"),
                      (a_file / "m.pt", "must be in a folder"),
-                     (tmp_path / "no" / "m.pt", "must be in an existing folder")]:
+                     (tmp_path / "no" / "m.pt", "is in a folder that does not exist")]:
         with pytest.raises(ValueError, match=f"`path` .*{why}"):
             eq.save_model(_net(), bad)
         # the command line fails at once (no data is even read: --data names nothing)
@@ -175,6 +175,11 @@ def test_output_paths_are_checked_before_training(tmp_path, unwritable_folder, c
         assert "`--csv`" in err and why in err, err
         with pytest.raises(ValueError, match=f"`csv` .*{why}"):
             eq.rotation_benchmark(["SimpleCNN"], csv=bad, root=str(tmp_path / "none"))
+        # every writer of the package: callbacks and the ONNX export check theirs at once
+        for make in (eq.csv_logger, eq.checkpoint,
+                     lambda p: eq.save_onnx(_net(), p, input_shape=(1, 8, 8))):
+            with pytest.raises(ValueError, match=f"`path` .*{why}"):
+                make(bad)
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # the probe is gone
 
 

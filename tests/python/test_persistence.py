@@ -254,9 +254,9 @@ def test_state_that_is_not_a_tensor_is_refused(tmp_path):
 
 def test_bad_paths(tmp_path):
     model = eq.SimpleCNN(widths=(2, 2, 2))
-    with pytest.raises(ValueError, match="`path` must be in an existing folder"):
+    with pytest.raises(ValueError, match="`path` is in a folder that does not exist"):
         eq.save_model(model, tmp_path / "no" / "model.pt")
-    with pytest.raises(ValueError, match="`path` must be a file to write, got a folder"):
+    with pytest.raises(ValueError, match="`path` must be a file, got the folder"):
         eq.save_model(model, tmp_path)
     with pytest.raises(TypeError, match="`path` must be a file path"):
         eq.save_model(model, 3)

@@ -80,7 +80,7 @@ test_that("bad paths and files are clear errors naming the path", {
   writeLines("not a model", text)
   expect_error(load_model(text), "is not a model file saved by save_model",
                class = "equivariance_value_error")
-  expect_error(save_model(c4_cnn(), file.path(tempfile(), "m.pt")), "existing folder",
+  expect_error(save_model(c4_cnn(), file.path(tempfile(), "m.pt")), "folder that does not exist",
                class = "equivariance_value_error")
   expect_error(save_model(c4_cnn(), NA_character_), "`path` must be a single non-empty string",
                class = "equivariance_value_error")

@@ -70,10 +70,12 @@ def output_path(path: Any, name: str = "path") -> str:
         mode = None
     except NotADirectoryError:
         mode = None  # reported below, for the folder
+    if mode is not None and stat.S_ISDIR(mode):
+        raise ValueError(f"`{name}` must be a file, got the folder {path!r}")
     if mode is not None and not stat.S_ISREG(mode):
         raise ValueError(f"`{name}` must be a file to write, got {_kind(mode)} {path!r}")
     if not os.path.exists(folder):
-        raise ValueError(f"`{name}` must be in an existing folder, got {path!r} (no folder "
+        raise ValueError(f"`{name}` is in a folder that does not exist: {path!r} (no folder "
                          f"{folder!r})")
     if not os.path.isdir(folder):
         raise ValueError(f"`{name}` must be in a folder, got {path!r} ({folder!r} is a file)")

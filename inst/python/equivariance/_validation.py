@@ -295,18 +295,15 @@ def output_file(value: Any, name: str) -> str:
 
     Raises:
         TypeError: not a string or path.
-        ValueError: a folder, or a file in a folder that does not exist (both named).
+        ValueError: a folder, a file in a folder that does not exist, or where no file
+            can be created (read-only, immutable, not a folder): see
+            :func:`equivariance._files.output_path`.
     """
+    from ._files import output_path  # one rule for every output path
+
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
         raise TypeError(f"`{name}` must be a file path (a string), got {value!r}")
-    path = os.path.expanduser(os.fspath(value))
-    if os.path.isdir(path):
-        raise ValueError(f"`{name}` must be a file, got the folder {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"`{name}` is in a folder that does not exist: {path!r} "
-                         f"(no folder {folder!r})")
-    return path
+    return output_path(value, name)
 
 
 #: Where the caller counts class labels from: 0 for Python callers, 1 while the R
