@@ -80,11 +80,9 @@ rotation_benchmark <- function(models = c(
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
                                workers = 1, timeout = 600, port = NULL) {
-  if (!is.null(csv)) csv <- path.expand(check_string(csv, "csv"))
-  if (!is.null(png)) {
-    png <- path.expand(check_string(png, "png"))
-    if (!dir.exists(dirname(png))) arg_error("png", "a file in an existing folder", png)
-  }
+  # output paths are checked before the training (the core's rule), not after it
+  if (!is.null(csv)) csv <- output_path(csv, "csv")
+  if (!is.null(png)) png <- output_path(png, "png")
   if (!is.null(root)) root <- path.expand(check_string(root, "root"))
   args <- list(
     models = as_py_models(models, "models"),

@@ -60,6 +60,8 @@ with_py_errors <- function(expr, call = user_call()) {
     if (inherits(e, "equivariance_error")) stop(e)
     kind <- python_error_kind(e)
     if (is.null(kind)) stop(e)
+    own <- r_error_inside(e)
+    if (!is.null(own)) stop(own) # the user's own R error, with its class
     msg <- r_words(python_error_message(e, keep_type = kind == "other"))
     stop(equivariance_condition(msg, if (kind == "other") NULL else kind, call))
   })
@@ -70,12 +72,62 @@ with_py_errors <- function(expr, call = user_call()) {
 #' release_memory_if_grown()).
 #' @noRd
 call_py <- function(expr) {
+  call <- user_call()
   # while the core runs for an R caller, its messages count labels from 1
   token <- r_caller_begin()
   on.exit(r_caller_end(token), add = TRUE)
-  value <- with_py_errors(expr, call = user_call())
+  value <- with_py_warnings(with_py_errors(expr, call = call), call)
   release_memory_if_grown()
   value
+}
+
+#' An R function as a Python callable whose errors keep their R class: reticulate
+#' turns an R error raised inside it into a Python RuntimeError carrying only the
+#' message; the condition is kept here, and with_py_errors() signals it again when
+#' that error comes back to R (tryCatch(my_error = ) then works).
+#' @noRd
+py_function <- function(f, convert = TRUE) {
+  force(f)
+  kept <- function(...) {
+    withCallingHandlers(f(...), error = function(e) .equivariance$r_error <- e)
+  }
+  reticulate::r_to_py(kept, convert = convert)
+}
+
+#' The R condition raised inside a py_function() that Python error `e` carries
+#' back, or NULL (and forget it either way).
+#' @noRd
+r_error_inside <- function(e) {
+  own <- .equivariance$r_error
+  .equivariance$r_error <- NULL
+  if (is.null(own) || !grepl(conditionMessage(own), conditionMessage(e), fixed = TRUE)) {
+    return(NULL)
+  }
+  own
+}
+
+#' Evaluate `expr` (a call into the core) recording Python's warnings, then signal
+#' each as an R warning of class `equivariance_warning`, so that suppressWarnings()
+#' and tryCatch(warning = ) handle them (Python would print them on stderr). Before
+#' the core is loaded there is nothing to record.
+#' @noRd
+with_py_warnings <- function(expr, call = NULL) {
+  if (is.null(.equivariance$core)) {
+    return(expr)
+  }
+  warnings <- reticulate::import("warnings", convert = FALSE)
+  context <- warnings$catch_warnings(record = TRUE)
+  log <- context$`__enter__`()
+  on.exit({
+    context$`__exit__`(NULL, NULL, NULL)
+    for (w in reticulate::iterate(log)) {
+      warning(structure(
+        class = c("equivariance_warning", "warning", "condition"),
+        list(message = reticulate::py_str(w$message), call = call)
+      ))
+    }
+  })
+  expr
 }
 
 #' Tell the core that its caller is R (the context variable

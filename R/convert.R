@@ -150,9 +150,9 @@ as_py_action <- function(x, arg) {
 #' vector of probabilities and must return as many quantiles.
 #' @noRd
 as_py_target <- function(x, arg = "target") {
-  if (is.function(x)) {
+  if (is_r_function(x)) {
     # convert = TRUE: the function receives R numeric vectors, not numpy objects
-    f <- reticulate::r_to_py(x, convert = TRUE)
+    f <- py_function(x, convert = TRUE)
     return(core()$quantile_maps$numpy_target(f, name = "R function"))
   }
   if (is_py(x)) {

@@ -23,7 +23,9 @@ as_py_workers <- function(workers, timeout, port) {
     workers = as_py_int(workers, "workers"),
     timeout = as_py_number(timeout, "timeout"),
     port = if (is.null(port)) NULL else as_py_int(port, "port"),
-    python = reticulate::py_config()$python
+    python = reticulate::py_config()$python,
+    # rank 0's progress through R's output, which capture.output(), sink() and knitr see
+    echo = py_function(function(text) cat(text))
   )
 }
 

@@ -184,7 +184,7 @@ fit_callbacks <- function(callbacks, verbose, workers, envir) {
 #' where the argument's rule lives (and its message names what is accepted).
 #' @noRd
 as_py_function_or_value <- function(x) {
-  if (is.function(x)) reticulate::r_to_py(x) else x
+  if (is_r_function(x)) py_function(x) else x
 }
 
 #' Accuracy on rotated images

@@ -10,6 +10,7 @@ import (:class:`FailOnRank`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -72,6 +73,49 @@ class FailOnRank:
                 time.sleep(self.hang)
             else:
                 raise ValueError(f"bad shard on rank {self.rank}, on purpose")
+        return x
+
+
+class NanOnRank:
+    """An ``augment`` that puts a NaN into the images of one rank only."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            x = x.clone()
+            x[0, 0, 0, 0] = float("nan")
+        return x
+
+
+class KillRank:
+    """An ``augment`` that kills its own process (SIGKILL: no error, no clean-up) on
+    one rank."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+
+class Slow:
+    """An ``augment`` that writes ``pid ppid`` of its rank to ``folder/rank<r>`` and then
+    takes ``seconds`` per batch: a training that runs until it is stopped."""
+
+    def __init__(self, folder: str, seconds: float = 0.5) -> None:
+        self.folder, self.seconds = folder, seconds
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        path = os.path.join(self.folder, f"rank{os.environ.get('RANK', '0')}")
+        if not os.path.exists(path):
+            with open(path + ".tmp", "w") as fh:
+                fh.write(f"{os.getpid()} {os.getppid()}")
+            os.replace(path + ".tmp", path)
+        time.sleep(self.seconds)
         return x
 
 

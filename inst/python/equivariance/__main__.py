@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -100,12 +99,24 @@ def _png(result: Any, path: str) -> None:
     plt.close(fig)
 
 
+def _check_outputs(args: argparse.Namespace, *options: str) -> None:
+    """Every output path given is writable (checked before any work), named as the
+    option that gave it."""
+    from ._files import output_path
+
+    for option in options:
+        value = getattr(args, option)
+        if value is not None:
+            setattr(args, option, output_path(value, f"--{option}"))
+
+
 def _benchmark(args: argparse.Namespace) -> None:
     import equivariance as eq
 
     if args.png is not None and importlib.util.find_spec("matplotlib") is None:
         raise ValueError("`--png` needs matplotlib, which is not installed (pip install "
                          "matplotlib); or write --csv and plot it, e.g. from R")
+    _check_outputs(args, "csv", "png")  # before the training, not after it
     result = eq.rotation_benchmark(
         args.models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, root=args.data, limit=args.limit, test_limit=args.test_limit,
@@ -119,10 +130,7 @@ def _fit(args: argparse.Namespace) -> None:
 
     import equivariance as eq
 
-    if args.save is not None:  # a bad path fails before the training, not after it
-        folder = os.path.dirname(os.path.abspath(os.path.expanduser(args.save)))
-        if not os.path.isdir(folder):
-            raise ValueError(f"`--save`: folder {folder!r} does not exist")
+    _check_outputs(args, "save")  # a bad path fails before the training, not after it
     torch.manual_seed(args.seed)
     model = eq.benchmark_model(args.model)
     train = eq.load_fashion_mnist("train", root=args.data, limit=args.limit)

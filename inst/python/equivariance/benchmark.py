@@ -38,6 +38,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ._files import output_path
 from .regularizer import transforms as T
 from ._validation import (
     flag,
@@ -226,7 +227,7 @@ class BenchmarkResult:
 
     def to_csv(self, path: str | os.PathLike) -> str:
         """Write the table as CSV (accuracies in [0, 1]); returns the path."""
-        path = _csv_path(path)
+        path = _csv_path(path, "path")
         with open(path, "w", newline="") as fh:
             writer = _csv.DictWriter(fh, fieldnames=self.columns)
             writer.writeheader()
@@ -255,15 +256,10 @@ class BenchmarkResult:
         return self.format()
 
 
-def _csv_path(path: Any) -> str:
-    """``path`` as a string, checked: its folder must exist."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`csv` must be a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder and not os.path.isdir(folder):
-        raise ValueError(f"`csv`: folder {folder!r} does not exist")
-    return path
+def _csv_path(path: Any, name: str = "csv") -> str:
+    """``path`` as a string, checked before any work: a file can be written there
+    (see :func:`equivariance._files.output_path`)."""
+    return output_path(path, name)
 
 
 def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | None]]:

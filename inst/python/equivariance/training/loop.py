@@ -54,6 +54,7 @@ from .history import History
 from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
+from .parallel.faults import first_rank_with
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
@@ -164,19 +165,22 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
     return value.reshape(()), weight
 
 
-def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool) -> ValueError:
+def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool,
+                ranks: Any = None) -> ValueError:
     bad = int((~torch.isfinite(xb)).sum())
+    culprit, bad = (None, bad) if ranks is None else first_rank_with(ranks, bad)
     if bad:
         source = "`data` and `augment`" if augmented else "`data`"
-        cause = f"the input batch held {bad} NaN or infinite value(s) (check {source})"
+        share = "the input batch" if culprit is None else f"rank {culprit}'s share of the input batch"
+        cause = f"{share} held {bad} NaN or infinite value(s) (check {source})"
     elif not math.isfinite(reg):
         cause = "the input batch was finite; the regularizer's value is not"
     else:
         cause = "the input batch was finite: the training diverged (try a smaller `lr`)"
-    return ValueError(
-        f"training stopped at {where}: the loss is not finite (loss {loss}, regularizer "
-        f"{reg}); {cause}. The parameters are those from before this step."
-    )
+    err = ValueError(f"training stopped at {where}: the loss is not finite (loss {loss}, "
+                     f"regularizer {reg}); {cause}. The parameters are those from before this step.")
+    err.blame_rank = culprit  # the launcher names this rank
+    return err
 
 
 def _step(
@@ -220,7 +224,7 @@ def _step(
     # checked before the optimizer's step, so a NaN never reaches the parameters
     if not (math.isfinite(loss_value) and math.isfinite(reg_value)):
         optimizer.zero_grad(set_to_none=True)
-        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None)
+        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None, share.ranks)
     optimizer.step()
     for m in metrics:
         m.update(logits, yb)
