@@ -103,18 +103,22 @@ as_py_images <- function(x, arg) {
 }
 
 #' Stop if `...` holds anything: the methods of stats generics must accept `...`,
-#' but an argument that lands there is a typo (`newdata =`, `btach_size =`).
+#' but an argument that lands there is a typo (`newdata =`, `btach_size =`): the
+#' error names the method's closest argument (R/core-call.R).
 #' @noRd
 check_no_dots <- function(...) {
   n <- ...length()
-  if (n > 0) {
-    dots <- names(list(...))
-    got <- if (is.null(dots) || all(!nzchar(dots))) {
-      paste(n, "unnamed argument(s)")
-    } else {
-      paste0("`", dots[nzchar(dots)], "`", collapse = ", ")
-    }
-    abort_equivariance(paste0("`...` must be empty, got ", got, "."), "value")
+  if (n == 0) {
+    return(invisible())
   }
-  invisible()
+  dots <- names(list(...))
+  if (is.null(dots) || all(!nzchar(dots))) {
+    abort_equivariance(paste0("`...` must be empty, got ", n, " unnamed argument(s)."), "value")
+  }
+  method <- sys.function(sys.parent())
+  own <- setdiff(names(formals(method)), "...")
+  # the generic the user called (`predict`), not the method's full name
+  fun <- get0(".Generic", envir = parent.frame(), inherits = FALSE,
+              ifnotfound = wrapper_name(sys.call(sys.parent())))
+  abort_unknown_argument(dots[nzchar(dots)][1], own, fun)
 }

@@ -388,5 +388,5 @@ test_that("summary() lists layers, output shapes and parameter counts", {
   expect_output(print(s), "total parameters: ")
   expect_true(all(is.na(summary(simple_cnn())$layers$output_shape)))
   expect_error(summary(model, input_shape = c(0, 28)), "`input_shape`")
-  expect_error(summary(model, inputshape = 1), "`...` must be empty")
+  expect_error(summary(model, inputshape = 1), "`summary\\(\\)` has no argument `inputshape`; did you mean `input_shape`")
 })
