@@ -188,3 +188,50 @@ test_that("rotation_benchmark() takes data = list(train, test)", {
   expect_error(rotation_benchmark("SimpleCNN", data = ds, verbose = FALSE), "`data` must be NULL",
     class = "equivariance_value_error")
 })
+
+test_that("mixed channels, an empty folder and flat files are errors naming them", {
+  skip_if_no_python()
+  dir <- shapes_folder(n = 2)
+  on.exit(unlink(dir, recursive = TRUE))
+  colour <- file.path(dir, "ring", "colour.png")
+  if (requireNamespace("png", quietly = TRUE)) {
+    png::writePNG(array(0.5, c(8, 8, 3)), colour)
+  } else {
+    pil <- reticulate::import("PIL.Image")
+    np <- reticulate::import("numpy", convert = FALSE)
+    pil$fromarray(np$full(c(8L, 8L, 3L), 128L, dtype = "uint8"))$save(colour)
+  }
+  expect_error(image_folder(dir), "different channel counts: .*colour\\.png has 3.*`channels = 1`",
+    class = "equivariance_value_error")
+  expect_equal(image_folder(dir, channels = 3)$channels, 3L)
+  empty <- tempfile("empty")
+  dir.create(empty)
+  on.exit(unlink(empty, recursive = TRUE), add = TRUE)
+  expect_error(image_folder(empty), "has no class sub-folders", class = "equivariance_value_error")
+  write_grey(matrix(0.5, 8, 8), file.path(empty, "flat.png"))
+  expect_error(image_folder(empty), "image files directly.*image_files", class = "equivariance_value_error")
+})
+
+test_that("any Python data set: pairs checked, labels out of range found at their batch", {
+  skip_if_no_python()
+  reticulate::py_run_string("
+import torch
+from torch.utils.data import Dataset, IterableDataset, DataLoader
+class OnlyImages(Dataset):
+    def __len__(self): return 6
+    def __getitem__(self, i): return torch.zeros(1, 8, 8)
+class Stream(IterableDataset):
+    def __iter__(self):
+        for i in range(12):
+            yield torch.rand(1, 8, 8), (5 if i == 9 else i % 3)
+loader = DataLoader(Stream(), batch_size=4)
+")
+  main <- reticulate::import_main(convert = FALSE)
+  expect_error(fit_model(tiny_net(), main$OnlyImages(), verbose = FALSE),
+    "`data` must return \\(image, label\\) pairs, got Tensor", class = "equivariance_value_error")
+  expect_error(fit_model(tiny_net(), main$Stream(), batch_size = 4, verbose = FALSE),
+    "`data`: the batch at epoch 1, step 3 holds label 5, but the model returns 3 logits",
+    class = "equivariance_value_error")
+  expect_error(fit_model(tiny_net(), main$loader, verbose = FALSE),
+    "step 3 holds label 5", class = "equivariance_value_error")
+})
