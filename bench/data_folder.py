@@ -40,9 +40,8 @@ CORE = Path(__file__).resolve().parents[1] / "inst" / "python"
 sys.path.insert(0, str(CORE))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import print_table  # noqa: E402
-
 import equivariance as eq  # noqa: E402
+from _timing import print_table  # noqa: E402
 
 
 def _fashion_mnist(limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:

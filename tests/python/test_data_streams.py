@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import warnings
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
+from equivariance.__main__ import main
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
-
-import equivariance as eq
-from equivariance.__main__ import main
 
 
 def small_net(in_channels: int = 1, classes: int = 3, size: int = 8) -> nn.Module:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import equivariance as eq
 from equivariance.data.folders import ImageFileError
+from PIL import Image
 
 
 def _write(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:

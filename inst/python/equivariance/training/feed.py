@@ -14,13 +14,20 @@ from typing import Any
 import torch
 
 from .._validation import nonnegative_int
-from ..devices import image_batch, model_device_dtype, model_in_channels
-from ..modes import preserved_modes
 from ..data.adapters import (
-    InMemory, Stream, _map_style, _Seen, collate_pairs, eval_batches, is_stream, training_data,
+    InMemory,
+    Stream,
+    _map_style,
+    _Seen,
+    collate_pairs,
+    eval_batches,
+    is_stream,
+    training_data,
 )
 from ..data.fashion_mnist import as_tensors
 from ..data.labels import class_names_of, onto_classes
+from ..devices import image_batch, model_device_dtype, model_in_channels
+from ..modes import preserved_modes
 
 __all__: list[str] = []
 
