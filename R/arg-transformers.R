@@ -8,6 +8,12 @@ is_py <- function(x) inherits(x, "python.builtin.object")
 
 is_py_tensor <- function(x) inherits(x, "torch.Tensor")
 
+#' TRUE for a function written in R; FALSE for a Python callable, which reticulate
+#' also shows as an R function but which must reach Python untouched (wrapped in R,
+#' it could not be pickled for worker processes).
+#' @noRd
+is_r_function <- function(x) is.function(x) && !is_py(x)
+
 #' Stop with "`arg` must be <expected>, got <got>." as an equivariance_error of
 #' class `class` ("value" or "type", as Python's ValueError and TypeError).
 #' @noRd
@@ -102,8 +108,8 @@ as_py_shape <- function(x, arg) {
 #' R function or Python callable -> Python callable.
 #' @noRd
 as_py_callable <- function(f, arg) {
-  if (is.function(f)) {
-    return(reticulate::r_to_py(f))
+  if (is_r_function(f)) {
+    return(py_function(f))
   }
   if (is_py(f) && reticulate::py_has_attr(f, "__call__")) {
     return(f)

@@ -90,9 +90,9 @@ callback_csv_logger <- function(path) {
 #' @export
 callback_lr_schedule <- function(schedule, monitor = NULL, factor = 0.1, patience = 2,
                                  min_lr = 0) {
-  if (is.function(schedule)) {
+  if (is_r_function(schedule)) {
     f <- check_arity(schedule, 1, "schedule")
-    schedule <- reticulate::r_to_py(function(epoch) f(as.integer(as_r_value(epoch))))
+    schedule <- py_function(function(epoch) f(as.integer(as_r_value(epoch))))
   }
   call_py(core()$lr_schedule(schedule,
     monitor = monitor, factor = factor, patience = as_py_int(patience, "patience"),
@@ -115,11 +115,11 @@ callback_early_stopping <- function(monitor = "val_loss", patience = 3, restore_
 callback_lambda <- function(on_train_begin = NULL, on_epoch_begin = NULL, on_step_end = NULL,
                             on_epoch_end = NULL, on_train_end = NULL) {
   wrap <- function(f, arg) {
-    if (!is.function(f)) {
+    if (!is_r_function(f)) {
       return(f)
     }
     check_arity(f, 1, arg)
-    reticulate::r_to_py(function(event) f(as_r_value(event)))
+    py_function(function(event) f(as_r_value(event)))
   }
   on_train_begin <- wrap(on_train_begin, "on_train_begin")
   on_epoch_begin <- wrap(on_epoch_begin, "on_epoch_begin")
@@ -145,11 +145,11 @@ as_py_callbacks <- function(x) {
     return(x)
   }
   lapply(x, function(f) {
-    if (!is.function(f)) {
+    if (!is_r_function(f)) { # a Python callable stays one (it can reach workers)
       return(f)
     }
     check_arity(f, 1, "callbacks")
-    reticulate::r_to_py(function(figures) f(as_r_value(figures)))
+    py_function(function(figures) f(as_r_value(figures)))
   })
 }
 
@@ -170,7 +170,7 @@ as_py_metrics <- function(x) {
   out <- list()
   for (i in seq_along(x)) {
     value <- x[[i]]
-    if (is.function(value)) {
+    if (is_r_function(value)) {
       if (!named[i]) {
         arg_error("metrics", paste(
           "names and named functions, e.g. list(\"top_3\", my_metric = function(logits,",
@@ -187,7 +187,7 @@ as_py_metrics <- function(x) {
 
 metric_function <- function(f) {
   check_arity(f, 2, "metrics")
-  reticulate::r_to_py(function(logits, labels) {
+  py_function(function(logits, labels) {
     f(as_r_array(logits), as.integer(as_r_array(labels)) + 1L)
   })
 }

@@ -150,9 +150,9 @@ as_py_action <- function(x, arg) {
 #' vector of probabilities and must return as many quantiles.
 #' @noRd
 as_py_target <- function(x, arg = "target") {
-  if (is.function(x)) {
+  if (is_r_function(x)) {
     # convert = TRUE: the function receives R numeric vectors, not numpy objects
-    f <- reticulate::r_to_py(x, convert = TRUE)
+    f <- py_function(x, convert = TRUE)
     return(core()$quantile_maps$numpy_target(f, name = "R function"))
   }
   if (is_py(x)) {
@@ -192,17 +192,11 @@ as_py_module <- function(x, arg = "model") {
   x
 }
 
-#' NULL or a non-negative whole number -> NULL or Python int.
+#' NULL or a whole number -> NULL or Python int (which seeds torch accepts is the
+#' core's rule).
 #' @noRd
 as_py_seed <- function(x, arg = "seed") {
-  if (is.null(x)) {
-    return(NULL)
-  }
-  # no upper limit here: the core says which seeds torch accepts
-  if (is.logical(x) || !is.numeric(x) || length(x) != 1 || !is_whole(x) || x < 0) {
-    arg_error(arg, "NULL or a non-negative whole number", describe(x))
-  }
-  py_int(x, arg)
+  if (is.null(x)) NULL else as_py_int(x, arg)
 }
 
 #' NULL, an equivariance_regularizer (its Python object), a Python callable or an R

@@ -9,25 +9,22 @@
 #'
 #' Every formal argument of the calling wrapper goes to `py_fun` by name (the
 #' wrapper's argument names are the core's parameter names), converted by
-#' convert_args(); `extra` (already Python values, or values converted here by
-#' name too) are added, and the names in `dots` are checked first.
+#' convert_args(). A required argument left out is an error naming the wrapper.
 #' @param py_fun A Python callable of the core, e.g. `core()$C4Conv2d`.
-#' @param extra A named list of more arguments for `py_fun`.
-#' @param dots A named list of arguments from the wrapper's `...`.
 #' @noRd
-core_call <- function(py_fun, extra = list(), dots = list()) {
+core_call <- function(py_fun) {
   env <- parent.frame()
   wrapper <- sys.function(sys.parent())
-  names <- setdiff(as.character(names(formals(wrapper))), "...")
-  fun <- wrapper_name(sys.call(sys.parent()))
+  formals <- formals(wrapper)
+  names <- setdiff(as.character(names(formals)), "...")
   for (name in names) {
-    if (eval(call("missing", as.name(name)), env) && identical(formals(wrapper)[[name]], quote(expr = ))) {
+    required <- identical(formals[[name]], quote(expr = ))
+    if (required && eval(call("missing", as.name(name)), env)) {
+      fun <- wrapper_name(sys.call(sys.parent()))
       abort_equivariance(paste0("`", fun, "()` needs `", name, "`, which has no default."))
     }
   }
-  args <- mget(names, envir = env)
-  check_core_dots(py_fun, dots, fun, c(names, names(extra)))
-  call_py(do.call(py_fun, c(convert_args(args), extra, convert_args(dots))))
+  call_py(do.call(py_fun, convert_args(mget(names, envir = env))))
 }
 
 #' Check the names of the calling wrapper's `...` against the parameters of the
@@ -74,12 +71,18 @@ check_core_dots <- function(py_fun, dots, fun, own = character()) {
   if (length(unknown) == 0) {
     return(invisible())
   }
-  name <- unknown[1]
+  abort_unknown_argument(unknown[1], known, fun)
+}
+
+#' Stop with "`fun()` has no argument `name`; did you mean `...`?", the closest of
+#' `known` (or the list of `known` when none is close).
+#' @noRd
+abort_unknown_argument <- function(name, known, fun) {
   hint <- closest_name(name, known)
   abort_argument(paste0(
     "`", fun, "()` has no argument `", name, "`",
-    if (is.null(hint)) "" else paste0("; did you mean `", hint, "`?"),
-    if (is.null(hint)) paste0(". Its arguments: ", paste0("`", known, "`", collapse = ", "), ".") else ""
+    if (is.null(hint)) paste0(". Its arguments: ", paste0("`", known, "`", collapse = ", "), ".")
+    else paste0("; did you mean `", hint, "`?")
   ))
 }
 

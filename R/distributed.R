@@ -23,7 +23,9 @@ as_py_workers <- function(workers, timeout, port) {
     workers = as_py_int(workers, "workers"),
     timeout = as_py_number(timeout, "timeout"),
     port = if (is.null(port)) NULL else as_py_int(port, "port"),
-    python = reticulate::py_config()$python
+    python = reticulate::py_config()$python,
+    # rank 0's progress through R's output, which capture.output(), sink() and knitr see
+    echo = py_function(function(text) cat(text))
   )
 }
 
@@ -35,5 +37,21 @@ call_with_workers <- function(fun, args, workers, timeout, port) {
     return(call_py(do.call(core()[[fun]], args)))
   }
   launcher <- paste0("parallel_", fun)
+  # the worker processes inherit it: their messages count labels from 1 too
+  restore <- set_python_env(.equivariance$validation$LABEL_BASE_ENV, "1")
+  on.exit(restore(), add = TRUE)
   call_py(do.call(core()[[launcher]], c(args, as_py_workers(workers, timeout, port))))
+}
+
+#' Set the environment variable `name` of the Python process (the one its child
+#' processes inherit) to `value`; returns a function that puts back what it was.
+#' @noRd
+set_python_env <- function(name, value) {
+  environ <- reticulate::import("os", convert = FALSE)$environ
+  old <- reticulate::py_to_r(environ$get(name))
+  environ$`__setitem__`(name, value)
+  function() {
+    if (is.null(old)) environ$pop(name, NULL) else environ$`__setitem__`(name, old)
+    invisible()
+  }
 }

@@ -62,3 +62,11 @@ load_model <- function(path, model = NULL, map_location = NULL) {
   if (!is.null(model)) model <- as_py_module(model, "model")
   call_py(core()$load_model(path, model = model, map_location = map_location))
 }
+
+#' `path` (a string, `~` expanded) if a file can be written there, else the core's
+#' error naming `arg`: checked before any work, for every output path.
+#' @noRd
+output_path <- function(path, arg) {
+  path <- path.expand(check_string(path, arg))
+  call_py(core()$`_files`$output_path(path, arg))
+}

@@ -134,8 +134,8 @@ regularizer_dist <- function(dist) {
   if (is.character(dist) && length(dist) == 1 && !is.na(dist)) {
     return(dist)
   }
-  if (is.function(dist)) {
-    return(na_as_nan(dist))
+  if (is_r_function(dist)) {
+    return(py_function(na_as_nan(dist)))
   }
   as_py_dist(dist)
 }

@@ -10,6 +10,7 @@ import (:class:`FailOnRank`).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -32,12 +33,28 @@ def data(n: int = 37) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 12, 12, generator=gen), torch.randint(0, 3, (n,), generator=gen)
 
 
+class Items(torch.utils.data.Dataset):
+    """A map-style data set of the tensors of :func:`data` that counts what it reads."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.reads = x, y, []
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int):
+        self.reads.append(int(i))
+        return self.x[i], int(self.y[i])
+
+
 def case(name: str) -> tuple[nn.Module, dict]:
     """The model and the fit() arguments of case ``name``."""
     common = {"data": data(), "epochs": 4, "batch_size": 8, "lr": 1e-2, "seed": 3,
               "verbose": False, "device": "cpu"}  # 4 epochs of 5 steps: 20 Adam steps
     if name == "plain":
         return small_net(), common
+    if name == "map_dataset":  # read item by item, each rank its own share
+        return small_net(), dict(common, data=Items(*data()))
     if name == "regularized":
         model = small_net()
         # epsilon 0: the term is then linear in the points' errors, so the ranks' average
@@ -57,7 +74,7 @@ def case(name: str) -> tuple[nn.Module, dict]:
     raise ValueError(name)
 
 
-CASES = ("plain", "regularized", "c4_sync_bn")
+CASES = ("plain", "regularized", "c4_sync_bn", "map_dataset")
 
 
 class FailOnRank:
@@ -72,6 +89,49 @@ class FailOnRank:
                 time.sleep(self.hang)
             else:
                 raise ValueError(f"bad shard on rank {self.rank}, on purpose")
+        return x
+
+
+class NanOnRank:
+    """An ``augment`` that puts a NaN into the images of one rank only."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            x = x.clone()
+            x[0, 0, 0, 0] = float("nan")
+        return x
+
+
+class KillRank:
+    """An ``augment`` that kills its own process (SIGKILL: no error, no clean-up) on
+    one rank."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if int(os.environ.get("RANK", "0")) == self.rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return x
+
+
+class Slow:
+    """An ``augment`` that writes ``pid ppid`` of its rank to ``folder/rank<r>`` and then
+    takes ``seconds`` per batch: a training that runs until it is stopped."""
+
+    def __init__(self, folder: str, seconds: float = 0.5) -> None:
+        self.folder, self.seconds = folder, seconds
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        path = os.path.join(self.folder, f"rank{os.environ.get('RANK', '0')}")
+        if not os.path.exists(path):
+            with open(path + ".tmp", "w") as fh:
+                fh.write(f"{os.getpid()} {os.getppid()}")
+            os.replace(path + ".tmp", path)
+        time.sleep(self.seconds)
         return x
 
 
@@ -91,14 +151,15 @@ def _main(out: str) -> None:
         # or for large buckets), the others with the all-gather
         eq.training.parallel.exchange.GATHER_LIMIT = 0 if name == "regularized" else limit
         model, args = case(name)
-        history = eq.fit(model, args.pop("data"), **args)
+        source = args.pop("data")
+        history = eq.fit(model, source, **args)
         x = data()[0][:6]
         with torch.no_grad():
             model.eval()
             turned = (model(x) - model(torch.rot90(x, 1, (2, 3)))).abs().max().item()
         results[name] = {"state": model.state_dict(), "history": history.as_dict(),
                          "modules": [type(m).__name__ for m in model.modules()],
-                         "invariance": turned}
+                         "invariance": turned, "reads": getattr(source, "reads", None)}
     try:
         eq.fit(small_net(), data(), batch_size=7, verbose=False)
     except ValueError as err:

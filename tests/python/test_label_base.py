@@ -32,3 +32,21 @@ def test_fit_reports_labels_in_the_callers_count():
             eq.fit(model, data, verbose=False)
     finally:
         _validation.LABEL_BASE.reset(token)
+
+
+def test_worker_processes_take_the_count_from_the_environment():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from equivariance import _validation as v; print(v.LABEL_BASE.get())"
+    root = str(Path(eq.__file__).resolve().parents[1])
+    for value, expected in (("1", "1"), (None, "0")):
+        env = {k: v for k, v in os.environ.items() if k != _validation.LABEL_BASE_ENV}
+        env["PYTHONPATH"] = root
+        if value is not None:
+            env[_validation.LABEL_BASE_ENV] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        assert out.stdout.strip() == expected

@@ -11,7 +11,8 @@ from equivariance.label_budget import balanced_subset, check_labels, repeated
 from equivariance.training.evaluation import agreement
 from torch import nn
 
-SMALL = {"epochs": 1, "batch_size": 64, "root": "subset", "limit": 200, "test_limit": 100, "verbose": False}
+SMALL = {"epochs": 1, "batch_size": 64, "root": "subset", "limit": 200, "test_limit": 100,
+         "verbose": False}
 
 
 class Quarter(nn.Module):
@@ -164,7 +165,8 @@ def test_bad_unlabeled_type_and_missing_pieces():
     with pytest.raises(TypeError, match="`unlabeled_data` must be images"):
         eq.fit(model, (x, y), regularizer=_regularizer(model), unlabeled_data="x", verbose=False)
     with pytest.raises(ValueError, match='`reg_points = "unlabeled"` needs `unlabeled_data`'):
-        eq.fit(model, (x, y), regularizer=_regularizer(model), reg_points="unlabeled", verbose=False)
+        eq.fit(model, (x, y), regularizer=_regularizer(model), reg_points="unlabeled",
+               verbose=False)
     with pytest.raises(ValueError, match='`unlabeled_data` is only used with `reg_points'):
         eq.fit(model, (x, y), regularizer=_regularizer(model), reg_points="batch",
                unlabeled_data=torch.rand(3, 1, 4, 4), verbose=False)
@@ -195,7 +197,8 @@ def test_repeated_cycles_through_the_subset():
     idx = torch.tensor([3, 7, 9, 11])
     order = repeated(idx, 10, seed=0)
     assert order.numel() == 10
-    assert sorted(order[:4].tolist()) == [3, 7, 9, 11] and sorted(order[4:8].tolist()) == [3, 7, 9, 11]
+    assert sorted(order[:4].tolist()) == [3, 7, 9, 11]
+    assert sorted(order[4:8].tolist()) == [3, 7, 9, 11]
 
 
 @pytest.mark.parametrize("bad", [2.5, "100", True, 5, 600])

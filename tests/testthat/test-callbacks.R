@@ -78,7 +78,7 @@ test_that("callback_checkpoint() saves the best model, callback_csv_logger() the
   log <- utils::read.csv(file.path(dir, "log.csv"))
   expect_equal(log$epoch, 1:3)
   expect_equal(log$val_loss, h$epochs$val_loss)
-  expect_error(callback_checkpoint(file.path(dir, "nowhere", "m.pt")), "`path`: folder")
+  expect_error(callback_checkpoint(file.path(dir, "nowhere", "m.pt")), "`path` is in a folder that does not exist")
   expect_error(fit_model(tiny_net(), train, verbose = FALSE,
     callbacks = list(callback_checkpoint(file.path(dir, "m.pt")))),
     "`checkpoint` needs `validation_data`", class = "equivariance_value_error")

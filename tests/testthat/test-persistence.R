@@ -60,7 +60,7 @@ test_that("a user's module is saved with its weights and loaded into a new one",
   path <- tempfile(fileext = ".pt")
   on.exit(unlink(path))
   save_model(model, path)
-  expect_error(load_model(path), "pass it as `model=`", class = "equivariance_value_error")
+  expect_error(load_model(path), "pass it as `model`", class = "equivariance_value_error")
   other <- small_cnn(seed = 2)
   x <- array(runif(2 * 28 * 28), c(2, 28, 28))
   expect_false(identical(predict(other, x, type = "logits"), predict(model, x, type = "logits")))
@@ -80,7 +80,7 @@ test_that("bad paths and files are clear errors naming the path", {
   writeLines("not a model", text)
   expect_error(load_model(text), "is not a model file saved by save_model",
                class = "equivariance_value_error")
-  expect_error(save_model(c4_cnn(), file.path(tempfile(), "m.pt")), "existing folder",
+  expect_error(save_model(c4_cnn(), file.path(tempfile(), "m.pt")), "folder that does not exist",
                class = "equivariance_value_error")
   expect_error(save_model(c4_cnn(), NA_character_), "`path` must be a single non-empty string",
                class = "equivariance_value_error")

@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 
+from ._sizes import guarded_init
+
 __all__ = ["register", "lookup", "public_name", "recorded", "encode", "decode"]
 
 #: public name -> class
@@ -116,10 +118,11 @@ def lookup(name: Any) -> type:
 
 def _recording_init(cls: type, init: Callable) -> Callable:
     signature = inspect.signature(init)
+    build = guarded_init(init, signature)  # sizes that cannot fit are refused (see _sizes)
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
+        build(self, *args, **kwargs)
         if type(self) is cls:
             object.__setattr__(self, RECORD, _record(cls, signature, self, args, kwargs))
 

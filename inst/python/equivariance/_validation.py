@@ -28,6 +28,30 @@ def is_whole_number(value: Any) -> bool:
     return False
 
 
+def is_real_number(value: Any) -> bool:
+    """True for a real number of any kind: Python's, numpy's scalars (``np.float32(0.25)``,
+    ``np.int64(3)``), a 0-d numpy array or a one-element tensor of a real dtype; not
+    for booleans.
+
+    Every rule about numbers tests this, never ``isinstance(value, (int, float))``,
+    which refuses numpy's scalars.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, numbers.Real):
+        return True
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.dtype.kind in "iuf"
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and value.dim() == 0:
+        return not value.dtype.is_complex and value.dtype != torch.bool
+    return False
+
+
+def as_real(value: Any) -> float:
+    """:func:`is_real_number` ``value`` as a Python float."""
+    return float(value.item() if hasattr(value, "item") else value)
+
+
 def positive_int(value: Any, name: str) -> int:
     """Return ``value`` as an ``int`` if it is a whole number >= 1, else raise."""
     if not is_whole_number(value) or int(value) < 1:
@@ -87,9 +111,9 @@ def shape_tuple(value: Any, name: str) -> tuple[int, ...]:
 
 def nonnegative_real(value: Any, name: str) -> float:
     """Return ``value`` as a float if it is a finite real >= 0, else raise."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real_number(value):
         raise TypeError(f"`{name}` must be a non-negative number, got {value!r}")
-    value = float(value)
+    value = as_real(value)
     if not np.isfinite(value) or value < 0:
         raise ValueError(f"`{name}` must be a non-negative finite number, got {value!r}")
     return value
@@ -97,9 +121,9 @@ def nonnegative_real(value: Any, name: str) -> float:
 
 def positive_real(value: Any, name: str) -> float:
     """Return ``value`` as a float if it is a finite real > 0, else raise."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real_number(value):
         raise TypeError(f"`{name}` must be a positive number, got {value!r}")
-    value = float(value)
+    value = as_real(value)
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
     return value
@@ -237,11 +261,11 @@ def unit_interval(value: Any, name: str, allow_none: bool = False) -> float | No
     if value is None and allow_none:
         return None
     expected = "a number in [0, 1]" + (" or None" if allow_none else "")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+    if not is_real_number(value):
         raise TypeError(f"`{name}` must be {expected}, got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:  # False for NaN too
+    if not 0.0 <= as_real(value) <= 1.0:  # False for NaN too
         raise ValueError(f"`{name}` must be {expected}, got {value!r}")
-    return float(value)
+    return as_real(value)
 
 
 def quarter_turns(value: Any, name: str = "rotations") -> list[int]:
@@ -271,24 +295,24 @@ def output_file(value: Any, name: str) -> str:
 
     Raises:
         TypeError: not a string or path.
-        ValueError: a folder, or a file in a folder that does not exist (both named).
+        ValueError: a folder, a file in a folder that does not exist, or where no file
+            can be created (read-only, immutable, not a folder): see
+            :func:`equivariance._files.output_path`.
     """
+    from ._files import output_path  # one rule for every output path
+
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
         raise TypeError(f"`{name}` must be a file path (a string), got {value!r}")
-    path = os.path.expanduser(os.fspath(value))
-    if os.path.isdir(path):
-        raise ValueError(f"`{name}` must be a file, got the folder {path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"`{name}` is in a folder that does not exist: {path!r} "
-                         f"(no folder {folder!r})")
-    return path
+    return output_path(value, name)
 
 
 #: Where the caller counts class labels from: 0 for Python callers, 1 while the R
 #: layer calls the core (its ``call_py()`` sets it for the duration of the call),
 #: so that a message about labels counts them as its reader does.
-LABEL_BASE: contextvars.ContextVar[int] = contextvars.ContextVar("label_base", default=0)
+#: The environment variable that hands it on to worker processes (``"1"``: from 1).
+LABEL_BASE_ENV = "EQUIVARIANCE_LABEL_BASE"
+LABEL_BASE: contextvars.ContextVar[int] = contextvars.ContextVar(
+    "label_base", default=1 if os.environ.get(LABEL_BASE_ENV) == "1" else 0)
 
 
 def caller_label(label: int) -> int:

@@ -38,21 +38,20 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ._files import output_path
 from .regularizer import transforms as T
 from ._validation import (
     flag,
-    nonnegative_int,
-    nonnegative_real,
     optional_callable,
     positive_int,
     positive_real,
     quarter_turns,
 )
 from ._validation import seed as check_seed
-from .benchmark_recipe import benchmark_regularizer
-from .data import load_fashion_mnist
+from .benchmark_recipe import benchmark_regularizer, reg_recipe
+from .data import as_tensors, is_stream, load_fashion_mnist
 from .devices import DeviceLike, resolve_device
-from .label_budget import balanced_subset, check_labels, repeated
+from .label_budget import check_labels, split_labels
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
 from .training.history import History
@@ -195,7 +194,7 @@ class BenchmarkResult:
 
     def to_csv(self, path: str | os.PathLike) -> str:
         """Write the table as CSV (accuracies in [0, 1]); returns the path."""
-        path = _csv_path(path)
+        path = _csv_path(path, "path")
         with open(path, "w", newline="") as fh:
             writer = _csv.DictWriter(fh, fieldnames=self.columns)
             writer.writeheader()
@@ -225,19 +224,16 @@ class BenchmarkResult:
         return self.format()
 
 
-def _csv_path(path: Any) -> str:
-    """``path`` as a string, checked: its folder must exist."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`csv` must be a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder and not os.path.isdir(folder):
-        raise ValueError(f"`csv`: folder {folder!r} does not exist")
-    return path
+def _csv_path(path: Any, name: str = "csv") -> str:
+    """``path`` as a string, checked before any work: a file can be written there
+    (see :func:`equivariance._files.output_path`)."""
+    return output_path(path, name)
 
 
-def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
-    """``(label, build, built-in name or None)`` for every requested model."""
+def _model_specs(models: Any, in_channels: int = 1, num_classes: int = 10
+                 ) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
+    """``(label, build, built-in name or None)`` for every requested model; built-in
+    models take ``in_channels`` and give ``num_classes`` logits."""
     if models is None:
         models = MODEL_NAMES
     if isinstance(models, str):
@@ -259,7 +255,8 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | 
             raise TypeError(f"`models`: every model needs a non-empty name, got {label!r}")
         if isinstance(value, str):
             _check_model_name(value)
-            specs.append((label, lambda v=value: benchmark_model(v), value))
+            specs.append((label, lambda v=value: benchmark_model(v, in_channels, num_classes),
+                          value))
         elif isinstance(value, nn.Module):
             specs.append((label, lambda v=value: v, None))
         elif callable(value):
@@ -312,8 +309,8 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
         progress({"event": "model", "model": label, "index": index, "models": count})
     elif verbose:
         print(f"== model {index}/{count} {label}: {_count_parameters(model):,} parameters, "
-              f"{epochs} epoch(s) of {recipe['train_size']:,} images{_budget(recipe, unlabeled)}",
-              flush=True)
+              f"{epochs} epoch(s) on {_size(train) or 'streamed'} images"
+              f"{_budget(recipe, unlabeled)}", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"],
                   verbose=verbose and progress is None, device=recipe["device"],
@@ -336,40 +333,56 @@ def _budget(recipe: dict[str, Any], unlabeled: Any) -> str:
     return f" ({recipe['labels']:,} labelled{rest})"
 
 
-def _split(train: Any, labels: int | None, seed: int) -> tuple[Any, Any]:
-    """The labelled training data and the unlabeled images (``None`` with all labels).
-
-    With a label budget, the class-balanced subset is repeated to the training set's
-    size (so an epoch has as many steps as with all the labels) and the other images
-    are the unlabeled ones.
-    """
-    if labels is None:
-        return train, None
-    x, y = train.tensors
-    chosen = balanced_subset(y, labels, seed)
-    rest = torch.ones(x.shape[0], dtype=torch.bool)
-    rest[chosen] = False
-    order = repeated(chosen, x.shape[0], seed)
-    return (x[order], y[order]), x[rest]
-
-
-def _reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any, reg_warmup: Any
-                ) -> dict[str, Any]:
-    """The regularized row's settings, checked (named as ``rotation_benchmark``'s)."""
-    return {"n": positive_int(reg_n, "reg_n"),
-            "num_funcs": positive_int(reg_num_funcs, "reg_num_funcs"),
-            "lambda_eq": nonnegative_real(reg_lambda, "reg_lambda"),
-            "warmup": nonnegative_int(reg_warmup, "reg_warmup")}
-
-
 def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int,
               labels: Any = None) -> dict[str, Any]:
     """The recipe and the data of a run (``BenchmarkResult.settings``); ``labels``
-    checked against the training set."""
-    classes = int(train.tensors[1].max()) + 1
+    checked against the training set (in memory, with a known size)."""
+    size, classes = _size(train), _classes_of(train)
+    if labels is not None and (size is None or classes is None or is_stream(train)):
+        raise ValueError("`labels` needs training data held in memory (images and labels), "
+                         "not a stream")
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "train_size": len(train), "test_size": len(test), "source": train.source,
-            "num_classes": classes, "labels": check_labels(labels, len(train), classes)}
+            "train_size": size, "test_size": _size(test),
+            "source": getattr(train, "source", "data"), "num_classes": classes,
+            "labels": None if labels is None else check_labels(labels, size, classes)}
+
+
+def _benchmark_sets(data: Any, root: Any, limit: int | None, test_limit: int | None,
+                    warn: bool) -> tuple[Any, Any, int, int]:
+    """``(train, test, in_channels, num_classes)`` of :func:`rotation_benchmark`:
+    Fashion-MNIST (one warning at most when the shipped subset stands in for the full
+    data set), or ``data``, a pair (or a dict with ``train`` and ``test``)."""
+    if data is None:
+        return (load_fashion_mnist("train", root=root, limit=limit, warn=warn),
+                load_fashion_mnist("test", root=root, limit=test_limit, warn=False), 1, 10)
+    if isinstance(data, dict) and {"train", "test"} <= set(data):
+        data = (data["train"], data["test"])
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError("`data` must be None (Fashion-MNIST) or a pair (train, test) of data "
+                         f"sets, got {type(data).__name__}")
+    train = data[0]
+    shape, classes = getattr(train, "input_shape", None), getattr(train, "classes", None)
+    if shape is not None and isinstance(classes, (list, tuple)):
+        return data[0], data[1], int(shape[0]), len(classes)
+    if is_stream(train):
+        raise ValueError("`data`: built-in models need the channels and classes of the "
+                         "images: give an image folder, tensors, or models as nn.Modules")
+    x, y = as_tensors(train, "data")
+    return data[0], data[1], (1 if x.dim() == 3 else int(x.shape[1])), int(y.max()) + 1
+
+
+def _size(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _classes_of(train: Any) -> int | None:
+    if hasattr(train, "tensors"):
+        return int(train.tensors[1].max()) + 1
+    classes = getattr(train, "classes", None)
+    return len(classes) if isinstance(classes, (list, tuple)) else None
 
 
 def _check_recipe(epochs: Any, batch_size: Any, lr: Any, seed: Any
@@ -386,10 +399,11 @@ def rotation_benchmark(
     models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
-    reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
+    reg_lambda: float = 1.0, reg_warmup: int = 0, csv: str | os.PathLike | None = None,
+    verbose: bool = True,
     warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
-    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True,
-    labels: int | None = None, reg_warmup: int = 0,
+    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True, data: Any = None,
+    labels: int | None = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -425,37 +439,36 @@ def rotation_benchmark(
             the text (``{"event": "model", "model", "index", "models"}``, then those
             of :class:`~equivariance.training.progress.ProgressEvents`).
         table: with ``verbose``, print the table at the end.
+        data: ``None`` (Fashion-MNIST, see ``root``), or ``(train, test)`` of data ``fit``
+            takes (image folders, say); built-in models fit their channels and classes.
         labels: ``None`` (all labelled) or a label budget (a balanced subset drawn with ``seed``);
             the regularized row gets the rest as ``unlabeled_data`` (:mod:`.label_budget`).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
-    specs = _model_specs(models)
     epochs, batch_size, lr, seed = _check_recipe(epochs, batch_size, lr, seed)
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_recipe = _reg_recipe(reg_n, reg_num_funcs, reg_lambda, reg_warmup)
+    reg_settings = reg_recipe(reg_n, reg_num_funcs, reg_lambda, reg_warmup)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     progress = optional_callable(progress, "progress", "None or a function of one dict")
     csv = None if csv is None else _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
-    # one warning at most when the shipped subset stands in for the full data set
-    train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
-    test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
-
+    train, test, channels, classes = _benchmark_sets(data, root, limit, test_limit, warn)
+    specs = _model_specs(models, channels, classes)
     result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed, labels))
     recipe = {**result.settings, "verbose": verbose, "device": device, "mirror": mirror,
               "progress": progress if main else None, "count": len(specs)}
-    train = _split(train, recipe["labels"], seed)
+    train = split_labels(train, recipe["labels"], seed)
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = benchmark_regularizer(model, **reg_recipe) if builtin in REGULARIZED else None
+        reg = benchmark_regularizer(model, **reg_settings) if builtin in REGULARIZED else None
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)

@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .regularizer import transforms as T
 from ._validation import nonnegative_int, nonnegative_real, positive_int
 from .regularizer import EquivarianceRegularizer
+from .regularizer import transforms as T
 
-__all__ = ["WarmedUpRegularizer", "benchmark_regularizer"]
+__all__ = ["WarmedUpRegularizer", "benchmark_regularizer", "reg_recipe"]
 
 
 class WarmedUpRegularizer(EquivarianceRegularizer):
@@ -69,10 +69,11 @@ def benchmark_regularizer(
     divergence between the two class distributions, so that both move towards each
     other (``"kl_logits_target"``, which pulls the turned image's output towards the
     upright one's held fixed, gave less agreement for the same accuracy);
-    ``num_funcs`` of them are drawn at every step. :func:`~equivariance.fit` evaluates it at the first ``n``
-    images of each training batch, reusing the batch's own forward pass (or at ``n``
-    unlabeled images per step); the row also trains on randomly turned images, like
-    ``"SimpleCNN+aug"``, so the regularizer's term is what the two rows differ by.
+    ``num_funcs`` of them are drawn at every step. :func:`~equivariance.fit`
+    evaluates it at the first ``n`` images of each training batch, reusing the batch's
+    own forward pass (or at ``n`` unlabeled images per step); the row also trains on
+    randomly turned images, like ``"SimpleCNN+aug"``, so the regularizer's term is
+    what the two rows differ by.
 
     Args:
         model: the classifier to regularize (28 x 28 grey images).
@@ -97,3 +98,21 @@ def benchmark_regularizer(
     if warmup:
         return WarmedUpRegularizer(model, (1, 28, 28), transforms, warmup=warmup, **kwargs)
     return EquivarianceRegularizer(model, (1, 28, 28), transforms, **kwargs)
+
+
+def reg_recipe(reg_n: Any, reg_num_funcs: Any, reg_lambda: Any, reg_warmup: Any
+               ) -> dict[str, Any]:
+    """:func:`~equivariance.rotation_benchmark`'s regularizer settings, checked (the
+    messages name its arguments), as keyword arguments of :func:`benchmark_regularizer`.
+
+    Args:
+        reg_n, reg_num_funcs, reg_lambda, reg_warmup: ``n``, ``num_funcs``,
+            ``lambda_eq`` and ``warmup``.
+
+    Returns:
+        A dict of those four.
+    """
+    return {"n": positive_int(reg_n, "reg_n"),
+            "num_funcs": positive_int(reg_num_funcs, "reg_num_funcs"),
+            "lambda_eq": nonnegative_real(reg_lambda, "reg_lambda"),
+            "warmup": nonnegative_int(reg_warmup, "reg_warmup")}

@@ -19,6 +19,8 @@ from typing import Any, Iterator, Optional, Union
 import torch
 from torch import nn
 
+from ._validation import is_whole_number
+
 __all__ = [
     "as_model_input", "find_device_dtype", "image_batch", "model_device_dtype",
     "model_in_channels", "on_device", "resolve_device",
@@ -91,8 +93,8 @@ def model_in_channels(model: Any) -> int | None:
     one (a ``Conv2d``, a C4 lifting convolution); ``None`` when nothing says."""
     for module in model.modules() if isinstance(model, torch.nn.Module) else ():
         c = getattr(module, "in_channels", None)
-        if isinstance(c, int) and not isinstance(c, bool):
-            return c
+        if is_whole_number(c):  # numpy's integers too
+            return int(c)
     return None
 
 

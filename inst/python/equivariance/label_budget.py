@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from ._validation import is_whole_number
+from .data import as_tensors
 
-__all__ = ["balanced_subset", "check_labels", "repeated"]
+__all__ = ["balanced_subset", "check_labels", "repeated", "split_labels"]
 
 
 def check_labels(labels: Any, train_size: int, num_classes: int) -> int | None:
@@ -63,7 +64,8 @@ def balanced_subset(labels: torch.Tensor, size: int, seed: int | None = None) ->
     gen.manual_seed(seed if seed is not None else int(torch.randint(2**62, ()).item()))
     labels = torch.as_tensor(labels).reshape(-1)
     if not 0 <= size <= labels.numel():
-        raise ValueError(f"`labels` must be at most the {labels.numel():,} training images, got {size:,}")
+        raise ValueError(f"`labels` must be at most the {labels.numel():,} training images, "
+                         f"got {size:,}")
     classes = torch.unique(labels)
     pools = [torch.nonzero(labels == c).flatten() for c in classes]
     pools = [p[torch.randperm(p.numel(), generator=gen)] for p in pools]
@@ -95,3 +97,26 @@ def repeated(index: torch.Tensor, length: int, seed: int | None = None) -> torch
     passes = -(-length // index.numel())
     order = [index[torch.randperm(index.numel(), generator=gen)] for _ in range(passes)]
     return torch.cat(order)[:length]
+
+
+def split_labels(train: Any, labels: int | None, seed: int | None) -> tuple[Any, Any]:
+    """The labelled training data and the unlabeled images of a label budget.
+
+    Args:
+        train: the training data (in memory: images and labels).
+        labels: the budget (``None``: every image labelled, nothing unlabeled).
+        seed: seeds the subset and the orders.
+
+    Returns:
+        ``(train, None)`` without a budget; else ``((x, y), unlabeled)``: the balanced
+        subset repeated to the training set's size (an epoch keeps its number of steps)
+        and the other images, without labels.
+    """
+    if labels is None:
+        return train, None
+    x, y = as_tensors(train, "data")
+    chosen = balanced_subset(y, labels, seed)
+    rest = torch.ones(x.shape[0], dtype=torch.bool)
+    rest[chosen] = False
+    order = repeated(chosen, x.shape[0], seed)
+    return (x[order], y[order]), x[rest]

@@ -11,6 +11,8 @@ import ctypes
 import os
 from typing import Any
 
+from ._validation import as_real, is_real_number
+
 __all__ = [
     "memory_grew",
     "release_free_memory",
@@ -71,7 +73,7 @@ def release_memory_after_steps(grown_mb: float | None = 16.0) -> bool:
         _HOOK = None
     if grown_mb is None:
         return False
-    if isinstance(grown_mb, bool) or not isinstance(grown_mb, (int, float)) or grown_mb < 0:
+    if not is_real_number(grown_mb) or not as_real(grown_mb) >= 0:
         raise ValueError(f"`grown_mb` must be a non-negative number or None, got {grown_mb!r}")
     if _rss_bytes() is None or not release_free_memory():
         return False
@@ -110,7 +112,7 @@ def memory_grew(grown_mb: float = 64.0) -> bool:
     :func:`release_free_memory` and then :func:`reset_memory_floor`. Reads
     ``/proc/self/statm`` (microseconds); False where that file does not exist.
     """
-    if isinstance(grown_mb, bool) or not isinstance(grown_mb, (int, float)) or not grown_mb >= 0:
+    if not is_real_number(grown_mb) or not as_real(grown_mb) >= 0:
         raise ValueError(f"`grown_mb` must be a non-negative number, got {grown_mb!r}")
     rss = _rss_bytes()
     if rss is None:

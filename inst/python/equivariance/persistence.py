@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
-import uuid
 import warnings
 from collections import OrderedDict
 from typing import Any, Optional, Union
@@ -33,9 +31,12 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
+from ._files import atomic_writer, open_regular_file, output_path
+from ._load_errors import load_failure
 from ._registry import decode, lookup, public_name, recorded
+from ._sizes import check_file_sizes
 from .modes import preserved_modes
-from .prediction import model_class_names, resolve_device
+from .prediction import input_record, model_class_names, resolve_device, restore_input
 
 __all__ = ["save_model", "load_model"]
 
@@ -146,18 +147,14 @@ def save_model(model: nn.Module, path: PathLike) -> str:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
-    path = _path(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"`path` must be a file, got the folder {path!r}")
-    if not os.path.isdir(folder):
-        raise ValueError(f"`path` must be in an existing folder, got {path!r}")
+    path = output_path(path, "path")  # a file can be written there (see _files)
     arch, reason = architecture(model)
     if arch is None and public_name(type(model)) is not None:
         warnings.warn(f"saving the weights of this {type(model).__name__} only: {reason}; load "
                       "them with load_model(path, model=...)", stacklevel=2)
     contents = _contents(model, arch, reason)
-    _write_atomically(contents, path, folder)
+    with atomic_writer(path) as fh:  # also removes hidden files of killed saves there
+        torch.save(contents, fh)
     return path
 
 
@@ -183,45 +180,33 @@ def _contents(model: nn.Module, arch: Optional[dict], reason: Optional[str]) -> 
         "state_metadata": metadata,
         "training": [name for name, m in model.named_modules() if m.training],
         "class_names": model_class_names(model),
+        **input_record(model),
         "torch_version": str(torch.__version__),  # a plain str: TorchVersion is a class
     }
 
 
-def _write_atomically(contents: dict, path: str, folder: str) -> None:
-    base = os.path.basename(path)
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp")
-    # O_EXCL: never write into someone else's file; mode 0o666 lets the umask decide,
-    # as for any new file
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(contents, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _read(path: str) -> dict:
-    if not os.path.exists(path):
-        raise ValueError(f"`path` {path!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"`path` must be a model file, got the folder {path!r}")
-    try:
-        contents = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure to read means "not our file"
-        raise ValueError(f"`path` {path!r} is not a model file saved by save_model(), or "
-                         f"it is damaged or truncated ({_reason(err)})") from None
+    """The contents of a model file, or an error saying what the file is not: a FIFO
+    or device is refused unread, a file whose contents would unpack beyond the memory
+    available is refused before it is read."""
+    with open_regular_file(path, "path") as fh:
+        check_file_sizes(fh, "path", path)
+        head = fh.read(64)
+        fh.seek(0)
+        try:
+            with warnings.catch_warnings():  # torch's advice is not for our users
+                warnings.simplefilter("ignore")
+                contents = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any failure to read means "not our file"
+            raise load_failure(err, path, head) from None
+    if _plain_state_dict(contents):
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "architecture": None,
+                "no_architecture": "a state dict: weights only", "state_dict": contents,
+                "model_class": "model"}
     if not isinstance(contents, dict) or contents.get("format") != FORMAT:
-        hint = ""
-        if isinstance(contents, dict) and contents and all(
-                isinstance(v, torch.Tensor) for v in contents.values()):
-            hint = ("; it looks like a plain state dict: use "
-                    "model.load_state_dict(torch.load(path, weights_only=True))")
-        raise ValueError(f"`path` {path!r} is not a model file saved by save_model(){hint}")
+        raise ValueError(f"`path` {path!r} is not a model file saved by save_model(): it is a "
+                         "PyTorch file of another kind. load_model() reads the files that "
+                         "save_model() writes, and files of weights only (a state dict)")
     version = contents.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"`path` {path!r} has no valid format version")
@@ -238,13 +223,10 @@ def _read(path: str) -> dict:
     return contents
 
 
-def _reason(err: Exception) -> str:
-    """The line of a loading error that says what went wrong, without terminal codes."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
-    lines = [line for line in lines if line]
-    found = [line for line in lines if "WeightsUnpickler error" in line]
-    line = (found or lines or [type(err).__name__])[0]
-    return line[:300]
+def _plain_state_dict(contents: Any) -> bool:
+    """A file of weights only: names to tensors (``torch.save(model.state_dict())``)."""
+    return isinstance(contents, dict) and bool(contents) and "format" not in contents and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in contents.items())
 
 
 def load_model(path: PathLike, model: Optional[nn.Module] = None,
@@ -297,7 +279,9 @@ def load_model(path: PathLike, model: Optional[nn.Module] = None,
     if names is not None:
         model.class_names = list(names)
         model_class_names(model)  # checks them
+    restore_input(model, contents)
     return model
+
 
 
 def _rebuild(contents: dict, path: str) -> nn.Module:
@@ -306,7 +290,7 @@ def _rebuild(contents: dict, path: str) -> nn.Module:
         reason = contents.get("no_architecture") or "unknown reason"
         raise ValueError(
             f"`path` {path!r} holds the weights of a {contents.get('model_class', 'model')} "
-            f"but not its architecture ({reason}): build the model and pass it as `model=` "
+            f"but not its architecture ({reason}): build the model and pass it as `model` "
             "to load the weights into it"
         )
     if not isinstance(arch, dict) or "class" not in arch:

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._validation import check_finite, positive_int
+from .._files import open_regular_file
+from .._validation import as_real, check_finite, is_real_number, positive_int
 
 __all__ = [
     "CLASSES",
@@ -35,6 +36,7 @@ __all__ = [
     "SubsetWarning",
     "as_tensors",
     "holdout",
+    "holdout_index",
     "fashion_mnist_root",
     "load_fashion_mnist",
     "make_subset",
@@ -147,7 +149,7 @@ class FashionMNIST(torch.utils.data.Dataset):
 
 
 def _open(path: Path):
-    with open(path, "rb") as fh:
+    with open_regular_file(path, "root") as fh:  # a FIFO would block the reader
         gzipped = fh.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
@@ -178,10 +180,11 @@ def read_idx(path: str | os.PathLike, magic: int, limit: int | None = None) -> n
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the magic number, the header or the size is wrong.
+        ValueError: not a regular file (a FIFO, a folder), or the magic number, the
+            header or the size is wrong.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"IDX file not found: {path}")
     with _open(path) as fh:
         head = _read_exact(fh, 4, path, "the magic number")
@@ -459,12 +462,25 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     Returns:
         ``((x_train, y_train), (x_val, y_val))``, each keeping the data's order.
     """
-    if isinstance(fraction, (bool, np.bool_)) or not isinstance(fraction, (int, float)) or \
-            not 0 < float(fraction) < 1:
+    keep, val = holdout_index(x.shape[0], fraction, seed)
+    return (x[keep], y[keep]), (x[val], y[val])
+
+
+def holdout_index(n: int, fraction: Any, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows kept for training and those held out by :func:`holdout`, each sorted.
+
+    Args:
+        n: the number of rows (images, or files of an image folder).
+        fraction, seed: as in :func:`holdout`.
+
+    Returns:
+        ``(kept, held_out)``: two int64 tensors of row indices.
+    """
+    if not is_real_number(fraction) or not 0 < as_real(fraction) < 1:
         raise ValueError("`validation_data` must be data (a pair (images, labels) or a data "
                          f"set) or a fraction in (0, 1) of `data` to hold out, got {fraction!r}")
-    n = x.shape[0]
-    k = int(round(float(fraction) * n))
+    fraction = as_real(fraction)
+    k = int(round(fraction * n))
     if not 1 <= k < n:
         raise ValueError(f"`validation_data` = {fraction!r} holds out {k} of {n} images; it "
                          "must leave at least one image for validation and one for training")
@@ -473,4 +489,4 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     val = torch.randperm(n, generator=gen)[:k].sort().values
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False
-    return (x[keep], y[keep]), (x[val], y[val])
+    return keep.nonzero().flatten(), val

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._registry import register
+from .._sizes import check_fits
 from .._validation import flag, is_whole_number, positive_int, positive_ints
 from ..groups.layers import GroupInvariantLinear, GroupMaxPool2d
 from ..models.group_cnn import (
@@ -41,6 +42,14 @@ def regular_permutations(gspace: Any) -> torch.Tensor:
 def default_widths(order: int) -> tuple[int, int, int]:
     """C4CNN's channel counts in regular fields of a group of ``order`` elements."""
     return tuple(max(1, round(w * 4 / order)) for w in C4CNN_WIDTHS)
+
+
+def _check_size(N: Any, order: int, in_channels: int, widths: Sequence[int], k: int) -> None:
+    """Refuse a group too large for this machine before escnn builds it: the
+    expanded filters of the three convolutions (float32) must fit in memory."""
+    channels = [in_channels] + [w * order for w in widths]
+    nbytes = 4 * k * k * sum(a * b for a, b in zip(channels[:-1], channels[1:]))
+    check_fits(nbytes, "N", N, f"the filters of its convolutions ({order} group elements)")
 
 
 @register
@@ -85,9 +94,10 @@ class EscnnCNN(nn.Module):
         k = positive_int(kernel_size, "kernel_size")
         if k % 2 == 0:
             raise ValueError(f"`kernel_size` must be odd, got {k}")
-        gspace = (em.flip_rot2d_on_r2 if self.flips else em.rot2d_on_r2)(int(N))
-        order = gspace.fibergroup.order()
+        order = int(N) * (2 if self.flips else 1)
         widths = default_widths(order) if widths is None else positive_ints(widths, "widths", 3)
+        _check_size(N, order, self.in_channels, widths, k)  # before escnn builds the group
+        gspace = (em.flip_rot2d_on_r2 if self.flips else em.rot2d_on_r2)(int(N))
         self.in_type = em.field_type(gspace, ["trivial"] * self.in_channels)
         types = [self.in_type] + [em.field_type(gspace, ["regular"] * w) for w in widths]
         self.blocks = nn.ModuleList(

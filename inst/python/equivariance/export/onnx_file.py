@@ -14,8 +14,6 @@ import importlib
 import io
 import json
 import logging
-import os
-import uuid
 import warnings
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._files import atomic_writer
 from .._validation import flag, output_file, positive_int
 from .model import export_model
 
@@ -137,14 +136,6 @@ def _check(ort: Any, data: bytes, net: nn.Module, example: torch.Tensor) -> None
 
 
 def _write(path: str, data: bytes) -> None:
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # a locked hidden file renamed at the end; stale ones of killed saves are removed
+    with atomic_writer(path) as f:
+        f.write(data)

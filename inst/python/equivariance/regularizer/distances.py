@@ -76,14 +76,27 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
+class PDistance:
+    """Per-sample ``||a - b||_p`` over all non-batch dimensions.
+
+    A module-level class, not a closure: a regularizer holding it can be pickled (and
+    so sent to the worker processes of ``fit(workers = K)``).
+    """
+
+    def __init__(self, p: float) -> None:
+        self.p = float(p)
+        self.__name__ = "inf_distance" if math.isinf(self.p) else f"p{self.p:g}_distance"
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.vector_norm(_flat(a - b), ord=self.p, dim=1)
+
+    def __repr__(self) -> str:
+        return self.__name__
+
+
 def p_distance(p: float) -> DistanceFn:
-    """Per-sample ``||a - b||_p`` over all non-batch dimensions."""
-
-    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vector_norm(_flat(a - b), ord=p, dim=1)
-
-    dist.__name__ = "inf_distance" if math.isinf(p) else f"p{p:g}_distance"
-    return dist
+    """Per-sample ``||a - b||_p`` over all non-batch dimensions (a picklable function)."""
+    return PDistance(p)
 
 
 def _check_class_dim(a: torch.Tensor, b: torch.Tensor, name: str) -> None:
@@ -180,9 +193,16 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def _callable_distance(fn: Callable) -> DistanceFn:
-    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        value = fn(a, b)
+class CheckedDistance:
+    """A user's distance function whose values are checked at every call (numbers, not
+    NaN, a scalar or one per sample). Picklable whenever the function itself is."""
+
+    def __init__(self, fn: Callable) -> None:
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "custom_distance")
+
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        value = self.fn(a, b)
         # A bool is not a distance (an R function returning NA arrives as True and
         # would silently count as a distance of 1).
         is_bool = (
@@ -213,8 +233,9 @@ def _callable_distance(fn: Callable) -> DistanceFn:
             f"{a.shape[0]}, got shape {tuple(value.shape)}"
         )
 
-    dist.__name__ = getattr(fn, "__name__", "custom_distance")
-    return dist
+
+def _callable_distance(fn: Callable) -> DistanceFn:
+    return CheckedDistance(fn)
 
 
 def resolve_distance(dist: Any) -> DistanceFn:

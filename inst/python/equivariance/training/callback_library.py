@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .._files import output_path
 from .._validation import check_arity, nonnegative_real, positive_int, positive_real
 from .callbacks import Callback, TrainState, Watch, check_mode, check_monitor
 
@@ -24,12 +25,15 @@ __all__ = ["checkpoint", "csv_logger", "lr_schedule"]
 
 
 def _file(path: Any, name: str) -> str:
+    """``path`` checked as every output path is, before the training (see
+    :func:`equivariance._files.output_path`); a ``{epoch}`` in it as epoch 1."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`{name}` must be a file path, got {type(path).__name__}")
     path = os.path.expanduser(os.fspath(path))
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"`{name}`: folder {folder!r} does not exist")
+    try:
+        output_path(path.format(epoch=1), name)
+    except (KeyError, IndexError, ValueError):
+        output_path(path, name)  # braces checked by checkpoint()
     return path
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from .._validation import check_arity, flag, nonnegative_real, positive_int
 from .history import History
+from .snapshot import Snapshot
 
 __all__ = ["Callback", "EarlyStopping", "TrainState", "early_stopping", "lambda_callback"]
 
@@ -241,14 +242,16 @@ class EarlyStopping(Callback):
         monitor, mode = check_mode(monitor, mode)
         self.watch = Watch(monitor, mode, min_delta)
         self.patience, self.restore_best, self.who = patience, restore_best, who
-        self.state: dict[str, torch.Tensor] | None = None
+        self.state: Snapshot | None = None
 
     def on_train_begin(self, state: TrainState) -> None:
         check_monitor(self.watch.monitor, state, self.who)
 
     def on_epoch_end(self, state: TrainState) -> None:
         if self.watch.improved(state) and self.restore_best:
-            self.state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+            # by module, not by state-dict name: with workers the batch norms are
+            # wrapped now and unwrapped when the weights are put back
+            self.state = Snapshot.take(state.model)
         if self.patience is not None and self.watch.wait >= self.patience:
             state.stop = True
 
@@ -258,7 +261,7 @@ class EarlyStopping(Callback):
         h = state.history
         h.best_epoch, h.monitor = self.watch.best_epoch, self.watch.monitor
         if self.state is not None:
-            state.model.load_state_dict(self.state)
+            self.state.restore(state.model)
             h.restored = True
 
 

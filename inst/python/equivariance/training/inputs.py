@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import labels_out_of_range
+from .._validation import is_real_number, labels_out_of_range
 from ..data import as_tensors, holdout
 from ..data.labels import class_names_of, onto_classes
 from ..devices import as_model_input, image_batch, model_in_channels
@@ -136,7 +136,7 @@ def labelled_data(model: nn.Module, data: Any, validation_data: Any, seed: int |
     names = class_names_of(data) if names is None else names
     classes = model_class_names(model) or names
     y = onto_classes(y, names, classes, "data")
-    fraction = isinstance(validation_data, (bool, np.bool_, int, float, np.number))
+    fraction = isinstance(validation_data, (bool, np.bool_)) or is_real_number(validation_data)
     if fraction:
         (x, y), val = holdout(x, y, validation_data, seed)
     elif validation_data is not None:

@@ -48,12 +48,14 @@ from ..devices import (
 )
 from ..modes import mode_dependent_modules
 from ..regularizer import EquivarianceRegularizer
+from . import feed
 from .callbacks import TrainState
 from .epochs import Epochs, callback_list, figure_names
 from .history import History
 from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
+from .parallel.faults import first_rank_with
 from .unlabeled import UnlabeledPoints, reg_points_choice, unlabeled_points
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
@@ -121,11 +123,14 @@ def _recipe(
     loss_fn: Any,
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
-    num_names: int | None = None,
+    classes: list[str] | None = None,
     data_name: str = "data",
-    unlabeled: UnlabeledPoints | None = None,
+    unlabeled: tuple[Any, Any, int | None] = (None, None, None),
 ) -> _Recipe:
-    reg_points = reg_points_choice(reg_points, unlabeled is not None)
+    """How the steps run. ``classes``: the class names, if any; ``unlabeled``:
+    ``fit``'s ``unlabeled_data``, the shape of one labelled image and the seed."""
+    points = unlabeled_points(unlabeled[0], regularizer, model, unlabeled[1], unlabeled[2])
+    reg_points = reg_points_choice(reg_points, points is not None)
     reg = _regularizer(regularizer)
     reuse = optional_flag(reuse_outputs, "reuse_outputs")
     if reuse is None:
@@ -144,9 +149,9 @@ def _recipe(
         device=device,
         dtype=dtype,
         labels=labels,
-        num_names=num_names,
+        num_names=None if classes is None else len(classes),
         data_name=data_name,
-        unlabeled=unlabeled,
+        unlabeled=points,
     )
 
 
@@ -169,19 +174,22 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
     return value.reshape(()), weight
 
 
-def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool) -> ValueError:
+def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented: bool,
+                ranks: Any = None) -> ValueError:
     bad = int((~torch.isfinite(xb)).sum())
+    culprit, bad = (None, bad) if ranks is None else first_rank_with(ranks, bad)
     if bad:
         source = "`data` and `augment`" if augmented else "`data`"
-        cause = f"the input batch held {bad} NaN or infinite value(s) (check {source})"
+        share = "the input batch" if culprit is None else f"rank {culprit}'s share of the input batch"
+        cause = f"{share} held {bad} NaN or infinite value(s) (check {source})"
     elif not math.isfinite(reg):
         cause = "the input batch was finite; the regularizer's value is not"
     else:
         cause = "the input batch was finite: the training diverged (try a smaller `lr`)"
-    return ValueError(
-        f"training stopped at {where}: the loss is not finite (loss {loss}, regularizer "
-        f"{reg}); {cause}. The parameters are those from before this step."
-    )
+    err = ValueError(f"training stopped at {where}: the loss is not finite (loss {loss}, "
+                     f"regularizer {reg}); {cause}. The parameters are those from before this step.")
+    err.blame_rank = culprit  # the launcher names this rank
+    return err
 
 
 def _step(
@@ -225,7 +233,7 @@ def _step(
     # checked before the optimizer's step, so a NaN never reaches the parameters
     if not (math.isfinite(loss_value) and math.isfinite(reg_value)):
         optimizer.zero_grad(set_to_none=True)
-        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None)
+        raise _not_finite(where, loss_value, reg_value, xb, recipe.augment is not None, share.ranks)
     optimizer.step()
     for m in metrics:
         m.update(logits, yb)
@@ -258,8 +266,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None, device: DeviceLike = "auto",
     class_names: list[str] | None = None, verbose: bool = True, reg_points: str | None = None,
     reuse_outputs: bool | None = None, distributed: bool | None = None,
-    sync_batchnorm: bool = True, unlabeled_data: Any = None,
-) -> History:
+    sync_batchnorm: bool = True, num_workers: int = 0, unlabeled_data: Any = None) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
     Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
@@ -268,7 +275,8 @@ def fit(
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
         data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
-            a pair ``(images, labels)``; labels are class indices from 0.
+            a pair ``(images, labels)``, or data read batch by batch by ``num_workers``
+            processes (see :mod:`~equivariance.data.adapters`); labels from 0.
         epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
         regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
             loss at every step) or any callable returning a scalar tensor.
@@ -290,9 +298,8 @@ def fit(
         augment: a transform (``transforms.random_rot90()``) or function applied to
             every training batch, before the model and the regularizer see it.
         optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
-        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
-            ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or ``None`` (where the
-            model is); the model moves there and stays.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda[:<index>]"``,
+            ``"mps"``, a ``torch.device``, ``None`` (where the model is); it moves there.
         class_names: names of the classes by label, kept as ``model.class_names``.
         verbose: show a progress bar (:func:`progress_bar`) unless ``callbacks`` holds
             a display; ``False``: silent.
@@ -317,19 +324,20 @@ def fit(
     metric_objects = with_accuracy(metric_list(metrics))
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
     calls, names = callback_list(callbacks, verbose, patience), class_names_list(class_names)
-    d = labelled_data(model, data, validation_data, par.seed, names)
+    d = feed.prepare(model, data, validation_data, par.seed, names, num_workers)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
-                     None if d.classes is None else len(d.classes),
-                     unlabeled=unlabeled_points(unlabeled_data, regularizer, d.x, par.seed))
+                     d.classes, unlabeled=(unlabeled_data, d.input_shape, par.seed))
     probe(model, d.unseen_images(), recipe)
     state = TrainState(model, _check_optimizer(optimizer, model, lr),
                        History(reused_outputs=recipe.reuse), epochs,
-                       math.ceil(d.x.shape[0] / batch_size),
+                       d.source.steps(batch_size) or 1,
                        figure_names(metric_objects, d.val is not None), main=par.ranks.main)
-    with _trained_on(model, d.classes, tuple(d.x.shape[1:])):
-        return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
-                      _step).run(sync_batchnorm)
+    with _trained_on(model, d.classes, d.input_shape):
+        history = Epochs(d.source, d.val, batch_size, recipe, par, metric_objects, calls, state,
+                         _step).run(sync_batchnorm)
+    feed.record_input(model, d.source.seen)  # the input's shape and range, for predict()
+    return history
 
 
 _TRAINED_ON = ("class_names", "input_shape")

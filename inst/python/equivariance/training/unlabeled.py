@@ -22,7 +22,7 @@ import torch
 
 from .._validation import check_finite
 from ..data import as_tensors
-from ..devices import as_model_input, image_batch
+from ..devices import as_model_input, image_batch, model_in_channels
 from ..regularizer import EquivarianceRegularizer
 
 __all__ = ["REG_POINTS", "UnlabeledPoints", "reg_points_choice", "unlabeled_points"]
@@ -77,7 +77,8 @@ def _images(data: Any) -> Any:
     raise TypeError(f"`unlabeled_data` must be {_FORMS}, got {type(data).__name__}")
 
 
-def unlabeled_images(data: Any, in_channels: int | None, like: tuple[int, ...]) -> torch.Tensor:
+def unlabeled_images(data: Any, in_channels: int | None, like: tuple[int, ...] | None
+                     ) -> torch.Tensor:
     """``data``'s images as a checked ``(N, C, H, W)`` tensor.
 
     Args:
@@ -97,11 +98,12 @@ def unlabeled_images(data: Any, in_channels: int | None, like: tuple[int, ...]) 
             raise
         raise TypeError(f"`unlabeled_data` must be {_FORMS} ({err})") from None
     if x.dim() == 0 or x.shape[0] == 0 or x.numel() == 0:
-        raise ValueError(f"`unlabeled_data` must hold at least one image, got shape {tuple(x.shape)}")
+        raise ValueError("`unlabeled_data` must hold at least one image, got shape "
+                         f"{tuple(x.shape)}")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     x = image_batch(x, in_channels, "unlabeled_data")
-    if tuple(x.shape[1:]) != tuple(like):
+    if like is not None and tuple(x.shape[1:]) != tuple(like):
         raise ValueError(f"`unlabeled_data` must be images of the shape of `data`'s, "
                          f"{tuple(like)}, got {tuple(x.shape[1:])}")
     return check_finite(x, "unlabeled_data")
@@ -147,15 +149,17 @@ class UnlabeledPoints:
         return as_model_input(self.images[index], device, dtype)
 
 
-def unlabeled_points(data: Any, regularizer: Any, x: torch.Tensor, seed: int | None
-                     ) -> UnlabeledPoints | None:
+def unlabeled_points(data: Any, regularizer: Any, model: Any, like: tuple[int, ...] | None,
+                     seed: int | None) -> UnlabeledPoints | None:
     """:class:`UnlabeledPoints` for ``fit``'s ``unlabeled_data`` (``None`` without it).
 
     Args:
         data: ``unlabeled_data``.
         regularizer: ``fit``'s ``regularizer``: an
             :class:`~equivariance.EquivarianceRegularizer` is needed.
-        x: the labelled images ``(N, C, H, W)``; the unlabeled ones must have their shape.
+        model: the model (its input channels, when it says).
+        like: the shape of one labelled image (``None``: unknown, as for some streams);
+            the unlabeled ones must have it.
         seed: ``fit``'s seed.
 
     Returns:
@@ -167,5 +171,4 @@ def unlabeled_points(data: Any, regularizer: Any, x: torch.Tensor, seed: int | N
     if not isinstance(reg, EquivarianceRegularizer):
         raise TypeError("`unlabeled_data` needs `regularizer` to be an "
                          "EquivarianceRegularizer: the images are only used by it")
-    return UnlabeledPoints(unlabeled_images(data, x.shape[1] if x.dim() == 4 else None,
-                                            tuple(x.shape[1:])), seed)
+    return UnlabeledPoints(unlabeled_images(data, model_in_channels(model), like), seed)

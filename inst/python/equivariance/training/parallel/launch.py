@@ -10,13 +10,15 @@ model trained in place and a :class:`~equivariance.History`, or a
 :class:`~equivariance.BenchmarkResult`.
 
 A rank that raises writes its error to the folder; ``torchrun`` then stops the
-other ranks, and the error is raised here, naming the rank. A rank that hangs makes
-the others fail after ``timeout`` seconds in their next collective.
+other ranks, and the error is raised here, naming the rank that failed first (not
+the ranks that then lost their connection to it). A rank that hangs makes the
+others fail after ``timeout`` seconds in their next collective; the error names it
+and where it was. The ranks end within a second when their caller dies, whatever
+killed it (see :mod:`.faults`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import socket
@@ -25,13 +27,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..._validation import positive_int, positive_real
 from .distributed import TIMEOUT_ENV
+from .faults import (
+    CALLER_ENV,
+    caller_identity,
+    first_failure,
+    guarded,
+    record_error,
+    watch,
+)
 
 __all__ = ["parallel_fit", "parallel_rotation_benchmark"]
 
@@ -76,20 +86,6 @@ def _save_task(task: dict[str, Any], path: Path) -> None:
         raise ValueError(f"the arguments cannot be sent to the worker processes: {err}") from None
 
 
-def _rank_error(folder: Path, workers: int) -> Exception | None:
-    """The first error a rank wrote (the cause; later ones are usually its echo)."""
-    files = sorted(folder.glob("error-*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    if not files:
-        return None
-    info = json.loads(files[0].read_text())
-    text = f"rank {info['rank']} of {workers}: {info['message']}"
-    if info["type"] in ("ValueError", "TypeError", "FileNotFoundError"):
-        return {"ValueError": ValueError, "TypeError": TypeError,
-                "FileNotFoundError": FileNotFoundError}[info["type"]](text)
-    return RuntimeError(f"rank {info['rank']} of {workers} failed with {info['type']}: "
-                        f"{info['message']}")
-
-
 def _command(python: str, workers: int, port: int | None, folder: Path) -> list[str]:
     cmd = [python, "-m", "torch.distributed.run", "--nnodes=1",
            f"--nproc-per-node={workers}", "--max-restarts=0", "--monitor-interval=0.2"]
@@ -100,22 +96,30 @@ def _command(python: str, workers: int, port: int | None, folder: Path) -> list[
     return cmd + ["-m", "equivariance", "worker", str(folder)]
 
 
-def _echo(path: Path, offset: int) -> int:
-    """Print what rank 0 wrote to stdout since ``offset``; returns the new offset.
+def _print(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
 
-    Polled from this thread: under R (reticulate) only the main thread may print.
+
+def _echo(path: Path, offset: int, echo: Callable[[str], Any] | None = None) -> int:
+    """Hand what rank 0 wrote to stdout since ``offset`` to ``echo`` (default: this
+    process's ``sys.stdout``); returns the new offset.
+
+    Polled from this thread: under R (reticulate) only the main thread may print, and
+    R passes an ``echo`` that writes through R's own output (``cat``), which
+    ``capture.output()``, ``sink()`` and knitr see; file descriptor 1 they do not.
     """
     with open(path, "rb") as fh:
         fh.seek(offset)
         chunk = fh.read()
     if chunk:
-        sys.stdout.write(chunk.decode(errors="replace"))
-        sys.stdout.flush()
+        (echo or _print)(chunk.decode(errors="replace"))
     return offset + len(chunk)
 
 
 def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
-                port: Any = None, python: str | None = None) -> Any:
+                port: Any = None, python: str | None = None,
+                echo: Callable[[str], Any] | None = None) -> Any:
     """Run ``task`` on ``workers`` local ranks and return what rank 0 saved.
 
     Args:
@@ -124,6 +128,7 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
         timeout: seconds a rank waits for the others in a collective before failing.
         port: TCP port of the rendezvous on 127.0.0.1 (``None``: a free one).
         python: the Python interpreter that runs the ranks (default: this one).
+        echo: called with each piece of rank 0's output (default: printed here).
 
     Returns:
         The result rank 0 saved.
@@ -135,35 +140,36 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
     with tempfile.TemporaryDirectory(prefix="equivariance-workers-") as tmp:
         folder = Path(tmp)
         _save_task(task, folder / TASK_FILE)
-        env = dict(os.environ, **{TIMEOUT_ENV: repr(timeout)})
+        env = dict(os.environ, **{TIMEOUT_ENV: repr(timeout), CALLER_ENV: caller_identity()})
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p)
         out, err = folder / "stdout.txt", folder / "stderr.txt"
         with open(out, "wb") as fo, open(err, "wb") as fe:
-            proc = subprocess.Popen(_command(python, workers, port, folder), stdout=fo,
+            proc = subprocess.Popen(guarded(_command(python, workers, port, folder)), stdout=fo,
                                     stderr=fe, env=env, start_new_session=True)
             offset = 0
             try:
                 while proc.poll() is None:
                     time.sleep(0.1)
-                    offset = _echo(out, offset)
+                    offset = _echo(out, offset, echo)
             finally:
                 if proc.poll() is None:  # interrupted (Ctrl-C in R): stop every rank
                     os.killpg(proc.pid, 15)
                     proc.wait()
-        _echo(out, offset)
+        _echo(out, offset, echo)
         if proc.returncode != 0:
-            error = _rank_error(folder, workers)
-            if error is not None:
-                raise error
-            tail = err.read_text(errors="replace").strip().splitlines()[-15:]
-            raise RuntimeError(f"the {workers} worker processes failed (exit status "
-                               f"{proc.returncode}):\n" + "\n".join(tail))
+            log = err.read_text(errors="replace")
+            error = first_failure(folder, workers, timeout, proc.returncode, log)
+            if str(error).endswith("without an error from any rank"):
+                tail = log.strip().splitlines()[-15:]
+                error = RuntimeError(f"{error}:\n" + "\n".join(tail))
+            raise error
         return torch.load(folder / RESULT_FILE, weights_only=False)
 
 
 def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: float = 600.0,
-                 port: int | None = None, python: str | None = None, **kwargs: Any) -> Any:
+                 port: int | None = None, python: str | None = None,
+                 echo: Callable[[str], Any] | None = None, **kwargs: Any) -> Any:
     """:func:`~equivariance.fit` on ``workers`` local processes, data-parallel.
 
     The model is trained in place, as by ``fit``: the result is the same training as in
@@ -175,6 +181,7 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
         timeout: seconds a rank waits for the others before the job fails.
         port: rendezvous port on 127.0.0.1 (``None``: a free one).
         python: the interpreter of the ranks (default: this one).
+        echo: receives rank 0's progress output (default: printed on ``sys.stdout``).
         **kwargs: the other arguments of :func:`~equivariance.fit` (everything must be
             picklable: no R functions, no lambdas; no ``optimizer``).
 
@@ -192,7 +199,7 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
     x, y = as_tensors(data, "data")
     args = dict(kwargs, model=model, data=(x, y))
     out = run_workers({"task": "fit", "args": args}, workers, timeout=timeout, port=port,
-                      python=python)
+                      python=python, echo=echo)
     _on_device(model, kwargs.get("device", "auto"))  # where fit() leaves a model
     model.load_state_dict(out["state"])
     for name, value in out["attributes"].items():  # what fit() records on the model
@@ -202,11 +209,12 @@ def parallel_fit(model: nn.Module, data: Any, workers: int = 2, *, timeout: floa
 
 def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
                                 port: int | None = None, python: str | None = None,
+                                echo: Callable[[str], Any] | None = None,
                                 **kwargs: Any) -> Any:
     """:func:`~equivariance.rotation_benchmark` on ``workers`` local processes.
 
     Args:
-        workers, timeout, port, python: as in :func:`parallel_fit`.
+        workers, timeout, port, python, echo: as in :func:`parallel_fit`.
         **kwargs: the arguments of :func:`~equivariance.rotation_benchmark`; ``csv`` is
             written here, by the calling process.
 
@@ -219,7 +227,7 @@ def parallel_rotation_benchmark(workers: int = 2, *, timeout: float = 600.0,
     csv = kwargs.pop("csv", None)
     csv = None if csv is None else _csv_path(csv)
     result = run_workers({"task": "benchmark", "args": kwargs}, workers, timeout=timeout,
-                         port=port, python=python)
+                         port=port, python=python, echo=echo)
     models = kwargs.get("models")
     if isinstance(models, dict):
         for label, value in models.items():
@@ -242,6 +250,7 @@ def worker_main(folder: str) -> None:
 
     path = Path(folder)
     rank = int(os.environ.get("RANK", "0"))
+    watchdog = watch(path, rank)  # ends the job if the caller dies; reports if another rank fails
     try:
         task = torch.load(path / TASK_FILE, weights_only=False)
         args = task["args"]
@@ -249,12 +258,13 @@ def worker_main(folder: str) -> None:
             model = args.pop("model")
             history = fit(model, args.pop("data"), **args)
             result: Any = {"state": model.state_dict(), "history": history, "attributes": {
-                k: getattr(model, k) for k in ("class_names", "input_shape") if hasattr(model, k)}}
+                k: getattr(model, k) for k in ("class_names", "input_shape", "input_range")
+                if hasattr(model, k)}}
         else:
             result = rotation_benchmark(**args)
     except BaseException as err:
-        (path / f"error-{rank}.json").write_text(json.dumps(
-            {"rank": rank, "type": type(err).__name__, "message": str(err)}))
+        watchdog.failed = True
+        record_error(path, rank, int(os.environ.get("WORLD_SIZE", "1")), err)
         raise
     if rank == 0:
         torch.save(result, path / RESULT_FILE)
