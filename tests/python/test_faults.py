@@ -101,15 +101,18 @@ def test_models_too_large_for_the_machine_are_refused_naming_the_argument():
 
 
 def test_an_allocation_the_guard_cannot_foresee_meets_the_address_space_cap(monkeypatch):
+    import resource
+
     from equivariance._sizes import LIMIT_ENV, guarded_build
 
-    monkeypatch.setenv(LIMIT_ENV, str(10**8))  # this build may take 100 MB
-    with pytest.raises(ValueError, match=r"`width` = 16000 needs more memory for its weights "
+    monkeypatch.setenv(LIMIT_ENV, str(10**8))  # this build may take 100 MB (+ 1 GiB slack)
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(ValueError, match=r"`width` = 28000 needs more memory for its weights "
                                          r"and buffers than the 100.0 MB .*one tensor alone "
-                                         r"asked for 1.0 GB"):
-        with guarded_build({"width": 16000, "depth": 2}):
-            torch.ones(16000, 1).expand(16000, 16000).contiguous()  # not a factory call
-    torch.ones(16000, 1).expand(16000, 16000).contiguous()  # the cap is lifted afterwards
+                                         r"asked for 3.1 GB"):
+        with guarded_build({"width": 28000, "depth": 2}):
+            torch.ones(28000, 1).expand(28000, 28000).contiguous()  # not a factory call
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the cap is lifted afterwards
 
 
 def test_a_crafted_model_file_cannot_make_the_loader_allocate(tmp_path, monkeypatch):
