@@ -36,6 +36,9 @@
 #' @param limit,test_limit `NULL` or the number of training / test images to use.
 #' @param root Where the Fashion-MNIST files are, as in [fashion_mnist()]
 #'   (`"subset"`: the subset shipped with the package).
+#' @param data `NULL` (Fashion-MNIST, see `root`), or your own data:
+#'   `list(train, test)` of data as [fit_model()] takes (two [image_folder()]s,
+#'   say). Built-in models are then made for its channels and classes.
 #' @param rotations Quarter turns to test: `0:3` for 0, 90, 180 and 270 degrees.
 #' @param test `"c4"` tests on the test images turned by `rotations`; `"d4"` also
 #'   on the mirrored (left to right) test images turned by `rotations`: the 8
@@ -79,7 +82,7 @@ rotation_benchmark <- function(models = c(
                                test = "c4",
                                reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
-                               workers = 1, timeout = 600, port = NULL) {
+                               workers = 1, timeout = 600, port = NULL, data = NULL) {
   # output paths are checked before the training (the core's rule), not after it
   if (!is.null(csv)) csv <- output_path(csv, "csv")
   if (!is.null(png)) png <- output_path(png, "png")
@@ -102,7 +105,8 @@ rotation_benchmark <- function(models = c(
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
     device = device,
-    table = FALSE # R prints its own table
+    table = FALSE, # R prints its own table
+    data = as_benchmark_data(data)
   )
   if (verbose && single_process(workers)) {
     args$progress <- benchmark_display(environment())
@@ -266,4 +270,20 @@ benchmark_subtitle <- function(s) {
 benchmark_classes <- function(s) {
   k <- s$num_classes
   if (is.null(k)) 10 else as.numeric(k)
+}
+
+#' `data` of rotation_benchmark(): NULL, or list(train, test) of data as fit_model()
+#' takes -> a Python pair.
+#' @noRd
+as_benchmark_data <- function(data) {
+  if (is.null(data)) {
+    return(NULL)
+  }
+  if (!is.list(data) || inherits(data, c("equivariance_dataset", "equivariance_image_data")) ||
+    length(data) != 2) {
+    arg_error("data", "NULL or list(train, test) of data as fit_model() takes", describe(data))
+  }
+  train <- as_fit_data(data[[1]], "data[[1]]")
+  test <- as_fit_data(data[[2]], "data[[2]]")
+  reticulate::tuple(train$py, test$py)
 }

@@ -221,31 +221,39 @@ r_words <- function(msg) {
 }
 
 r_words_plain <- function(x) {
-  # tensors' element types
-  x <- gsub("dtype torch\\.bool\\b", "logical values", x, perl = TRUE)
-  x <- gsub("dtype torch\\.u?int(8|16|32|64)\\b", "integer values", x, perl = TRUE)
-  x <- gsub("dtype torch\\.complex(32|64|128)\\b", "complex values", x, perl = TRUE)
-  x <- gsub("\\bNoneType\\b", "NULL", x, perl = TRUE)
-  x <- gsub("\\ba (non-empty )?sequence of\\b", "a \\1vector of", x, perl = TRUE)
-  x <- gsub("\\ba dict\\b", "a named list", x, perl = TRUE)
-  # Python lists and tuples of strings or numbers: c(...)
-  item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf|\\.\\.\\.)"
-  seq <- paste0(item, "(?:, ", item, ")*")
-  x <- gsub(paste0("\\[(", seq, ")\\]"), "c(\\1)", x, perl = TRUE)
-  x <- gsub(paste0("(got |, got )\\((", seq, "),?\\)"), "\\1c(\\2)", x, perl = TRUE)
-  x <- gsub("(got |, got )\\[\\]", "\\1list()", x, perl = TRUE)
-  # but a numeric interval such as "in [0, 1]" stays an interval
-  x <- gsub("\\b(in|within|of|to) c\\((-?[0-9][0-9.e+-]*), (-?[0-9][0-9.e+-]*)\\)",
-            "\\1 [\\2, \\3]", x, perl = TRUE)
-  # 'a' -> "a" (not the apostrophe of "model's")
-  x <- gsub("(?<![\\w'])'([^'\\n]*)'(?!\\w)", "\"\\1\"", x, perl = TRUE)
-  x <- gsub("\\bNone\\b", "NULL", x, perl = TRUE)
-  x <- gsub("\\bTrue\\b", "TRUE", x, perl = TRUE)
-  x <- gsub("\\bFalse\\b", "FALSE", x, perl = TRUE)
-  x <- gsub("(?<![\\w.])nan\\b", "NaN", x, perl = TRUE)
-  x <- gsub("(?<![\\w.'\"])(-?)inf\\b(?!['\"])", "\\1Inf", x, perl = TRUE)
-  x <- gsub("([0-9])\\*\\*([0-9])", "\\1^\\2", x, perl = TRUE)
-  # Python's 5.0 is R's 5
-  x <- gsub("(?<![\\w.])(-?[0-9]+)\\.0(?![0-9.]|e[0-9+-])", "\\1", x, perl = TRUE)
+  for (rule in r_word_rules) x <- gsub(rule[[1]], rule[[2]], x, perl = TRUE)
   x
 }
+
+# An item of a Python list or tuple: a string, a number, None, True, False, "...".
+py_item <- "(?:'[^'\\n]*'|\"[^\"\\n]*\"|-?[0-9][0-9.e+-]*|None|True|False|nan|inf|\\.\\.\\.)"
+py_items <- paste0(py_item, "(?:, ", py_item, ")*")
+r_number <- "(-?[0-9][0-9.e+-]*)"
+
+#' The rewrites of r_words_plain(), in order: (pattern, replacement) pairs.
+#' @noRd
+r_word_rules <- list(
+  # tensors' element types
+  c("dtype torch\\.bool\\b", "logical values"),
+  c("dtype torch\\.u?int(8|16|32|64)\\b", "integer values"),
+  c("dtype torch\\.complex(32|64|128)\\b", "complex values"),
+  c("\\bNoneType\\b", "NULL"),
+  c("\\ba (non-empty )?sequence of\\b", "a \\1vector of"),
+  c("\\ba dict\\b", "a named list"),
+  # Python lists, and tuples given as values: c(...)
+  c(paste0("\\[(", py_items, ")\\]"), "c(\\1)"),
+  c(paste0("(got |, got )\\((", py_items, "),?\\)"), "\\1c(\\2)"),
+  c("(got |, got )\\[\\]", "\\1list()"),
+  # but a numeric interval such as "in [0, 1]" stays an interval
+  c(paste0("\\b(in|within|of|to) c\\(", r_number, ", ", r_number, "\\)"), "\\1 [\\2, \\3]"),
+  # 'a' -> "a" (not the apostrophe of "model's")
+  c("(?<![\\w'])'([^'\\n]*)'(?!\\w)", "\"\\1\""),
+  c("\\bNone\\b", "NULL"),
+  c("\\bTrue\\b", "TRUE"),
+  c("\\bFalse\\b", "FALSE"),
+  c("(?<![\\w.])nan\\b", "NaN"),
+  c("(?<![\\w.'\"])(-?)inf\\b(?!['\"])", "\\1Inf"),
+  c("([0-9])\\*\\*([0-9])", "\\1^\\2"),
+  # Python's 5.0 is R's 5
+  c("(?<![\\w.])(-?[0-9]+)\\.0(?![0-9.]|e[0-9+-])", "\\1")
+)

@@ -71,12 +71,18 @@ check_core_dots <- function(py_fun, dots, fun, own = character()) {
   if (length(unknown) == 0) {
     return(invisible())
   }
-  name <- unknown[1]
+  abort_unknown_argument(unknown[1], known, fun)
+}
+
+#' Stop with "`fun()` has no argument `name`; did you mean `...`?", the closest of
+#' `known` (or the list of `known` when none is close).
+#' @noRd
+abort_unknown_argument <- function(name, known, fun) {
   hint <- closest_name(name, known)
   abort_argument(paste0(
     "`", fun, "()` has no argument `", name, "`",
-    if (is.null(hint)) "" else paste0("; did you mean `", hint, "`?"),
-    if (is.null(hint)) paste0(". Its arguments: ", paste0("`", known, "`", collapse = ", "), ".") else ""
+    if (is.null(hint)) paste0(". Its arguments: ", paste0("`", known, "`", collapse = ", "), ".")
+    else paste0("; did you mean `", hint, "`?")
   ))
 }
 

@@ -20,10 +20,11 @@
 #'   `"subset"` for the subset shipped with the package.
 #' @return An object of class `equivariance_dataset`, a list with
 #'   * `images`: the torch tensor of images, `(N, 1, 28, 28)`, float32 in `[0, 1]`;
-#'   * `labels`: an integer vector of classes `0` to `9` (as the Python core counts);
+#'   * `labels`: an integer vector of classes `1` to `10` (R counts from 1; the
+#'     Python core's tensor, `py$labels`, counts from 0);
 #'   * `y`: the same labels as a factor whose levels are the class names, ready for
 #'     `fit_model(model, list(x, y))`;
-#'   * `classes`: the ten class names (label `k` is `classes[k + 1]`);
+#'   * `classes`: the ten class names (label `k` is `classes[k]`);
 #'   * `split`, `source` (`"full"` or `"subset"`), `root` (the folder read);
 #'   * `py`: the Python `FashionMNIST` data set.
 #'
@@ -35,7 +36,7 @@
 #' if (equivariance_available()) {
 #'   test <- fashion_mnist("test", limit = 100, root = "subset")
 #'   test
-#'   table(test$classes[test$labels + 1])
+#'   table(test$classes[test$labels])
 #'   img <- as.array(test[1])
 #'   image(t(img[1, 1, 28:1, ]), col = grey.colors(256, 1, 0), axes = FALSE)
 #' }
@@ -65,13 +66,13 @@ note_subset <- function(source, root) {
 }
 
 new_equivariance_dataset <- function(py) {
-  labels <- as.integer(as_r_array(py$labels))
+  labels <- as.integer(as_r_array(py$labels)) + 1L # R counts classes from 1
   classes <- as.character(unlist(py$classes))
   structure(
     list(
       images = py$images,
       labels = labels,
-      y = factor(classes[labels + 1L], levels = classes),
+      y = factor(classes[labels], levels = classes),
       classes = classes,
       split = py$split,
       source = py$source,
@@ -88,8 +89,8 @@ print.equivariance_dataset <- function(x, ...) {
   where <- if (identical(x$source, "subset")) "subset shipped with equivariance" else x$root
   cat("<equivariance_dataset> Fashion-MNIST, ", x$split, " split\n", sep = "")
   cat("  images: ", format(n, big.mark = ","), " x 1 x 28 x 28 (torch tensor, values in [0, 1])\n", sep = "")
-  counts <- tabulate(x$labels + 1L, nbins = length(x$classes))
-  cat("  labels: 0-9, ", paste(counts, collapse = " "), " per class\n", sep = "")
+  counts <- tabulate(x$labels, nbins = length(x$classes))
+  cat("  labels: 1-10, ", paste(counts, collapse = " "), " per class\n", sep = "")
   cat("  source: ", where, "\n", sep = "")
   invisible(x)
 }
@@ -125,7 +126,7 @@ as.array.equivariance_dataset <- function(x, ...) {
 #' @return list(py = a Python data set, tuple or dict, class_names = NULL or levels).
 #' @noRd
 as_fit_data <- function(data, arg = "data", dtype = "float32") {
-  if (inherits(data, "equivariance_dataset")) {
+  if (inherits(data, c("equivariance_dataset", "equivariance_image_data"))) {
     return(list(py = data$py, class_names = NULL))
   }
   if (is_py(data)) {
@@ -187,7 +188,7 @@ as_fit_labels <- function(y, arg) {
     bad <- which(!vapply(y, is_whole, logical(1)) | y < 1)
     if (length(bad)) {
       hint <- if (all(vapply(y, is_whole, logical(1))) && min(y) == 0) {
-        "; labels from 0 (as fashion_mnist()'s `labels`)? Add 1, or use its factor `y`"
+        "; labels from 0 (as Python counts)? Add 1, or use a factor"
       } else {
         ""
       }

@@ -16,8 +16,14 @@
 #' @param object A torch `nn.Module` returning logits, such as [c4_cnn()] after
 #'   [fit_model()], or a model from [load_model()].
 #' @param x Images: an R array of dimension `c(N, C, H, W)`, or `c(N, H, W)` for
-#'   one channel, a torch tensor, or a data set from [fashion_mnist()] (its
-#'   images). Converted to the model's floating type.
+#'   one channel (one image `c(C, H, W)` when the model takes `C > 1` channels, or
+#'   one grey image `c(H, W)`), a
+#'   torch tensor, a data set from [fashion_mnist()] (its images) or from
+#'   [image_folder()] / [image_files()] (read batch by batch). Converted to the
+#'   model's floating type. Images of another channel count or size than the model
+#'   was trained on are an error (a warning, once, for a model that takes any
+#'   size); values far outside the training range (0-255 for a model trained on
+#'   `[0, 1]`) a warning.
 #' @param type `"class"` (the most probable class), `"prob"` (the softmax of the
 #'   logits) or `"logits"`.
 #' @param batch_size Images per forward pass.
@@ -81,6 +87,9 @@ as_py_images <- function(x, arg) {
   if (inherits(x, "equivariance_dataset")) {
     return(x$images)
   }
+  if (inherits(x, "equivariance_image_data")) {
+    return(x$py) # read batch by batch
+  }
   if (is_py(x)) {
     return(x)
   }
@@ -94,18 +103,22 @@ as_py_images <- function(x, arg) {
 }
 
 #' Stop if `...` holds anything: the methods of stats generics must accept `...`,
-#' but an argument that lands there is a typo (`newdata =`, `btach_size =`).
+#' but an argument that lands there is a typo (`newdata =`, `btach_size =`): the
+#' error names the method's closest argument (R/core-call.R).
 #' @noRd
 check_no_dots <- function(...) {
   n <- ...length()
-  if (n > 0) {
-    dots <- names(list(...))
-    got <- if (is.null(dots) || all(!nzchar(dots))) {
-      paste(n, "unnamed argument(s)")
-    } else {
-      paste0("`", dots[nzchar(dots)], "`", collapse = ", ")
-    }
-    abort_equivariance(paste0("`...` must be empty, got ", got, "."), "value")
+  if (n == 0) {
+    return(invisible())
   }
-  invisible()
+  dots <- names(list(...))
+  if (is.null(dots) || all(!nzchar(dots))) {
+    abort_equivariance(paste0("`...` must be empty, got ", n, " unnamed argument(s)."), "value")
+  }
+  method <- sys.function(sys.parent())
+  own <- setdiff(names(formals(method)), "...")
+  # the generic the user called (`predict`), not the method's full name
+  fun <- get0(".Generic", envir = parent.frame(), inherits = FALSE,
+              ifnotfound = wrapper_name(sys.call(sys.parent())))
+  abort_unknown_argument(dots[nzchar(dots)][1], own, fun)
 }

@@ -40,8 +40,12 @@
 #' that is not finite, before that step changes the model.
 #'
 #' @param model A torch `nn.Module` returning logits, e.g. [c4_cnn()].
-#' @param data Training data: what [fashion_mnist()] returns, or a list of images
-#'   and labels: `list(x, y)`, `list(x = , y = )` or `list(images = , labels = )`.
+#' @param data Training data: what [fashion_mnist()] returns, a list of images
+#'   and labels: `list(x, y)`, `list(x = , y = )` or `list(images = , labels = )`,
+#'   or data read from files batch by batch: [image_folder()], [image_files()] or
+#'   any Python torch `Dataset` returning `(image, label)`, `IterableDataset` or
+#'   `DataLoader` (used as given). An image folder's class names are kept with the
+#'   model.
 #' @param epochs Number of passes over the data.
 #' @param batch_size Images per optimization step.
 #' @param lr Adam's learning rate.
@@ -65,11 +69,14 @@
 #'   * `reuse_outputs = FALSE` never reuses the batch's forward pass for the
 #'     regularizer;
 #'   * `sync_batchnorm = FALSE`: with `workers > 1`, batch norm without statistics
-#'     over all processes.
+#'     over all processes;
+#'   * `num_workers = 1`: with data read from files ([image_folder()], a Python
+#'     `Dataset`), decode the batches in a background process.
 #'
 #'   The arguments after `...` must be named in full.
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
-#'   fraction in (0, 1) of `data` held out at random (drawn with `seed`).
+#'   fraction in (0, 1) of `data` held out at random (drawn with `seed`; the files
+#'   of an image folder).
 #' @param metrics `NULL`, or figures to record per epoch besides the loss and the
 #'   accuracy: names (`"accuracy"`, `"top_3"` for the top-3 accuracy, `"top_<k>"`
 #'   for any k, `"balanced_accuracy"`, `"macro_f1"`) and named functions
@@ -254,7 +261,8 @@ evaluate_rotations <- function(model, data, rotations = 0:3, batch_size = 1000,
 #' @param optimizer A torch optimizer over the model's parameters, e.g.
 #'   `torch$optim$Adam(model$parameters(), lr = 1e-3)`.
 #' @param x A batch of images (a tensor or an R array of dimension `c(N, ...)`).
-#' @param y Their labels (whole numbers from 0, or a tensor).
+#' @param y Their labels, as in [fit_model()]: class numbers from 1 or a factor
+#'   (a torch tensor of labels is Python's and counts from 0).
 #' @param regularizer `NULL` or a regularizer from [equivariance_regularizer()],
 #'   evaluated at the first `n` images of the batch (as in [fit_model()]).
 #' @param augment `NULL` or a transform applied to the batch first, as in
@@ -278,12 +286,7 @@ train_step <- function(model, optimizer, x, y, regularizer = NULL, augment = NUL
     arg_error("optimizer", "a torch optimizer", describe(optimizer))
   }
   x <- as_py_tensor(x, "x")
-  if (!is_py_tensor(y)) {
-    if (!is.numeric(y) || !all(vapply(y, is_whole, logical(1))) || any(y < 0)) {
-      arg_error("y", "whole numbers >= 0 (class indices)", describe(y))
-    }
-  }
-  y <- as_py_tensor(y, "y", dtype = "int64")
+  y <- as_fit_labels(y, "y")$py # from 1 or a factor, as fit_model() takes them
   out <- call_py(core()$train_step(model, optimizer, x, y,
     regularizer = as_py_regularizer(regularizer, "regularizer"),
     augment = as_py_function_or_value(augment)

@@ -33,12 +33,28 @@ def data(n: int = 37) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(n, 1, 12, 12, generator=gen), torch.randint(0, 3, (n,), generator=gen)
 
 
+class Items(torch.utils.data.Dataset):
+    """A map-style data set of the tensors of :func:`data` that counts what it reads."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y, self.reads = x, y, []
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitem__(self, i: int):
+        self.reads.append(int(i))
+        return self.x[i], int(self.y[i])
+
+
 def case(name: str) -> tuple[nn.Module, dict]:
     """The model and the fit() arguments of case ``name``."""
     common = {"data": data(), "epochs": 4, "batch_size": 8, "lr": 1e-2, "seed": 3,
               "verbose": False, "device": "cpu"}  # 4 epochs of 5 steps: 20 Adam steps
     if name == "plain":
         return small_net(), common
+    if name == "map_dataset":  # read item by item, each rank its own share
+        return small_net(), dict(common, data=Items(*data()))
     if name == "regularized":
         model = small_net()
         # epsilon 0: the term is then linear in the points' errors, so the ranks' average
@@ -58,7 +74,7 @@ def case(name: str) -> tuple[nn.Module, dict]:
     raise ValueError(name)
 
 
-CASES = ("plain", "regularized", "c4_sync_bn")
+CASES = ("plain", "regularized", "c4_sync_bn", "map_dataset")
 
 
 class FailOnRank:
@@ -135,14 +151,15 @@ def _main(out: str) -> None:
         # or for large buckets), the others with the all-gather
         eq.training.parallel.exchange.GATHER_LIMIT = 0 if name == "regularized" else limit
         model, args = case(name)
-        history = eq.fit(model, args.pop("data"), **args)
+        source = args.pop("data")
+        history = eq.fit(model, source, **args)
         x = data()[0][:6]
         with torch.no_grad():
             model.eval()
             turned = (model(x) - model(torch.rot90(x, 1, (2, 3)))).abs().max().item()
         results[name] = {"state": model.state_dict(), "history": history.as_dict(),
                          "modules": [type(m).__name__ for m in model.modules()],
-                         "invariance": turned}
+                         "invariance": turned, "reads": getattr(source, "reads", None)}
     try:
         eq.fit(small_net(), data(), batch_size=7, verbose=False)
     except ValueError as err:

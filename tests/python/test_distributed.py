@@ -52,9 +52,9 @@ def _one_process(name: str):
 # -- the correctness target -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["plain", "regularized"])
+@pytest.mark.parametrize("name", ["plain", "regularized", "map_dataset"])
 def test_two_ranks_give_the_weights_of_one_process(ranks, name):
-    model, history = _one_process(name)
+    model, history = _one_process("plain" if name == "map_dataset" else name)
     assert len(history.loss) == 20
     for r in ranks:
         assert _relative(r[name]["state"], model.state_dict()) < 1e-5
@@ -66,6 +66,14 @@ def test_two_ranks_give_the_weights_of_one_process(ranks, name):
     assert ranks[0][name]["history"] == ranks[1][name]["history"]
     if name == "regularized":
         assert sum(v > 0 for v in history.reg) >= 10  # a draw of 0 quarter turns gives 0
+
+
+def test_each_rank_reads_only_its_share_of_a_map_style_data_set(ranks):
+    reads = [r["map_dataset"]["reads"] for r in ranks]
+    n, epochs = cases.data()[0].shape[0], 4
+    # every image once per epoch, on one rank: 37 = 19 + 18 per epoch
+    assert sorted(reads[0] + reads[1]) == sorted(list(range(n)) * epochs)
+    assert len(reads[0]) == 19 * epochs and len(reads[1]) == 18 * epochs
 
 
 def test_the_loss_travels_with_the_gradients(ranks):

@@ -93,7 +93,10 @@ test_that("bad input names the argument", {
   expect_error(predict(model, array(TRUE, c(2, 9, 9))), "`x` must hold real numbers", class = "equivariance_type_error")
   expect_error(predict(model, array(0, c(2, 9, 9, 1))), "aperm\\(x, c\\(1, 4, 2, 3\\)\\)", class = "equivariance_value_error")
   expect_error(predict(model, 1:10), "`x` must be images of shape", class = "equivariance_value_error")
-  expect_error(predict(model, newdata = x), "`...` must be empty, got `newdata`", class = "equivariance_value_error")
+  expect_error(predict(model, newdata = x), "^`predict\\(\\)` has no argument `newdata`\\. Its arguments: `object`, `x`",
+    class = "equivariance_argument_error")
+  expect_error(predict(model, x, btach_size = 2), "^`predict\\(\\)` has no argument `btach_size`; did you mean `batch_size`\\?$",
+    class = "equivariance_argument_error")
 })
 
 test_that("devices: the CPU, and CUDA only where it exists", {

@@ -2,31 +2,30 @@
 # "a", logical values, labels counted from 1.
 
 test_that("r_words() turns Python's literals into R's", {
-  expect_identical(r_words("`x` must be None or True, got False"), "`x` must be NULL or TRUE, got FALSE")
-  expect_identical(r_words("`mode` must be 'max' or 'mean', got ['max', 'median']"),
-                   "`mode` must be \"max\" or \"mean\", got c(\"max\", \"median\")")
-  expect_identical(r_words("`x` must be a function, got NoneType"), "`x` must be a function, got NULL")
-  expect_identical(r_words("`x` must hold real numbers, got dtype torch.bool"),
-                   "`x` must hold real numbers, got logical values")
-  expect_identical(r_words("`x` must hold real numbers, got dtype torch.int64"),
-                   "`x` must hold real numbers, got integer values")
-  expect_identical(r_words("`momentum` must be a number in [0, 1] or None, got 5.0"),
-                   "`momentum` must be a number in [0, 1] or NULL, got 5")
-  expect_identical(r_words("`rotations` must be quarter turns, got [0, 5]"),
-                   "`rotations` must be quarter turns, got c(0, 5)")
-  expect_identical(r_words("`x` must be a tuple, got ('a', 1)"), "`x` must be a tuple, got c(\"a\", 1)")
-  expect_identical(r_words("`seed` must be from 0 to 2**64 - 1, got nan"),
-                   "`seed` must be from 0 to 2^64 - 1, got NaN")
-  expect_identical(r_words("`p` must be >= 1, got -inf"), "`p` must be >= 1, got -Inf")
-  # argument names, apostrophes, shapes and intervals stay as they are
-  expect_identical(r_words("`None_x`: the model's classes, shape (7,), in (0, 1)"),
-                   "`None_x`: the model's classes, shape (7,), in (0, 1)")
-  expect_identical(r_words("`dist` must be 'inf' or 'kl_logits'"), "`dist` must be \"inf\" or \"kl_logits\"")
-  expect_identical(r_words("version 1.05 and 2.0e-3"), "version 1.05 and 2.0e-3")
-  expect_identical(r_words("`shape` must be a non-empty sequence of positive whole numbers, got (0, 2)"),
-                   "`shape` must be a non-empty vector of positive whole numbers, got c(0, 2)")
-  expect_identical(r_words("`data` must be a dict or a pair"), "`data` must be a named list or a pair")
-  expect_identical(r_words("classes ['a', 'b', ...]"), "classes c(\"a\", \"b\", ...)")
+  cases <- c(
+    "`x` must be None or True, got False" = "`x` must be NULL or TRUE, got FALSE",
+    "`mode` must be 'max' or 'mean', got ['max', 'median']" =
+      "`mode` must be \"max\" or \"mean\", got c(\"max\", \"median\")",
+    "`x` must be a function, got NoneType" = "`x` must be a function, got NULL",
+    "`x` must hold real numbers, got dtype torch.bool" = "`x` must hold real numbers, got logical values",
+    "`x` must hold real numbers, got dtype torch.int64" = "`x` must hold real numbers, got integer values",
+    "`momentum` must be a number in [0, 1] or None, got 5.0" =
+      "`momentum` must be a number in [0, 1] or NULL, got 5",
+    "`rotations` must be quarter turns, got [0, 5]" = "`rotations` must be quarter turns, got c(0, 5)",
+    "`x` must be a tuple, got ('a', 1)" = "`x` must be a tuple, got c(\"a\", 1)",
+    "`seed` must be from 0 to 2**64 - 1, got nan" = "`seed` must be from 0 to 2^64 - 1, got NaN",
+    "`p` must be >= 1, got -inf" = "`p` must be >= 1, got -Inf",
+    # argument names, apostrophes, shapes and intervals stay as they are
+    "`None_x`: the model's classes, shape (7,), in (0, 1)" =
+      "`None_x`: the model's classes, shape (7,), in (0, 1)",
+    "`dist` must be 'inf' or 'kl_logits'" = "`dist` must be \"inf\" or \"kl_logits\"",
+    "version 1.05 and 2.0e-3" = "version 1.05 and 2.0e-3",
+    "`shape` must be a non-empty sequence of positive whole numbers, got (0, 2)" =
+      "`shape` must be a non-empty vector of positive whole numbers, got c(0, 2)",
+    "`data` must be a dict or a pair" = "`data` must be a named list or a pair",
+    "classes ['a', 'b', ...]" = "classes c(\"a\", \"b\", ...)"
+  )
+  for (python in names(cases)) expect_identical(r_words(python), cases[[python]])
 })
 
 test_that("the core's messages reach R in R's words", {

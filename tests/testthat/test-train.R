@@ -180,9 +180,9 @@ test_that("own R arrays with a factor: its levels become the class names", {
   train <- fashion_mnist("train", limit = 32, root = "subset")
   x <- as.array(train)[, 1, , ] # (N, H, W): one channel
   y <- factor(as.character(train$y), levels = c(train$classes[-10], "Ankle boot"))
-  y <- droplevels(y[train$labels != 9])
+  y <- droplevels(y[train$labels != 10])
   y <- factor(y, levels = c(levels(y), "Ankle boot")) # an unused level keeps its class
-  x <- x[train$labels != 9, , ]
+  x <- x[train$labels != 10, , ]
   model <- tiny_model()
   h <- fit_model(model, list(x, y), batch_size = 16, verbose = FALSE)
   expect_equal(unlist(model$class_names), levels(y))
@@ -215,7 +215,7 @@ test_that("bad images and labels are errors naming the argument and the shapes",
   train <- fashion_mnist("train", limit = 8, root = "subset")
   x <- as.array(train)
   m <- c4_cnn(widths = c(2, 2, 2))
-  expect_error(fit_model(m, list(x, train$labels), verbose = FALSE),
+  expect_error(fit_model(m, list(x, train$labels - 1L), verbose = FALSE),
     "`data\\[\\[2\\]\\]` must be class numbers from 1 .*got 0 at position .*Add 1",
     class = "equivariance_value_error")
   expect_error(fit_model(m, list(aperm(x, c(1, 3, 4, 2)), train$y), verbose = FALSE),
@@ -388,5 +388,5 @@ test_that("summary() lists layers, output shapes and parameter counts", {
   expect_output(print(s), "total parameters: ")
   expect_true(all(is.na(summary(simple_cnn())$layers$output_shape)))
   expect_error(summary(model, input_shape = c(0, 28)), "`input_shape`")
-  expect_error(summary(model, inputshape = 1), "`...` must be empty")
+  expect_error(summary(model, inputshape = 1), "`summary\\(\\)` has no argument `inputshape`; did you mean `input_shape`")
 })

@@ -64,6 +64,13 @@ from .data import (
     read_idx,
     write_idx,
 )
+from .data.folders import (
+    ImageDataset,
+    ImageFileError,
+    image_files,
+    image_folder,
+    write_image_folder,
+)
 from .export import ExportError, export_model, read_metadata, save_onnx
 from .groups import c4, d4
 from .groups.c4 import (
@@ -187,6 +194,11 @@ __all__ = [
     "fashion_mnist_root",
     "load_fashion_mnist",
     "holdout",
+    "image_folder",
+    "image_files",
+    "write_image_folder",
+    "ImageDataset",
+    "ImageFileError",
     # training, evaluation, prediction, saving
     "fit",
     "train_step",

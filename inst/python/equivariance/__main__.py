@@ -8,6 +8,8 @@ Examples::
 
     python -m equivariance benchmark --models SimpleCNN C4CNN --epochs 2 --csv table.csv
     python -m equivariance fit --model C4CNN --epochs 5 --save c4cnn.pt
+    python -m equivariance fit --data shapes/train --size 64 --validation 0.2 --patience 2 \
+        --save shapes.pt
     torchrun --nproc-per-node 2 -m equivariance fit --model C4CNN --epochs 5 --save c4cnn.pt
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +37,8 @@ def _common(p: argparse.ArgumentParser, epochs: int) -> None:
     p.add_argument("--data", metavar="DIR", default=None, help="folder of Fashion-MNIST IDX "
                    "files, or 'subset' for the subset shipped with the package (default: "
                    "$EQUIVARIANCE_FASHION_MNIST, else /usr/share/datasets/fashion-mnist, "
-                   "else the subset)")
+                   "else the subset); for fit, also a folder of images with one sub-folder "
+                   "per class")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training "
                    "images")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index> or mps "
@@ -68,11 +72,25 @@ def _parser() -> argparse.ArgumentParser:
                        "rotation (needs matplotlib; from R: plot() of the result)")
     fit = sub.add_parser(
         "fit", help="train one model and save it",
-        description="Train one built-in model on Fashion-MNIST and save it with "
-                    "save_model (load it with load_model in Python or R).")
+        description="Train one built-in model on Fashion-MNIST or on a folder of images "
+                    "(one sub-folder per class) and save it with save_model, with its "
+                    "class names (load it with load_model in Python or R).")
     fit.add_argument("--model", default="C4CNN", help="SimpleCNN, EqCNN, C4CNN, D4CNN, "
                      "EscnnC4CNN, EscnnC8CNN or EscnnD4CNN (default %(default)s)")
     _common(fit, epochs=1)
+    fit.add_argument("--size", type=int, nargs="+", metavar="N", default=None,
+                     help="with an image folder: resize every image to N x N (or H W)")
+    fit.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                     help="with an image folder: convert the images to 1 (grey) or 3 (RGB) "
+                          "channels (default: the files' own)")
+    fit.add_argument("--validation", type=float, metavar="FRACTION", default=None,
+                     help="hold out this fraction of the training images (by file) and "
+                          "measure the validation loss after every epoch")
+    fit.add_argument("--patience", type=int, default=None, help="stop after N epochs "
+                     "without a lower validation loss and keep the best weights (needs "
+                     "--validation)")
+    fit.add_argument("--num-workers", type=int, default=0, help="background processes "
+                     "decoding image files (default %(default)s)")
     fit.add_argument("--save", metavar="PATH", default=None, help="where to save the model")
     fit.add_argument("--no-sync-batchnorm", dest="sync_batchnorm", action="store_false",
                      help="under torchrun, normalise with each rank's own batch statistics")
@@ -131,16 +149,52 @@ def _fit(args: argparse.Namespace) -> None:
     import equivariance as eq
 
     _check_outputs(args, "save")  # a bad path fails before the training, not after it
+    train, names = _training_data(args)
+    channels, classes = _shape_of(train)
     torch.manual_seed(args.seed)
-    model = eq.benchmark_model(args.model)
-    train = eq.load_fashion_mnist("train", root=args.data, limit=args.limit)
+    model = eq.benchmark_model(args.model, channels, classes)
     eq.fit(model, train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
            seed=args.seed, device=args.device, verbose=not args.quiet,
-           sync_batchnorm=args.sync_batchnorm)
+           sync_batchnorm=args.sync_batchnorm, validation_data=args.validation,
+           patience=args.patience, class_names=names, num_workers=args.num_workers)
     if args.save is not None and eq.is_main_process():
         path = eq.save_model(model, args.save)
         if not args.quiet:
             print(f"saved {args.model} to {path}", flush=True)
+
+
+def _is_idx_folder(path: str) -> bool:
+    return path == "subset" or any("idx3-ubyte" in name for name in os.listdir(path))
+
+
+def _training_data(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The training data of ``fit``: Fashion-MNIST's IDX files or an image folder, and
+    the class names."""
+    import equivariance as eq
+
+    folder = args.data
+    if folder is not None and folder != "subset" and not os.path.isdir(folder):
+        raise FileNotFoundError(f"`--data`: folder not found: {folder}")
+    if folder is None or _is_idx_folder(folder):
+        if args.size is not None or args.channels is not None:
+            raise ValueError("`--size` and `--channels` apply to a folder of images, not to "
+                             "Fashion-MNIST's IDX files")
+        return eq.load_fashion_mnist("train", root=folder, limit=args.limit), list(eq.CLASSES)
+    size = args.size
+    if size is not None and len(size) not in (1, 2):
+        raise ValueError(f"`--size` takes N (square) or H W, got {len(size)} numbers")
+    data = eq.image_folder(folder, size=None if size is None else tuple(size) if len(size) == 2
+                           else size[0], channels=args.channels)
+    if args.limit is not None:
+        data = data.subset(range(min(args.limit, len(data))))
+    return data, list(data.classes)
+
+
+def _shape_of(data: Any) -> tuple[int, int]:
+    """The channels and classes of the training data (for the built-in model)."""
+    if hasattr(data, "input_shape"):
+        return data.input_shape[0], len(data.classes)
+    return 1, len(data.classes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,7 +49,7 @@ from ._validation import (
     quarter_turns,
 )
 from ._validation import seed as check_seed
-from .data import load_fashion_mnist
+from .data import as_tensors, is_stream, load_fashion_mnist
 from .devices import DeviceLike, resolve_device
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
@@ -262,8 +262,10 @@ def _csv_path(path: Any, name: str = "csv") -> str:
     return output_path(path, name)
 
 
-def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
-    """``(label, build, built-in name or None)`` for every requested model."""
+def _model_specs(models: Any, in_channels: int = 1, num_classes: int = 10
+                 ) -> list[tuple[str, Callable[[], nn.Module], str | None]]:
+    """``(label, build, built-in name or None)`` for every requested model; built-in
+    models take ``in_channels`` and give ``num_classes`` logits."""
     if models is None:
         models = MODEL_NAMES
     if isinstance(models, str):
@@ -285,7 +287,8 @@ def _model_specs(models: Any) -> list[tuple[str, Callable[[], nn.Module], str | 
             raise TypeError(f"`models`: every model needs a non-empty name, got {label!r}")
         if isinstance(value, str):
             _check_model_name(value)
-            specs.append((label, lambda v=value: benchmark_model(v), value))
+            specs.append((label, lambda v=value: benchmark_model(v, in_channels, num_classes),
+                          value))
         elif isinstance(value, nn.Module):
             specs.append((label, lambda v=value: v, None))
         elif callable(value):
@@ -333,7 +336,7 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
         progress({"event": "model", "model": label, "index": index, "models": count})
     elif verbose:
         print(f"== model {index}/{count} {label}: {_count_parameters(model):,} parameters, "
-              f"{epochs} epoch(s) on {len(train):,} images", flush=True)
+              f"{epochs} epoch(s) on {_size(train) or 'streamed'} images", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"],
                   verbose=verbose and progress is None, device=recipe["device"],
@@ -351,8 +354,46 @@ def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, se
               ) -> dict[str, Any]:
     """The recipe and the data of a run (``BenchmarkResult.settings``)."""
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "train_size": len(train), "test_size": len(test), "source": train.source,
-            "num_classes": int(train.tensors[1].max()) + 1}
+            "train_size": _size(train), "test_size": _size(test),
+            "source": getattr(train, "source", "data"), "num_classes": _classes_of(train)}
+
+
+def _benchmark_sets(data: Any, root: Any, limit: int | None, test_limit: int | None,
+                    warn: bool) -> tuple[Any, Any, int, int]:
+    """``(train, test, in_channels, num_classes)`` of :func:`rotation_benchmark`:
+    Fashion-MNIST (one warning at most when the shipped subset stands in for the full
+    data set), or ``data``, a pair (or a dict with ``train`` and ``test``)."""
+    if data is None:
+        return (load_fashion_mnist("train", root=root, limit=limit, warn=warn),
+                load_fashion_mnist("test", root=root, limit=test_limit, warn=False), 1, 10)
+    if isinstance(data, dict) and {"train", "test"} <= set(data):
+        data = (data["train"], data["test"])
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError("`data` must be None (Fashion-MNIST) or a pair (train, test) of data "
+                         f"sets, got {type(data).__name__}")
+    train = data[0]
+    shape, classes = getattr(train, "input_shape", None), getattr(train, "classes", None)
+    if shape is not None and isinstance(classes, (list, tuple)):
+        return data[0], data[1], int(shape[0]), len(classes)
+    if is_stream(train):
+        raise ValueError("`data`: built-in models need the channels and classes of the "
+                         "images: give an image folder, tensors, or models as nn.Modules")
+    x, y = as_tensors(train, "data")
+    return data[0], data[1], (1 if x.dim() == 3 else int(x.shape[1])), int(y.max()) + 1
+
+
+def _size(data: Any) -> int | None:
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def _classes_of(train: Any) -> int | None:
+    if hasattr(train, "tensors"):
+        return int(train.tensors[1].max()) + 1
+    classes = getattr(train, "classes", None)
+    return len(classes) if isinstance(classes, (list, tuple)) else None
 
 
 def _check_recipe(epochs: Any, batch_size: Any, lr: Any, seed: Any
@@ -371,7 +412,7 @@ def rotation_benchmark(
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
     reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
     warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
-    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True,
+    progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True, data: Any = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -407,11 +448,12 @@ def rotation_benchmark(
             the text (``{"event": "model", "model", "index", "models"}``, then those
             of :class:`~equivariance.training.progress.ProgressEvents`).
         table: with ``verbose``, print the table at the end.
+        data: ``None`` (Fashion-MNIST, see ``root``), or ``(train, test)`` of data ``fit``
+            takes (image folders, say); built-in models fit their channels and classes.
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
     """
-    specs = _model_specs(models)
     epochs, batch_size, lr, seed = _check_recipe(epochs, batch_size, lr, seed)
     # checked here, so that the messages name these arguments, not the loader's `limit`
     limit = None if limit is None else positive_int(limit, "limit")
@@ -427,10 +469,8 @@ def rotation_benchmark(
         csv = _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
-    # one warning at most when the shipped subset stands in for the full data set
-    train = load_fashion_mnist("train", root=root, limit=limit, warn=warn)
-    test = load_fashion_mnist("test", root=root, limit=test_limit, warn=False)
-
+    train, test, channels, classes = _benchmark_sets(data, root, limit, test_limit, warn)
+    specs = _model_specs(models, channels, classes)
     result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed))
     recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
               "verbose": verbose, "device": device, "mirror": mirror,

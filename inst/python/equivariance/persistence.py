@@ -36,7 +36,7 @@ from ._load_errors import load_failure
 from ._registry import decode, lookup, public_name, recorded
 from ._sizes import check_file_sizes
 from .modes import preserved_modes
-from .prediction import model_class_names, resolve_device
+from .prediction import input_record, model_class_names, resolve_device, restore_input
 
 __all__ = ["save_model", "load_model"]
 
@@ -180,6 +180,7 @@ def _contents(model: nn.Module, arch: Optional[dict], reason: Optional[str]) -> 
         "state_metadata": metadata,
         "training": [name for name, m in model.named_modules() if m.training],
         "class_names": model_class_names(model),
+        **input_record(model),
         "torch_version": str(torch.__version__),  # a plain str: TorchVersion is a class
     }
 
@@ -278,7 +279,9 @@ def load_model(path: PathLike, model: Optional[nn.Module] = None,
     if names is not None:
         model.class_names = list(names)
         model_class_names(model)  # checks them
+    restore_input(model, contents)
     return model
+
 
 
 def _rebuild(contents: dict, path: str) -> nn.Module:

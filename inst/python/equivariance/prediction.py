@@ -12,6 +12,7 @@ Devices are named as everywhere in the package (see
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._validation import positive_int
+from .data import adapters
 from .devices import (
     DeviceLike, image_batch, model_device_dtype, model_in_channels, on_device, resolve_device,
 )
@@ -61,6 +63,10 @@ def as_images(x: Any, in_channels: Optional[int] = None, dtype: Optional[torch.d
                             f"{type(x).__name__}") from None
     if x.dtype == torch.bool or x.is_complex():
         raise TypeError(f"`{name}` must hold real numbers, got dtype {x.dtype}")
+    if x.dim() == 3 and in_channels is not None and in_channels > 1 and x.shape[0] == in_channels:
+        x = x.unsqueeze(0)  # one image (C, H, W) of a model of C channels
+    elif x.dim() == 2 and in_channels in (None, 1):
+        x = x.reshape(1, 1, *x.shape)  # one grey image (H, W)
     x = image_batch(x, in_channels, name)  # the shape rule fit() applies too
     if x.dim() != 4:
         raise ValueError(f"`{name}` must be images of shape (N, C, H, W) or (N, H, W), got "
@@ -93,6 +99,80 @@ def model_class_names(model: nn.Module) -> Optional[list[str]]:
     return [str.__str__(n) for n in names]  # plain strings (numpy's str_ is a subclass)
 
 
+def _in_channels(model: nn.Module) -> Optional[int]:
+    """The channels the model was trained on (``input_shape``), else its first layer's."""
+    shape = trained_shape(model)
+    return shape[0] if shape is not None else model_in_channels(model)
+
+
+def trained_shape(model: nn.Module) -> Optional[tuple[int, int, int]]:
+    """``(C, H, W)`` of the images ``fit`` trained ``model`` on (``model.input_shape``),
+    or ``None`` when it does not say."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, (tuple, list)) and len(shape) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shape):
+        return tuple(shape)
+    return None
+
+
+def input_record(model: nn.Module) -> dict:
+    """What ``fit`` recorded about the model's input: one image's shape, the range of
+    the training values (see :func:`~equivariance.predict`)."""
+    out = {}
+    shape, low_high = getattr(model, "input_shape", None), getattr(model, "input_range", None)
+    if isinstance(shape, (tuple, list)) and all(isinstance(v, int) for v in shape):
+        out["input_shape"] = [int(v) for v in shape]
+    if isinstance(low_high, (tuple, list)) and len(low_high) == 2:
+        out["input_range"] = [float(v) for v in low_high]
+    return out
+
+
+def restore_input(model: nn.Module, contents: dict) -> None:
+    """Put back on a loaded model what :func:`input_record` saved."""
+    shape, low_high = contents.get("input_shape"), contents.get("input_range")
+    if isinstance(shape, list) and all(isinstance(v, int) for v in shape):
+        model.input_shape = tuple(shape)
+    if isinstance(low_high, list) and len(low_high) == 2:
+        model.input_range = (float(low_high[0]), float(low_high[1]))
+
+
+def _check_range(model: nn.Module, xb: torch.Tensor, name: str) -> bool:
+    """Warn when ``xb``'s values lie far outside those ``model`` was trained on
+    (``model.input_range``): beyond them by more than their width. Returns whether it
+    warned."""
+    trained = getattr(model, "input_range", None)
+    if not isinstance(trained, (tuple, list)) or len(trained) != 2 or xb.numel() == 0:
+        return False
+    low, high = float(trained[0]), float(trained[1])
+    width = max(high - low, 1e-6)
+    lo, hi = float(xb.min()), float(xb.max())
+    if lo >= low - width and hi <= high + width:
+        return False
+    hint = "; 0-255 images? divide them by 255" if hi > 2 * high + 50 and high <= 1.5 else ""
+    warnings.warn(f"`{name}` has values from {lo:.4g} to {hi:.4g}, far outside the range "
+                  f"the model was trained on ({low:.4g} to {high:.4g}){hint}", stacklevel=3)
+    return True
+
+
+def _size_mismatch(model: nn.Module, xb: torch.Tensor, name: str, err: Exception | None) -> None:
+    """Images of another size than the training images: a ValueError when the model
+    failed on them (``err``), else a warning, once per model; nothing for images of the
+    training size."""
+    shape = trained_shape(model)
+    if shape is None or tuple(xb.shape[-2:]) == shape[1:]:
+        return
+    (h, w), (eh, ew) = tuple(xb.shape[-2:]), shape[1:]
+    if err is not None:
+        raise ValueError(f"`{name}`: the model was trained on images of {eh}x{ew} (height x "
+                         f"width) and does not take images of {h}x{w}: resize them to {eh}x{ew} "
+                         "(image_folder(..., size = ...) does)") from None
+    if not getattr(model, "_warned_size", False):
+        model._warned_size = True
+        warnings.warn(f"`{name}`: the model was trained on images of {eh}x{ew} and is given "
+                      f"images of {h}x{w}; it accepts them, but its accuracy on them is unknown",
+                      stacklevel=3)
+
+
 def _check_logits(out: Any, n: int) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != n:
         got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
@@ -109,6 +189,7 @@ def _forward(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
         if xb.shape[0] == 0:
             raise ValueError(f"`x` holds no images (shape {tuple(xb.shape)}) and this model "
                              "cannot run on an empty batch") from err
+        _size_mismatch(model, xb, "x", err)  # another size than trained on: says so
         raise ValueError(f"the model cannot run on the images of `x` (a batch of shape "
                          f"{tuple(xb.shape)}): {err}") from err
     return _check_logits(out, xb.shape[0])
@@ -132,8 +213,15 @@ def predict(
 
     Args:
         model: a torch module returning logits ``(N, num_classes)``.
-        x: images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel), a tensor or an
-            array; converted to the model's dtype (and device) batch by batch.
+        x: images ``(N, C, H, W)`` or ``(N, H, W)`` (one channel), one image
+            ``(C, H, W)`` of a model of ``C > 1`` channels or one grey image
+            ``(H, W)``, a tensor or an array; or a
+            data set read batch by batch (an image folder, a ``Dataset`` of images or
+            of ``(image, label)``, a ``DataLoader``). Converted to the model's dtype
+            (and device) batch by batch. Images of another channel count than the
+            model was trained on are an error; of another size, an error, or a warning
+            (once) when the model takes them; values far outside the training range
+            (``model.input_range``), a warning.
         type: ``"prob"`` (softmax over the classes), ``"class"`` (index of the
             largest logit, from 0) or ``"logits"`` (the model's output).
         batch_size: images per forward pass.
@@ -167,9 +255,16 @@ def predict(
         raise ValueError("`names=True` needs type=\"class\" and a model with `class_names` "
                          f"(got type={type!r}, class_names={class_names!r})")
     target = resolve_device(device)
-    images = as_images(x, model_in_channels(model), model_device_dtype(model)[1])
+    dtype = model_device_dtype(model)[1]
+    if adapters.is_stream(x):
+        batches = (as_images(b, _in_channels(model), dtype)
+                   for b in adapters.stream_images(x, batch_size))
+    else:
+        images = as_images(x, _in_channels(model), dtype)
+        batches = (images[i:i + batch_size] for i in range(0, images.shape[0], batch_size)) \
+            if images.shape[0] else iter([images])  # one pass for N = 0: the class count
     with preserved_modes(model, "eval"), on_device(model, target) as where, torch.no_grad():
-        out, num_classes = _run(model, images, type, batch_size, where)
+        out, num_classes = _run(model, batches, type, where)
     if class_names is not None and type != "logits" and num_classes != len(class_names):
         raise ValueError(f"`model.class_names` has {len(class_names)} names but the model "
                          f"returns {num_classes} logits")
@@ -178,21 +273,23 @@ def predict(
     return out
 
 
-def _run(model: nn.Module, images: torch.Tensor, type: str, batch_size: int,  # noqa: A002
+def _run(model: nn.Module, batches: Any, type: str,  # noqa: A002
          device: torch.device) -> tuple[torch.Tensor, int]:
     """The batched forward passes: the results gathered on the CPU, and the number of
     logits per image."""
-    n = images.shape[0]
-    # one pass even for N = 0, so the result has the model's number of classes
-    starts = range(0, n, batch_size) if n else [0]
-    parts = []
-    for start in starts:
-        xb = images[start:start + batch_size].to(device)
+    parts, warned, num_classes = [], False, 0
+    for i, xb in enumerate(batches):
+        xb = xb.to(device)
+        warned = warned or _check_range(model, xb, "x")
         logits = _forward(model, xb)
+        if i == 0:
+            _size_mismatch(model, xb, "x", None)
         num_classes = logits.shape[1]
         if type == "prob":
             logits = F.softmax(logits, dim=1)
         elif type == "class":
             logits = logits.argmax(dim=1)
         parts.append(logits.cpu())
+    if not parts:
+        raise ValueError("`x` holds no images")
     return torch.cat(parts), num_classes

@@ -1,14 +1,20 @@
-"""Data sources for training: Fashion-MNIST IDX files (full set or the shipped subset).
+"""Data sources for training: Fashion-MNIST IDX files (full set or the shipped subset),
+image files (:mod:`.folders`) and any torch data set read batch by batch
+(:mod:`.adapters`).
 
 The shipped subset's IDX files live in this folder beside the code that reads them.
 """
 
 from __future__ import annotations
 
-from . import fashion_mnist
+from . import adapters, fashion_mnist, folders
+from .adapters import is_stream
 from .fashion_mnist import (
     CLASSES, ENV_VAR, FashionMNIST, SubsetWarning, as_tensors, fashion_mnist_root, holdout,
-    load_fashion_mnist, make_subset, read_idx, write_idx,
+    holdout_index, load_fashion_mnist, make_subset, read_idx, write_idx,
+)
+from .folders import (
+    IMAGE_EXTENSIONS, ImageDataset, ImageFileError, image_files, image_folder, write_image_folder,
 )
 
-__all__ = list(fashion_mnist.__all__)
+__all__ = list(fashion_mnist.__all__) + list(folders.__all__) + list(adapters.__all__)

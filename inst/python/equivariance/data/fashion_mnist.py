@@ -36,6 +36,7 @@ __all__ = [
     "SubsetWarning",
     "as_tensors",
     "holdout",
+    "holdout_index",
     "fashion_mnist_root",
     "load_fashion_mnist",
     "make_subset",
@@ -461,10 +462,23 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     Returns:
         ``((x_train, y_train), (x_val, y_val))``, each keeping the data's order.
     """
+    keep, val = holdout_index(x.shape[0], fraction, seed)
+    return (x[keep], y[keep]), (x[val], y[val])
+
+
+def holdout_index(n: int, fraction: Any, seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows kept for training and those held out by :func:`holdout`, each sorted.
+
+    Args:
+        n: the number of rows (images, or files of an image folder).
+        fraction, seed: as in :func:`holdout`.
+
+    Returns:
+        ``(kept, held_out)``: two int64 tensors of row indices.
+    """
     if not is_real_number(fraction) or not 0 < as_real(fraction) < 1:
         raise ValueError("`validation_data` must be data (a pair (images, labels) or a data "
                          f"set) or a fraction in (0, 1) of `data` to hold out, got {fraction!r}")
-    n = x.shape[0]
     fraction = as_real(fraction)
     k = int(round(fraction * n))
     if not 1 <= k < n:
@@ -475,4 +489,4 @@ def holdout(x: torch.Tensor, y: torch.Tensor, fraction: Any, seed: int | None
     val = torch.randperm(n, generator=gen)[:k].sort().values
     keep = torch.ones(n, dtype=torch.bool)
     keep[val] = False
-    return (x[keep], y[keep]), (x[val], y[val])
+    return keep.nonzero().flatten(), val

@@ -8,15 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
 from .._validation import positive_int
 from ..devices import as_model_input
 from ..modes import preserved_modes
+from . import feed
 from .callbacks import CallbackList, EarlyStopping, TrainState, as_callbacks
 from .history import History
-from .metrics import Metric, validation_figures
+from .metrics import Metric
 from .parallel.distributed import Parallel
 from .progress import ProgressBar, is_display
 
@@ -42,9 +42,8 @@ def figure_names(metrics: list[Metric], validated: bool) -> list[str]:
 class Epochs:
     """What one :func:`~equivariance.fit` call trains with, shared by its epochs."""
 
-    x: torch.Tensor
-    y: torch.Tensor
-    val: tuple[torch.Tensor, torch.Tensor] | None
+    source: Any  # the training batches: data.adapters.InMemory or Stream
+    val: Any  # None, a pair of tensors or a data.adapters.Stream
     batch_size: int
     recipe: Any  # the loop's _Recipe
     par: Parallel
@@ -61,18 +60,16 @@ class Epochs:
         self.callbacks.on_epoch_begin(state)
         lr = float(state.optimizer.param_groups[0]["lr"])
         start = time.perf_counter()
-        order = torch.randperm(self.x.shape[0], generator=self.par.order)
         sum_loss = sum_reg = 0.0
         for m in self.metrics:
             m.reset()
-        for step in range(1, state.steps + 1):
-            share = self.par.share(order[(step - 1) * self.batch_size : step * self.batch_size])
-            if share is None:  # fewer images left than ranks
-                continue
-            xb = as_model_input(self.x[share.index], self.recipe.device, self.recipe.dtype)
-            yb = self.y[share.index].to(device=self.recipe.device)
-            loss, reg = self.step_fn(self.net, state.optimizer, xb, yb, self.recipe,
-                              f"epoch {epoch}, step {step}", share, self.metrics)
+        batches = self.source.batches(self.par, self.batch_size, epoch)
+        for step, (xb, yb, share) in enumerate(batches, 1):
+            xb = as_model_input(xb, self.recipe.device, self.recipe.dtype)
+            yb = yb.to(device=self.recipe.device)
+            loss, reg = self.step_fn(self.net, state.optimizer, xb, yb,
+                                     feed.step_recipe(self.recipe, self.source, epoch, step),
+                                     f"epoch {epoch}, step {step}", share, self.metrics)
             history.add_step(epoch, loss, reg)
             sum_loss, sum_reg = sum_loss + loss, sum_reg + reg
             state.step, state.loss, state.reg = step, loss, reg
@@ -80,12 +77,13 @@ class Epochs:
             state.running_reg = sum_reg / step if self.recipe.reg is not None else None
             state.seconds = time.perf_counter() - start
             self.callbacks.on_step_end(state)
+        if state.step and self.source.steps(self.batch_size) is None:
+            state.steps = state.step  # a stream without a length: its steps, now counted
         for m in self.metrics:
             m.sync(self.par.ranks)
         figures = {m.name: m.result() for m in self.metrics}
         if self.val is not None:
-            figures.update(validation_figures(state.model, *self.val, self.batch_size,
-                                              self.metrics))
+            figures.update(feed.validation(state.model, self.val, self.batch_size, self.metrics))
         history.end_epoch(self.par.ranks.slowest(time.perf_counter() - start), lr, figures)
         self.callbacks.on_epoch_end(state)
         return state.stop

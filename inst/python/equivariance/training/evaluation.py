@@ -15,12 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validation import flag, positive_int, quarter_turns
-from ..data import as_tensors
+from .._validation import flag, nonnegative_int, positive_int, quarter_turns
+from ..data import adapters
 from ..data.labels import check_label_range, class_names_of, onto_classes
 from ..devices import (
-    DeviceLike, as_model_input, image_batch, model_device_dtype, model_in_channels, on_device,
-    resolve_device,
+    DeviceLike, as_model_input, model_device_dtype, model_in_channels, on_device, resolve_device,
 )
 from ..modes import preserved_modes
 from ..prediction import model_class_names
@@ -37,6 +36,7 @@ def evaluate(
     batch_size: int = 1000,
     device: DeviceLike = "auto",
     mirror: bool = False,
+    num_workers: int = 0,
 ) -> list[dict[str, Any]]:
     """Accuracy of a classifier on rotated copies of ``data``.
 
@@ -47,9 +47,11 @@ def evaluate(
 
     Args:
         model: a classifier returning logits ``(N, num_classes)``.
-        data: as in :func:`~equivariance.fit`; its images must be finite. When both
-            the data (a data set with class names, a dict with ``class_names``) and the
-            model have class names, labels are matched to the model's classes by name.
+        data: as in :func:`~equivariance.fit` (tensors, an image folder, any
+            ``Dataset``, ``IterableDataset`` or ``DataLoader``, read batch by batch);
+            its images must be finite. When both the data (a data set with class
+            names, a dict with ``class_names``) and the model have class names, labels
+            are matched to the model's classes by name.
         rotations: quarter turns, each 0, 1, 2 or 3 (for 0, 90, 180, 270 degrees).
         batch_size: images per forward pass.
         device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -58,6 +60,7 @@ def evaluate(
         mirror: also test the images mirrored left to right, then turned by each of
             ``rotations`` (the other 4 elements of D4, ``flip_rot0`` to
             ``flip_rot270``); their rows follow the unmirrored ones.
+        num_workers: background processes decoding streamed data's batches.
 
     Returns:
         One dict per rotation (and mirror): ``rotation`` (quarter turns), ``degrees``,
@@ -71,33 +74,19 @@ def evaluate(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be a torch nn.Module, got {type(model).__name__}")
-    x, y = as_tensors(data, "data", finite=True)
     # labels of named classes (a factor, a data set with class names) count by name
-    y = onto_classes(y, class_names_of(data), model_class_names(model), "data")
-    x = image_batch(x, model_in_channels(model), "data")
+    names, classes = class_names_of(data), model_class_names(model)
     ks = quarter_turns(rotations, "rotations")
     batch_size = positive_int(batch_size, "batch_size")
+    batches = adapters.eval_batches(data, batch_size, "data",
+                                    nonnegative_int(num_workers, "num_workers"),
+                                    model_in_channels(model))
     elements = [(m, k) for m in ((False, True) if flag(mirror, "mirror") else (False,))
                 for k in ks]
-    target = resolve_device(device)
-    dtype = model_device_dtype(model)[1]
-    correct = {e: 0 for e in elements}
-    diff = {e: 0.0 for e in elements}
-    norm = 0.0
-    with preserved_modes(model, "eval"), on_device(model, target) as device:
-        for start in range(0, x.shape[0], batch_size):
-            xb = as_model_input(x[start : start + batch_size], device, dtype)
-            yb = y[start : start + batch_size].to(device=device)
-            upright = forward(model, xb, "data")
-            if start == 0:  # a label beyond the model's classes would count as wrong
-                check_label_range(y, upright.shape[1], "data")
-            norm += float(upright.norm(dim=-1).sum())
-            for m, k in elements:
-                xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
-                out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
-                correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
-                diff[m, k] += float((out - upright).norm(dim=-1).sum())
-    n = x.shape[0]
+    with preserved_modes(model, "eval"), on_device(model, resolve_device(device)) as device:
+        correct, diff, norm, n = _scores(model, batches, elements, device, (names, classes))
+    if n == 0:
+        raise ValueError("`data` holds no images")
     return [
         {
             "rotation": k,
@@ -110,6 +99,31 @@ def evaluate(
         }
         for m, k in elements
     ]
+
+
+def _scores(model: nn.Module, batches: Any, elements: list[tuple[bool, int]],
+            device: torch.device, names: tuple[Any, Any]) -> tuple[dict, dict, float, int]:
+    """The correct counts and logit distances of every element (mirror, quarter turns),
+    the sum of the upright logits' norms and the number of images, over ``batches``
+    (labels mapped from the data's class names ``names[0]`` onto the model's)."""
+    dtype = model_device_dtype(model)[1]
+    correct = {e: 0 for e in elements}
+    diff = {e: 0.0 for e in elements}
+    norm, n = 0.0, 0
+    for xb, yb in batches:
+        xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
+        yb = onto_classes(yb, names[0], names[1], "data")
+        n += xb.shape[0]
+        upright = forward(model, xb, "data")
+        # a label beyond the model's classes would count as wrong
+        check_label_range(yb, upright.shape[1], "data")
+        norm += float(upright.norm(dim=-1).sum())
+        for m, k in elements:
+            xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
+            out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
+            correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
+            diff[m, k] += float((out - upright).norm(dim=-1).sum())
+    return correct, diff, norm, n
 
 
 @torch.no_grad()

@@ -48,6 +48,7 @@ from ..devices import (
 )
 from ..modes import mode_dependent_modules
 from ..regularizer import EquivarianceRegularizer
+from . import feed
 from .callbacks import TrainState
 from .epochs import Epochs, callback_list, figure_names
 from .history import History
@@ -257,7 +258,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None, device: DeviceLike = "auto",
     class_names: list[str] | None = None, verbose: bool = True, reg_points: str = "batch",
     reuse_outputs: bool | None = None, distributed: bool | None = None,
-    sync_batchnorm: bool = True,
+    sync_batchnorm: bool = True, num_workers: int = 0,
 ) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
@@ -267,7 +268,8 @@ def fit(
     Args:
         model: an ``nn.Module`` returning logits ``(N, num_classes)``; trained in place.
         data: a :class:`~equivariance.data.FashionMNIST`, a ``TensorDataset``, a dict or
-            a pair ``(images, labels)``; labels are class indices from 0.
+            a pair ``(images, labels)``, or data read batch by batch by ``num_workers``
+            processes (see :mod:`~equivariance.data.adapters`); labels from 0.
         epochs, batch_size, lr: passes over the data, images per step, Adam's rate.
         regularizer: an :class:`~equivariance.EquivarianceRegularizer` (added to the
             loss at every step) or any callable returning a scalar tensor.
@@ -314,18 +316,20 @@ def fit(
     metric_objects = with_accuracy(metric_list(metrics))
     par = Parallel.start(distributed, batch_size, seed)  # one process, or this rank's view
     calls, names = callback_list(callbacks, verbose, patience), class_names_list(class_names)
-    d = labelled_data(model, data, validation_data, par.seed, names)
+    d = feed.prepare(model, data, validation_data, par.seed, names, num_workers)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
                      None if d.classes is None else len(d.classes))
     probe(model, d.unseen_images(), recipe)
     state = TrainState(model, _check_optimizer(optimizer, model, lr),
                        History(reused_outputs=recipe.reuse), epochs,
-                       math.ceil(d.x.shape[0] / batch_size),
+                       d.source.steps(batch_size) or 1,
                        figure_names(metric_objects, d.val is not None), main=par.ranks.main)
-    with _trained_on(model, d.classes, tuple(d.x.shape[1:])):
-        return Epochs(d.x, d.y, d.val, batch_size, recipe, par, metric_objects, calls, state,
-                      _step).run(sync_batchnorm)
+    with _trained_on(model, d.classes, d.input_shape):
+        history = Epochs(d.source, d.val, batch_size, recipe, par, metric_objects, calls, state,
+                         _step).run(sync_batchnorm)
+    feed.record_input(model, d.source.seen)  # the input's shape and range, for predict()
+    return history
 
 
 _TRAINED_ON = ("class_names", "input_shape")

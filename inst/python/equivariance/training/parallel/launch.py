@@ -258,7 +258,8 @@ def worker_main(folder: str) -> None:
             model = args.pop("model")
             history = fit(model, args.pop("data"), **args)
             result: Any = {"state": model.state_dict(), "history": history, "attributes": {
-                k: getattr(model, k) for k in ("class_names", "input_shape") if hasattr(model, k)}}
+                k: getattr(model, k) for k in ("class_names", "input_shape", "input_range")
+                if hasattr(model, k)}}
         else:
             result = rotation_benchmark(**args)
     except BaseException as err:
