@@ -270,3 +270,19 @@ def test_an_idx_file_that_is_a_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="`root` must be a regular file, got a named pipe"):
         read_idx(fifo, 2051)
+
+
+def test_image_folders_and_lists_refuse_fifos_without_reading_them(tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / label / "0.png")
+    os.mkfifo(tmp_path / "a" / "1.png")  # an image name, but a pipe nobody writes to
+    with pytest.raises(ValueError, match=r"1.png: not a regular file but a named pipe"):
+        eq.image_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"1.png: not a regular file but a named pipe"):
+        eq.image_files([tmp_path / "a" / "1.png", tmp_path / "b" / "0.png"], [0, 1])
+    os.mkfifo(tmp_path / "list.csv")
+    with pytest.raises(ValueError, match=r"`files` .* got a named pipe"):
+        eq.image_files(tmp_path / "list.csv")
