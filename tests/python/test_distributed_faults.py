@@ -11,11 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-import torch
-
 import distributed_cases as cases
 import equivariance as eq
+import pytest
+import torch
 
 HERE = Path(__file__).resolve().parent
 CORE = HERE.parents[1] / "inst" / "python"
@@ -103,7 +102,8 @@ def test_early_stopping_and_the_regularizer_with_workers_on_a_batch_norm_model(m
         torch.manual_seed(0)
         model = eq.C4CNN(1, 3, widths=(2, 2, 3))  # batch norm, synchronised by default
         # the default distance (p = 2) must travel to the ranks
-        reg = eq.EquivarianceRegularizer(model, (1, 12, 12), [(eq.transforms.rot90(1), 0, 0.1)], n=4)
+        reg = eq.EquivarianceRegularizer(model, (1, 12, 12),
+                                         [(eq.transforms.rot90(1), 0, 0.1)], n=4)
         history = eq.parallel_fit(model, cases.data(40), epochs=3, batch_size=8, lr=0.05, seed=2,
                       regularizer=reg, validation_data=0.2, patience=1,
                       verbose=False, device="cpu", **kw)

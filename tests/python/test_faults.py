@@ -13,13 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance._validation import is_real_number, positive_real, unit_interval
+from torch import nn
 
 CORE = Path(__file__).resolve().parents[2] / "inst" / "python"
 ENV = dict(os.environ, PYTHONPATH=str(CORE), OMP_NUM_THREADS="1")
@@ -243,7 +242,8 @@ def test_loading_errors_never_repeat_torchs_advice(tmp_path):
         "pickle.pkl": (lambda p: p.write_bytes(pickle.dumps(Mine)), "it is a Python pickle"),
         "empty.pt": (lambda p: p.write_bytes(b""), "it is empty"),
         "notes.txt": (lambda p: p.write_text("hello\n"), "it is a text file"),
-        "picture.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50)), "it is an image"),
+        "picture.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50)),
+                        "it is an image"),
     }
     for name, (write, expected) in cases.items():
         path = tmp_path / name
