@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +39,16 @@ def _running(pid: int) -> bool:
         return False
 
 
+def _caller_of(folder: Path) -> int | None:
+    """The pid of the caller that made a job folder (``None``: not known, or gone)."""
+    from equivariance.training.parallel.faults import CALLER_FILE
+
+    try:
+        return int((folder / CALLER_FILE).read_text().split(":")[0])
+    except (OSError, ValueError):
+        return None
+
+
 def _wait(condition, seconds: float) -> bool:
     """Poll ``condition`` until it holds or ``seconds`` have passed (a deadline against
     hanging the suite, not a timing measurement)."""
@@ -62,6 +73,12 @@ def test_killing_the_caller_ends_torchrun_and_every_rank(tmp_path):
         caller.wait()
         assert _wait(lambda: not any(_running(p) for p in pids), 30), \
             f"orphans left: {[p for p in pids if _running(p)]}"
+        # its job folder is gone, or goes when the next job starts
+        from equivariance.training.parallel.faults import clean_stale_job_folders
+
+        clean_stale_job_folders(tempfile.gettempdir())
+        assert not any(_caller_of(f) == caller.pid
+                       for f in Path(tempfile.gettempdir()).glob("equivariance-workers-*"))
     finally:
         if caller.poll() is None:
             caller.kill()
