@@ -107,8 +107,12 @@
 #'   the global batch (it must be divisible by `workers`), so the training is that
 #'   of one process; the model is trained in place and the same history returned.
 #'   Everything passed must reach the processes: no R functions as `augment`,
-#'   `metrics` or `callbacks` (progress is printed instead of the progress bar).
-#'   A failing process stops the others and its error names it.
+#'   `metrics` or `callbacks` (Python callables and the package's callbacks do);
+#'   progress is printed through R's output (which [utils::capture.output()] and
+#'   knitr see) instead of the progress bar. A failing process stops the others,
+#'   and the error names the process that failed first and why (its error, where
+#'   it hung, or the signal that killed it). If this R session ends, however it is
+#'   killed, the processes end within seconds.
 #' @param timeout With `workers > 1`: seconds a process waits for the others before
 #'   the training fails.
 #' @param port With `workers > 1`: the TCP port on 127.0.0.1 the processes meet on;

@@ -8,14 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import pytest
-import torch
-
 import distributed_cases as cases
 import equivariance as eq
+import pytest
+import torch
 
 HERE = Path(__file__).resolve().parent
 CORE = HERE.parents[1] / "inst" / "python"
@@ -37,6 +37,16 @@ def _running(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def _caller_of(folder: Path) -> int | None:
+    """The pid of the caller that made a job folder (``None``: not known, or gone)."""
+    from equivariance.training.parallel.faults import CALLER_FILE
+
+    try:
+        return int((folder / CALLER_FILE).read_text().split(":")[0])
+    except (OSError, ValueError):
+        return None
 
 
 def _wait(condition, seconds: float) -> bool:
@@ -63,6 +73,12 @@ def test_killing_the_caller_ends_torchrun_and_every_rank(tmp_path):
         caller.wait()
         assert _wait(lambda: not any(_running(p) for p in pids), 30), \
             f"orphans left: {[p for p in pids if _running(p)]}"
+        # its job folder is gone, or goes when the next job starts
+        from equivariance.training.parallel.faults import clean_stale_job_folders
+
+        clean_stale_job_folders(tempfile.gettempdir())
+        assert not any(_caller_of(f) == caller.pid
+                       for f in Path(tempfile.gettempdir()).glob("equivariance-workers-*"))
     finally:
         if caller.poll() is None:
             caller.kill()
@@ -103,7 +119,8 @@ def test_early_stopping_and_the_regularizer_with_workers_on_a_batch_norm_model(m
         torch.manual_seed(0)
         model = eq.C4CNN(1, 3, widths=(2, 2, 3))  # batch norm, synchronised by default
         # the default distance (p = 2) must travel to the ranks
-        reg = eq.EquivarianceRegularizer(model, (1, 12, 12), [(eq.transforms.rot90(1), 0, 0.1)], n=4)
+        reg = eq.EquivarianceRegularizer(model, (1, 12, 12),
+                                         [(eq.transforms.rot90(1), 0, 0.1)], n=4)
         history = eq.parallel_fit(model, cases.data(40), epochs=3, batch_size=8, lr=0.05, seed=2,
                       regularizer=reg, validation_data=0.2, patience=1,
                       verbose=False, device="cpu", **kw)

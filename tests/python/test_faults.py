@@ -13,13 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance._validation import is_real_number, positive_real, unit_interval
+from torch import nn
 
 CORE = Path(__file__).resolve().parents[2] / "inst" / "python"
 ENV = dict(os.environ, PYTHONPATH=str(CORE), OMP_NUM_THREADS="1")
@@ -101,15 +100,18 @@ def test_models_too_large_for_the_machine_are_refused_naming_the_argument():
 
 
 def test_an_allocation_the_guard_cannot_foresee_meets_the_address_space_cap(monkeypatch):
+    import resource
+
     from equivariance._sizes import LIMIT_ENV, guarded_build
 
-    monkeypatch.setenv(LIMIT_ENV, str(10**8))  # this build may take 100 MB
-    with pytest.raises(ValueError, match=r"`width` = 16000 needs more memory for its weights "
+    monkeypatch.setenv(LIMIT_ENV, str(10**8))  # this build may take 100 MB (+ 1 GiB slack)
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    with pytest.raises(ValueError, match=r"`width` = 28000 needs more memory for its weights "
                                          r"and buffers than the 100.0 MB .*one tensor alone "
-                                         r"asked for 1.0 GB"):
-        with guarded_build({"width": 16000, "depth": 2}):
-            torch.ones(16000, 1).expand(16000, 16000).contiguous()  # not a factory call
-    torch.ones(16000, 1).expand(16000, 16000).contiguous()  # the cap is lifted afterwards
+                                         r"asked for 3.1 GB"):
+        with guarded_build({"width": 28000, "depth": 2}):
+            torch.ones(28000, 1).expand(28000, 28000).contiguous()  # not a factory call
+    assert resource.getrlimit(resource.RLIMIT_AS) == before  # the cap is lifted afterwards
 
 
 def test_a_crafted_model_file_cannot_make_the_loader_allocate(tmp_path, monkeypatch):
@@ -240,7 +242,8 @@ def test_loading_errors_never_repeat_torchs_advice(tmp_path):
         "pickle.pkl": (lambda p: p.write_bytes(pickle.dumps(Mine)), "it is a Python pickle"),
         "empty.pt": (lambda p: p.write_bytes(b""), "it is empty"),
         "notes.txt": (lambda p: p.write_text("hello\n"), "it is a text file"),
-        "picture.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50)), "it is an image"),
+        "picture.png": (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50)),
+                        "it is an image"),
     }
     for name, (write, expected) in cases.items():
         path = tmp_path / name
@@ -267,3 +270,19 @@ def test_an_idx_file_that_is_a_fifo_is_refused(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match="`root` must be a regular file, got a named pipe"):
         read_idx(fifo, 2051)
+
+
+def test_image_folders_and_lists_refuse_fifos_without_reading_them(tmp_path):
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / label / "0.png")
+    os.mkfifo(tmp_path / "a" / "1.png")  # an image name, but a pipe nobody writes to
+    with pytest.raises(ValueError, match=r"1.png: not a regular file but a named pipe"):
+        eq.image_folder(tmp_path)
+    with pytest.raises(ValueError, match=r"1.png: not a regular file but a named pipe"):
+        eq.image_files([tmp_path / "a" / "1.png", tmp_path / "b" / "0.png"], [0, 1])
+    os.mkfifo(tmp_path / "list.csv")
+    with pytest.raises(ValueError, match=r"`files` .* got a named pipe"):
+        eq.image_files(tmp_path / "list.csv")

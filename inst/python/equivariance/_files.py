@@ -29,7 +29,8 @@ try:
 except ImportError:  # Windows: no locks, so no temporary file is known to be stale
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_writer", "clean_stale_temporaries", "open_regular_file", "output_path"]
+__all__ = ["atomic_writer", "clean_stale_temporaries", "not_regular", "open_regular_file",
+           "output_path"]
 
 #: hidden temporary files of :func:`atomic_writer`: ``.NAME.<32 hex digits>.tmp``
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
@@ -90,6 +91,16 @@ def output_path(path: Any, name: str = "path") -> str:
     if mode is not None and not os.access(path, os.W_OK):
         raise ValueError(f"`{name}` {path!r} cannot be written: the file is read-only")
     return path
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (after links): "a
+    named pipe (FIFO)", "a folder", ...; ``None`` for a regular file or nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _kind(mode)
 
 
 def open_regular_file(path: Any, name: str = "path") -> BinaryIO:

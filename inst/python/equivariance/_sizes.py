@@ -207,7 +207,7 @@ def _address_space(limit: int) -> Iterator[None]:
     except (ImportError, OSError, StopIteration, ValueError):
         yield
         return
-    cap = size + limit
+    cap = size + limit + 2**30  # 1 GiB of slack for mappings that are not data
     if torch.cuda.is_initialized() or (soft != resource.RLIM_INFINITY and soft <= cap) or (
             hard != resource.RLIM_INFINITY and hard < cap):
         yield

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._files import not_regular
 from .._validation import positive_int
 from .fashion_mnist import as_tensors
 
@@ -368,6 +369,10 @@ def _class_files(folder: Path) -> list[str]:
             if name.startswith("."):
                 continue
             path = os.path.join(here, name)
+            kind = not_regular(path)
+            if kind is not None:  # a FIFO would make the reader wait forever
+                raise ImageFileError(path, f"not a regular file but {kind}; move it out of "
+                                           "the class folders")
             if not _is_image_name(name):
                 raise ImageFileError(path, f"not an image file (expected {_KINDS}: "
                                            f"{', '.join(IMAGE_EXTENSIONS)}); move it out of "
@@ -414,6 +419,9 @@ def image_files(files: Any, labels: Any = None, root: str | os.PathLike | None =
     paths = [str(Path(base, f) if base is not None else Path(f).expanduser()) for f in files]
     targets, classes = _targets(labels, len(paths), classes)
     for path in paths:
+        kind = not_regular(path)
+        if kind is not None:  # a FIFO would make the reader wait forever
+            raise ImageFileError(path, f"not a regular file but {kind}")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`files`: image file not found: {path}")
         if not _is_image_name(path):
@@ -424,6 +432,9 @@ def image_files(files: Any, labels: Any = None, root: str | os.PathLike | None =
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[str], Path]:
+    kind = not_regular(path)
+    if kind is not None:
+        raise ValueError(f"`files` must be a list of paths or a CSV file, got {kind}: {path}")
     if not path.is_file():
         raise FileNotFoundError(f"`files`: CSV file not found: {path}")
     with open(path, newline="") as fh:

@@ -77,6 +77,8 @@ class Epochs:
             state.running_reg = sum_reg / step if self.recipe.reg is not None else None
             state.seconds = time.perf_counter() - start
             self.callbacks.on_step_end(state)
+        if state.step and self.source.steps(self.batch_size) is None:
+            state.steps = state.step  # a stream without a length: its steps, now counted
         for m in self.metrics:
             m.sync(self.par.ranks)
         figures = {m.name: m.result() for m in self.metrics}

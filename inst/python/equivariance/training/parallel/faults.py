@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RankWatch", "caller_identity", "first_failure", "guarded", "record_error", "watch"]
+__all__ = ["RankWatch", "caller_identity", "clean_stale_job_folders", "first_failure", "guarded",
+           "record_error", "watch"]
 
 #: The environment variable that tells the ranks who their caller is ("pid:start").
 CALLER_ENV = "EQUIVARIANCE_CALLER"
@@ -108,6 +109,32 @@ def guarded(command: list[str]) -> list[str]:
     """``command`` (an interpreter and its arguments) started so that it receives
     SIGTERM when this process dies (see the module's text)."""
     return [command[0], "-c", _GUARD, str(os.getpid()), *command]
+
+
+#: The file in a job's folder that names its caller (see :func:`clean_stale_job_folders`).
+CALLER_FILE = "caller"
+#: The prefix of the jobs' temporary folders.
+JOB_PREFIX = "equivariance-workers-"
+
+
+def clean_stale_job_folders(parent: str) -> list[str]:
+    """Remove the job folders in ``parent`` whose caller has died: a caller killed
+    before its ranks could clean up (torchrun stopped them first) leaves its folder
+    behind; the next job removes it. Returns the names removed."""
+    removed = []
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(JOB_PREFIX) and e.is_dir()]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            caller = Path(entry.path, CALLER_FILE).read_text().strip()
+        except OSError:
+            continue  # not marked (an older version's, or just being made): left alone
+        if caller and not caller_alive(caller):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 # -- a rank's watchdog --------------------------------------------------------------------

@@ -36,7 +36,10 @@ from ..._validation import positive_int, positive_real
 from .distributed import TIMEOUT_ENV
 from .faults import (
     CALLER_ENV,
+    CALLER_FILE,
+    JOB_PREFIX,
     caller_identity,
+    clean_stale_job_folders,
     first_failure,
     guarded,
     record_error,
@@ -137,8 +140,10 @@ def run_workers(task: dict[str, Any], workers: Any, *, timeout: Any = 600.0,
     timeout = positive_real(timeout, "timeout")
     port = _check_port(port)
     python = sys.executable if python is None else str(python)
-    with tempfile.TemporaryDirectory(prefix="equivariance-workers-") as tmp:
+    clean_stale_job_folders(tempfile.gettempdir())  # left by callers that were killed
+    with tempfile.TemporaryDirectory(prefix=JOB_PREFIX) as tmp:
         folder = Path(tmp)
+        (folder / CALLER_FILE).write_text(caller_identity())
         _save_task(task, folder / TASK_FILE)
         env = dict(os.environ, **{TIMEOUT_ENV: repr(timeout), CALLER_ENV: caller_identity()})
         env["PYTHONPATH"] = os.pathsep.join(
