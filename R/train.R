@@ -82,8 +82,9 @@
 #'   regularizer's `n` of them, drawn in order from shuffled passes over them
 #'   (seeded by `seed`), independent of the labelled batches; the loss never sees
 #'   them and `augment` does not apply to them. An R array (or tensor) of images of
-#'   the shape of `data`'s, a data set from [fashion_mnist()], or a list of images
-#'   and labels as for `data`, whose labels are ignored. Then `reg_points`
+#'   the shape of `data`'s, a data set from [fashion_mnist()] or [image_folder()]
+#'   (read into memory), or a list of images and labels as for `data`, whose
+#'   labels are ignored. Then `reg_points`
 #'   (through `...`) is `"unlabeled"`; giving `reg_points = "unlabeled"` without
 #'   `unlabeled_data` is an error. See `vignette("regularizer")`.
 #' @param metrics `NULL`, or figures to record per epoch besides the loss and the

@@ -125,6 +125,27 @@ def test_unlabeled_pair_and_numpy_images_are_accepted():
         assert any(b.shape[0] == 8 for b in model.seen)
 
 
+def test_unlabeled_loaders_and_image_folders(tmp_path):
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            pixels = (np.random.rand(4, 4) * 255).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / c / f"{i}.png")
+    x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
+    folder = eq.image_folder(str(tmp_path))
+    u = torch.rand(6, 1, 4, 4) + 5.0
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(u, torch.zeros(6)),
+                                         batch_size=4)
+    for given, low in ((folder, 0.0), (loader, 5.0)):
+        model = Recorder()
+        eq.fit(model, (x, y), batch_size=4, regularizer=_regularizer(model), unlabeled_data=given,
+               verbose=False, seed=0)
+        drawn = [b for b in model.seen if b.shape[0] == 8]
+        assert drawn and all(float(b.min()) >= low for b in drawn)
+
+
 def test_unlabeled_data_reproducible_with_seed():
     x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 3, (8,))
     u = torch.rand(20, 1, 4, 4)

@@ -8,8 +8,9 @@ batches. The labelled loss never sees them, and ``augment`` does not apply to th
 This is the setting of semi-supervised consistency training.
 
 ``unlabeled_data`` takes images in the forms ``fit`` accepts for images: a tensor or
-array ``(N, C, H, W)`` or ``(N, H, W)``, a data set, or a pair ``(images, labels)``
-(or a labelled data set), whose labels are ignored. The images must have the shape
+array ``(N, C, H, W)`` or ``(N, H, W)``, a data set (an image folder too), a
+``DataLoader`` or ``IterableDataset`` (read once, into memory), or a pair ``(images,
+labels)`` (or a labelled data set), whose labels are ignored. The images must have the shape
 of ``data``'s, hold at least one image and only finite values.
 """
 
@@ -69,6 +70,13 @@ def _images(data: Any) -> Any:
     if isinstance(data, (tuple, list, dict)) or hasattr(data, "images") or \
             isinstance(data, torch.utils.data.TensorDataset):
         return as_tensors(data, "unlabeled_data")[0]
+    if isinstance(data, (torch.utils.data.DataLoader, torch.utils.data.IterableDataset)):
+        # batches (or items) read once, into memory: the images drawn at every step
+        parts = [b[0] if isinstance(b, (tuple, list)) else b for b in data]
+        parts = [torch.as_tensor(np.asarray(p)) if not isinstance(p, torch.Tensor) else p
+                 for p in parts]
+        batched = isinstance(data, torch.utils.data.DataLoader) and data.batch_size is not None
+        return (torch.cat if batched else torch.stack)(parts) if parts else torch.empty(0)
     if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
         items = [data[i] for i in range(len(data))]
         items = [i[0] if isinstance(i, (tuple, list)) else i for i in items]
