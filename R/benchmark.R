@@ -18,8 +18,9 @@
 #'   regularizer that asks its class probabilities to be invariant to quarter turns
 #'   of the training batch (transforms `list(transform_identity(),
 #'   transform_rot90(k), 0, reg_lambda)` for `k = 1, 2, 3` with
-#'   `dist = "kl_logits_target"`, `reg_num_funcs` of them per step, at the first
-#'   `reg_n` images of each batch);
+#'   `dist = "kl_logits"` (symmetric Kullback-Leibler divergence), `reg_num_funcs`
+#'   of them per step, at the first `reg_n` images of each batch, or at `reg_n`
+#'   unlabeled images per step with `labels`);
 #' * `"EqCNN"`: the same filters applied to the 4 rotations of the input ([eq_cnn()]);
 #' * `"C4CNN"`: this package's C4 group-convolution network ([c4_cnn()]);
 #' * `"EscnnC4CNN"`: the same network built from escnn's layers ([escnn_c4_cnn()]).
@@ -43,8 +44,17 @@
 #' @param test `"c4"` tests on the test images turned by `rotations`; `"d4"` also
 #'   on the mirrored (left to right) test images turned by `rotations`: the 8
 #'   elements of D4 for the default rotations.
-#' @param reg_n,reg_num_funcs,reg_lambda The regularizer of `"SimpleCNN+reg"`:
-#'   images of each batch it is evaluated at, rotations drawn per step, weight.
+#' @param reg_n,reg_num_funcs,reg_lambda,reg_warmup The regularizer of
+#'   `"SimpleCNN+reg"`: images of each batch (or unlabeled images, with `labels`)
+#'   it is evaluated at per step, rotations drawn per step, weight, and the number
+#'   of steps over which the weight grows linearly from 0 (0: none).
+#' @param labels `NULL` (every training image keeps its label) or a label budget:
+#'   the number of labelled training images, a class-balanced subset drawn with
+#'   `seed`, from the number of classes to the size of the training set. Every row
+#'   trains on that subset (repeated so that an epoch has as many steps as with all
+#'   the labels: 469 at batch 128 on the full data); the regularized row also gets
+#'   the other training images, without labels, as `unlabeled_data` of
+#'   [fit_model()], and its regularizer is evaluated on `reg_n` of them per step.
 #' @param csv `NULL` or a file to write the table to, as CSV.
 #' @param png `NULL` or a file to draw the accuracy-against-rotation plot in, as PNG.
 #' @param verbose Show the training progress, then print the table.
@@ -55,9 +65,11 @@
 #' @return A data.frame of class `rotation_benchmark`, one row per model: `model`,
 #'   `parameters`, `seconds_per_epoch`, `accuracy_0`, `accuracy_90`, ... (in
 #'   `[0, 1]`; with `test = "d4"` then `accuracy_flip_0`, `accuracy_flip_90`, ...
-#'   for the mirrored images) and `invariance_error` (the mean relative change of
+#'   for the mirrored images), `invariance_error` (the mean relative change of
 #'   the logits under the tested transformations other than the identity; 0 for
-#'   an exactly invariant model). The trained
+#'   an exactly invariant model) and `agreement` (the share of test images, in
+#'   `[0, 1]`, given the same class at every tested rotation, and mirror with
+#'   `test = "d4"`; 1 for an exactly invariant model). The trained
 #'   models are in `attr(x, "models")`, the training histories in
 #'   `attr(x, "histories")` and the recipe and data sizes in `attr(x, "settings")`.
 #'   It has `print()` and `plot()` methods. With `verbose = TRUE` it is printed and
@@ -80,9 +92,10 @@ rotation_benchmark <- function(models = c(
                                epochs = 2, batch_size = 128, lr = 1e-3, seed = 0,
                                limit = NULL, test_limit = NULL, root = NULL, rotations = 0:3,
                                test = "c4",
-                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1,
+                               reg_n = 64, reg_num_funcs = 1, reg_lambda = 1, reg_warmup = 0,
                                csv = NULL, png = NULL, verbose = TRUE, device = "auto",
-                               workers = 1, timeout = 600, port = NULL, data = NULL) {
+                               workers = 1, timeout = 600, port = NULL, data = NULL,
+                               labels = NULL) {
   # output paths are checked before the training (the core's rule), not after it
   if (!is.null(csv)) csv <- output_path(csv, "csv")
   if (!is.null(png)) png <- output_path(png, "png")
@@ -101,6 +114,8 @@ rotation_benchmark <- function(models = c(
     reg_n = as_py_int(reg_n, "reg_n"),
     reg_num_funcs = as_py_int(reg_num_funcs, "reg_num_funcs"),
     reg_lambda = as_py_number(reg_lambda, "reg_lambda"),
+    reg_warmup = as_py_int(reg_warmup, "reg_warmup"),
+    labels = if (is.null(labels)) NULL else as_py_int(labels, "labels"),
     csv = csv,
     verbose = as_py_flag(verbose, "verbose"),
     warn = FALSE,
@@ -184,8 +199,10 @@ print.rotation_benchmark <- function(x, ...) {
   )
   shown$seconds_per_epoch <- round(shown$seconds_per_epoch, 1)
   shown$invariance_error <- format(signif(shown$invariance_error, 2))
+  if (!is.null(shown$agreement)) shown$agreement <- round(100 * shown$agreement, 1)
   names(shown)[match(c("parameters", "seconds_per_epoch", "invariance_error"), names(shown))] <-
     c("params", "s/epoch", "inv.error")
+  names(shown)[names(shown) == "agreement"] <- "agree%"
   print(shown, row.names = FALSE)
   invisible(x)
 }
@@ -245,10 +262,12 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   graphics::axis(1,
     at = at, labels = sub("^flip_", "flip ", labels), cex.axis = if (mirrored) 0.7 else 1
   )
+  legend <- x$model
+  if (!is.null(x$agreement)) legend <- sprintf("%s (agreement %.1f%%)", x$model, 100 * x$agreement)
   chance <- 100 / benchmark_classes(attr(x, "settings"))
   graphics::abline(h = chance, lty = 2, col = "grey50")
   usr <- graphics::par("usr")
-  graphics::legend(usr[2] + 0.02 * diff(usr[1:2]), usr[4], c(x$model, "chance"),
+  graphics::legend(usr[2] + 0.02 * diff(usr[1:2]), usr[4], c(legend, "chance"),
     col = c(colours, "grey50"), lty = c(lty, 2), pch = c(pch, NA), bty = "n", cex = 0.8,
     xpd = TRUE
   )

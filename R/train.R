@@ -77,6 +77,15 @@
 #' @param validation_data `NULL`, data as for `data` (labels as in `data`), or a
 #'   fraction in (0, 1) of `data` held out at random (drawn with `seed`; the files
 #'   of an image folder).
+#' @param unlabeled_data `NULL`, or images without labels on which the
+#'   regularizer (which it needs) is evaluated at every step: a batch of the
+#'   regularizer's `n` of them, drawn in order from shuffled passes over them
+#'   (seeded by `seed`), independent of the labelled batches; the loss never sees
+#'   them and `augment` does not apply to them. An R array (or tensor) of images of
+#'   the shape of `data`'s, a data set from [fashion_mnist()], or a list of images
+#'   and labels as for `data`, whose labels are ignored. Then `reg_points`
+#'   (through `...`) is `"unlabeled"`; giving `reg_points = "unlabeled"` without
+#'   `unlabeled_data` is an error. See `vignette("regularizer")`.
 #' @param metrics `NULL`, or figures to record per epoch besides the loss and the
 #'   accuracy: names (`"accuracy"`, `"top_3"` for the top-3 accuracy, `"top_<k>"`
 #'   for any k, `"balanced_accuracy"`, `"macro_f1"`) and named functions
@@ -137,7 +146,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
                       regularizer = NULL, seed = NULL, augment = NULL, verbose = TRUE, ...,
                       validation_data = NULL, metrics = NULL, callbacks = NULL,
                       patience = NULL, device = "auto", workers = 1, timeout = 600,
-                      port = NULL) {
+                      port = NULL, unlabeled_data = NULL) {
   check_dots(core()$fit, ...)
   model <- as_py_module(model, "model")
   dtype <- model_float_dtype(model)
@@ -153,6 +162,7 @@ fit_model <- function(model, data, epochs = 1, batch_size = 128, lr = 1e-3,
     augment = as_py_function_or_value(augment),
     verbose = verbose,
     validation_data = as_validation_data(validation_data, dtype),
+    unlabeled_data = as_unlabeled_data(unlabeled_data, dtype),
     patience = if (is.null(patience)) NULL else as_py_int(patience, "patience"),
     metrics = as_py_metrics(metrics),
     callbacks = fit_callbacks(callbacks, verbose, workers, environment()),
@@ -214,9 +224,11 @@ as_py_function_or_value <- function(x) {
 #'   `"cuda:1"`, `"mps"`, or `NULL` (where the model is). The model is moved there
 #'   for the call and back afterwards.
 #' @return A data.frame with one row per rotation: `rotation` (degrees),
-#'   `accuracy` (in `[0, 1]`), `correct`, `n`, and `invariance_error`: the mean
+#'   `accuracy` (in `[0, 1]`), `correct`, `n`, `invariance_error`: the mean
 #'   distance between the logits of rotated and upright images relative to the mean
-#'   size of the upright logits (0 for an exactly invariant model).
+#'   size of the upright logits (0 for an exactly invariant model), and
+#'   `agreement`, the same on every row: the share (in `[0, 1]`) of the images given
+#'   the same class at every one of `rotations` (1 for an exactly invariant model).
 #' @seealso [fit_model()]
 #' @export
 #' @examples
@@ -239,7 +251,8 @@ evaluate_rotations <- function(model, data, rotations = 0:3, batch_size = 1000,
     accuracy = vapply(rows, function(r) as.numeric(r$accuracy), numeric(1)),
     correct = vapply(rows, function(r) as.integer(r$correct), integer(1)),
     n = vapply(rows, function(r) as.integer(r$n), integer(1)),
-    invariance_error = vapply(rows, function(r) as.numeric(r$invariance_error), numeric(1))
+    invariance_error = vapply(rows, function(r) as.numeric(r$invariance_error), numeric(1)),
+    agreement = vapply(rows, function(r) as.numeric(r$agreement), numeric(1))
   )
 }
 

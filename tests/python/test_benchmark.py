@@ -26,7 +26,8 @@ def test_table_rows_columns_and_invariance(capsys):
     assert capsys.readouterr().out == ""
     assert [r["model"] for r in result.rows] == ["SimpleCNN", "C4CNN"]
     assert result.columns == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
-                              "accuracy_90", "accuracy_180", "accuracy_270", "invariance_error"]
+                              "accuracy_90", "accuracy_180", "accuracy_270", "invariance_error",
+                              "agreement"]
     simple, c4 = result.rows
     for row in result.rows:
         assert 0.0 <= min(row[f"accuracy_{d}"] for d in (0, 90, 180, 270)) <= 1.0
@@ -34,12 +35,13 @@ def test_table_rows_columns_and_invariance(capsys):
         assert row["parameters"] == sum(p.numel() for p in result.models[row["model"]].parameters())
     # the C4 network is exactly invariant: same accuracy at every angle
     assert c4["invariance_error"] < 1e-4
+    assert c4["agreement"] == 1.0 and 0.0 <= simple["agreement"] < 1.0
     assert len({c4[f"accuracy_{d}"] for d in (0, 90, 180, 270)}) == 1
     assert simple["invariance_error"] > 1e-3
     assert result.settings["train_size"] == 128 and result.settings["test_size"] == 100
     assert result.settings["source"] == "subset"
     assert len(result.histories["C4CNN"].loss) == 2
-    assert "C4CNN" in str(result) and "acc@90" in str(result)
+    assert "C4CNN" in str(result) and "acc@90" in str(result) and "agree%" in str(result)
 
 
 def test_seeded_runs_repeat():
@@ -63,7 +65,7 @@ def test_benchmark_regularizer_transforms():
     assert reg.n == 8 and reg.num_funcs == 2 and len(reg.transforms) == 3
     assert all(t.lambda_eq == 0.5 and t.epsilon == 0.0 for t in reg.transforms)
     # the regularized row differs from the augmented one by the term only
-    assert reg.dist == "kl_logits_target"
+    assert reg.dist == "kl_logits"
     assert "SimpleCNN+reg" in B.AUGMENTED and "SimpleCNN+aug" in B.AUGMENTED
     assert B.REGULARIZED == ("SimpleCNN+reg",)
     # an invariant model has no error under any of the three rotations
@@ -85,7 +87,7 @@ def test_custom_models_and_csv(tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["model"] for r in rows] == ["linear", "given", "c4"]
     assert list(rows[0]) == ["model", "parameters", "seconds_per_epoch", "accuracy_0",
-                             "accuracy_90", "invariance_error"]
+                             "accuracy_90", "invariance_error", "agreement"]
     assert int(rows[0]["parameters"]) == 28 * 28 * 10 + 10
     assert float(rows[2]["accuracy_90"]) == pytest.approx(result.rows[2]["accuracy_90"])
 
@@ -109,9 +111,10 @@ def test_d4_rows_are_extra_and_within_the_budget():
 def test_d4_test_has_8_columns_and_d4cnn_is_invariant(capsys):
     result = eq.rotation_benchmark(["SimpleCNN", "D4CNN"], test="d4", **SMALL)
     assert result.columns == (["model", "parameters", "seconds_per_epoch"]
-                              + [f"accuracy_{d}" for d in D4_LABELS] + ["invariance_error"])
+                              + [f"accuracy_{d}" for d in D4_LABELS]
+                              + ["invariance_error", "agreement"])
     simple, d4 = result.rows
-    assert d4["invariance_error"] < 1e-4
+    assert d4["invariance_error"] < 1e-4 and d4["agreement"] == 1.0
     assert len({d4[f"accuracy_{d}"] for d in D4_LABELS}) == 1  # all 8 equal
     assert simple["invariance_error"] > 1e-3
     # the mirrored images differ: the plain CNN's accuracy is not the same on all 8

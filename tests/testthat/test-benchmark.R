@@ -15,8 +15,9 @@ test_that("rotation_benchmark() returns the table, a CSV file and a PNG plot", {
   expect_equal(result$model, c("SimpleCNN", "C4CNN"))
   expect_named(result, c(
     "model", "parameters", "seconds_per_epoch", "accuracy_0", "accuracy_90",
-    "accuracy_180", "accuracy_270", "invariance_error"
+    "accuracy_180", "accuracy_270", "invariance_error", "agreement"
   ))
+  expect_equal(result$agreement[2], 1) # C4CNN: the same class at every angle
   expect_type(result$parameters, "integer")
   expect_true(all(result$parameters <= 14000))
   expect_true(all(result$seconds_per_epoch > 0))
@@ -106,8 +107,10 @@ test_that("rotation_benchmark(test = \"d4\") tests the 8 rotations and mirrors",
   result <- small_benchmark(models = c("SimpleCNN", "D4CNN"), test = "d4", png = png)
   labels <- c("0", "90", "180", "270", "flip_0", "flip_90", "flip_180", "flip_270")
   expect_named(result, c(
-    "model", "parameters", "seconds_per_epoch", paste0("accuracy_", labels), "invariance_error"
+    "model", "parameters", "seconds_per_epoch", paste0("accuracy_", labels), "invariance_error",
+    "agreement"
   ))
+  expect_equal(result$agreement[2], 1) # D4CNN: the same class for all 8 elements
   expect_lte(result$parameters[2], 14000)
   acc <- as.matrix(result[grep("^accuracy_", names(result))])
   # D4CNN is exactly invariant: the same accuracy on all 8 test sets

@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                        "mirror images (default c4)")
     bench.add_argument("--test-limit", type=int, default=None, help="use only the first N "
                        "test images")
+    bench.add_argument("--labels", type=int, default=None, metavar="N", help="train on a "
+                       "class-balanced subset of N labelled images (the regularized row "
+                       "also gets the others without labels; default: all labelled)")
     bench.add_argument("--csv", metavar="PATH", default=None, help="write the table as CSV")
     bench.add_argument("--png", metavar="PATH", default=None, help="draw accuracy by "
                        "rotation (needs matplotlib; from R: plot() of the result)")
@@ -138,7 +141,8 @@ def _benchmark(args: argparse.Namespace) -> None:
     result = eq.rotation_benchmark(
         args.models, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         seed=args.seed, root=args.data, limit=args.limit, test_limit=args.test_limit,
-        test=args.test, csv=args.csv, verbose=not args.quiet, device=args.device)
+        test=args.test, csv=args.csv, verbose=not args.quiet, device=args.device,
+        labels=args.labels)
     if args.png is not None and eq.is_main_process():
         _png(result, args.png)
 

@@ -42,20 +42,20 @@ from ._files import output_path
 from .regularizer import transforms as T
 from ._validation import (
     flag,
-    nonnegative_real,
     optional_callable,
     positive_int,
     positive_real,
     quarter_turns,
 )
 from ._validation import seed as check_seed
+from .benchmark_recipe import benchmark_regularizer, reg_recipe
 from .data import as_tensors, is_stream, load_fashion_mnist
 from .devices import DeviceLike, resolve_device
+from .label_budget import check_labels, split_labels
 from .training.parallel.distributed import is_main_process
 from .training.evaluation import evaluate
 from .training.history import History
 from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
-from .regularizer import EquivarianceRegularizer
 from .training.loop import fit
 from .training.progress import ProgressEvents
 
@@ -93,43 +93,6 @@ BENCHMARK_WIDTHS = {
 #: 26 -> 13 -> 11 -> 5 -> 3): half the time per epoch for the same accuracy.
 BENCHMARK_LAYOUT = {"kernel_size": 3, "padding": "same"}
 EQCNN_LAYOUT = {"kernel_size": 3, "padding": 0}
-
-
-def benchmark_regularizer(
-    model: nn.Module,
-    n: int = 64,
-    num_funcs: int = 1,
-    lambda_eq: float = 1.0,
-    epsilon: float = 0.0,
-) -> EquivarianceRegularizer:
-    """The regularizer of ``"SimpleCNN+reg"``: invariance of the logits to rotations.
-
-    Three transforms ``(identity, rot90(k), epsilon, lambda_eq)`` for ``k = 1, 2, 3``
-    (the class probabilities of a turned image should equal those of the image as
-    it is), with the distance ``"kl_logits_target"``: the output at the turned image
-    is pulled towards the output at the image, held fixed; ``num_funcs`` of them are
-    drawn at every step. :func:`~equivariance.fit` evaluates it at the first ``n``
-    images of each training batch, reusing the batch's own forward pass; the row also
-    trains on randomly turned images, like ``"SimpleCNN+aug"`` (see :data:`AUGMENTED`),
-    so the regularizer's term is what the two rows differ by.
-
-    Args:
-        model: the classifier to regularize (28 x 28 grey images).
-        n: points per evaluation (the first ``n`` images of a training batch).
-        num_funcs: rotations drawn per step (without replacement, at most 3 distinct).
-        lambda_eq: weight of the term.
-        epsilon: error tolerated before the term is non-zero.
-
-    Returns:
-        An :class:`~equivariance.EquivarianceRegularizer`.
-    """
-    lambda_eq = nonnegative_real(lambda_eq, "lambda_eq")
-    epsilon = nonnegative_real(epsilon, "epsilon")
-    transforms = [(T.identity, T.rot90(k), epsilon, lambda_eq) for k in (1, 2, 3)]
-    return EquivarianceRegularizer(
-        model, (1, 28, 28), transforms, dist="kl_logits_target",
-        n=positive_int(n, "n"), num_funcs=positive_int(num_funcs, "num_funcs"),
-    )
 
 
 def benchmark_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
@@ -184,14 +147,17 @@ class BenchmarkResult:
         rows: one dict per model, in order: ``model``, ``parameters``,
             ``seconds_per_epoch``, ``accuracy_<degrees>`` for every rotation (in
             [0, 1]; with ``test="d4"`` then ``accuracy_flip_<degrees>`` for the
-            mirrored images) and ``invariance_error`` (the mean over the tested
+            mirrored images), ``invariance_error`` (the mean over the tested
             elements other than the identity of :func:`~equivariance.evaluate`'s
-            relative change of the logits).
+            relative change of the logits) and ``agreement`` (the share of test images,
+            in [0, 1], given the same class at every tested element: 1 for an exactly
+            invariant model).
         evaluations: the per-rotation dicts of :func:`~equivariance.evaluate`, by model.
         histories: the training :class:`~equivariance.History` of every model.
         models: the trained models, by name.
         settings: the recipe and the data used (``epochs``, ``batch_size``, ``lr``,
-            ``seed``, ``train_size``, ``test_size``, ``source``).
+            ``seed``, ``train_size``, ``test_size``, ``source``, ``num_classes``,
+            ``labels``: the number of labelled training images, ``None`` for all).
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -214,6 +180,7 @@ class BenchmarkResult:
         turned = [e["invariance_error"] for e in evaluation
                   if e["rotation"] != 0 or e.get("mirrored")]
         row["invariance_error"] = sum(turned) / len(turned) if turned else 0.0
+        row["agreement"] = evaluation[0]["agreement"] if evaluation else 1.0
         self.rows.append(row)
         self.evaluations[label] = evaluation
         self.histories[label] = history
@@ -237,13 +204,14 @@ class BenchmarkResult:
     def format(self) -> str:
         """The table as aligned text, accuracies in percent."""
         degrees = [_element_label(e) for e in next(iter(self.evaluations.values()), [])]
-        head = ["model", "params", "s/epoch"] + [f"acc@{d}" for d in degrees] + ["inv.err"]
+        head = (["model", "params", "s/epoch"] + [f"acc@{d}" for d in degrees]
+                + ["inv.err", "agree%"])
         lines = [head]
         for row in self.rows:
             lines.append(
                 [row["model"], f"{row['parameters']:,}", f"{row['seconds_per_epoch']:.1f}"]
                 + [f"{100 * row[f'accuracy_{d}']:.1f}" for d in degrees]
-                + [f"{row['invariance_error']:.2g}"]
+                + [f"{row['invariance_error']:.2g}", f"{100 * row['agreement']:.1f}"]
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
         def aligned(line: list[str]) -> str:
@@ -327,8 +295,13 @@ def _count_parameters(model: nn.Module) -> int:
 
 def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, builtin: str | None,
                     reg: Any, train: Any, test: Any, ks: list[int], recipe: dict[str, Any]) -> None:
-    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``."""
-    epochs, verbose, progress = recipe["epochs"], recipe["verbose"], recipe["progress"]
+    """Train one model by :func:`~equivariance.fit` and add its evaluation to ``result``.
+
+    ``train``: the labelled data and the unlabeled images (``None``, or used by the
+    regularized row only).
+    """
+    (train, unlabeled), epochs, verbose = train, recipe["epochs"], recipe["verbose"]
+    unlabeled, progress = unlabeled if reg is not None else None, recipe["progress"]
     # a random quarter turn per image, drawn anew at every step
     augment = T.random_rot90(per_sample=True) if builtin in AUGMENTED else None
     index, count = len(result.rows) + 1, recipe["count"]
@@ -336,11 +309,13 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
         progress({"event": "model", "model": label, "index": index, "models": count})
     elif verbose:
         print(f"== model {index}/{count} {label}: {_count_parameters(model):,} parameters, "
-              f"{epochs} epoch(s) on {_size(train) or 'streamed'} images", flush=True)
+              f"{epochs} epoch(s) on {_size(train) or 'streamed'} images"
+              f"{_budget(recipe, unlabeled)}", flush=True)
     history = fit(model, train, epochs=epochs, batch_size=recipe["batch_size"], lr=recipe["lr"],
                   regularizer=reg, augment=augment, seed=recipe["seed"],
                   verbose=verbose and progress is None, device=recipe["device"],
-                  callbacks=None if progress is None else [ProgressEvents(progress)])
+                  callbacks=None if progress is None else [ProgressEvents(progress)],
+                  unlabeled_data=unlabeled)
     row = result.add(label, model, history, evaluate(model, test, rotations=ks,
                                                       device=recipe["device"],
                                                       mirror=recipe["mirror"]))
@@ -350,12 +325,26 @@ def _train_and_test(result: BenchmarkResult, label: str, model: nn.Module, built
         print(f"   accuracy {accs}; invariance error {row['invariance_error']:.2g}", flush=True)
 
 
-def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int
-              ) -> dict[str, Any]:
-    """The recipe and the data of a run (``BenchmarkResult.settings``)."""
+def _budget(recipe: dict[str, Any], unlabeled: Any) -> str:
+    """`` (1,000 labelled, 59,000 unlabeled)`` for the progress line, or nothing."""
+    if recipe["labels"] is None:
+        return ""
+    rest = "" if unlabeled is None else f", {unlabeled.shape[0]:,} unlabeled"
+    return f" ({recipe['labels']:,} labelled{rest})"
+
+
+def _settings(train: Any, test: Any, epochs: int, batch_size: int, lr: float, seed: int,
+              labels: Any = None) -> dict[str, Any]:
+    """The recipe and the data of a run (``BenchmarkResult.settings``); ``labels``
+    checked against the training set (in memory, with a known size)."""
+    size, classes = _size(train), _classes_of(train)
+    if labels is not None and (size is None or classes is None or is_stream(train)):
+        raise ValueError("`labels` needs training data held in memory (images and labels), "
+                         "not a stream")
     return {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-            "train_size": _size(train), "test_size": _size(test),
-            "source": getattr(train, "source", "data"), "num_classes": _classes_of(train)}
+            "train_size": size, "test_size": _size(test),
+            "source": getattr(train, "source", "data"), "num_classes": classes,
+            "labels": None if labels is None else check_labels(labels, size, classes)}
 
 
 def _benchmark_sets(data: Any, root: Any, limit: int | None, test_limit: int | None,
@@ -410,9 +399,11 @@ def rotation_benchmark(
     models: Any = None, epochs: int = 2, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
     *, root: str | None = None, limit: int | None = None, test_limit: int | None = None,
     rotations: Sequence[int] = (0, 1, 2, 3), reg_n: int = 64, reg_num_funcs: int = 1,
-    reg_lambda: float = 1.0, csv: str | os.PathLike | None = None, verbose: bool = True,
+    reg_lambda: float = 1.0, reg_warmup: int = 0, csv: str | os.PathLike | None = None,
+    verbose: bool = True,
     warn: bool = True, device: DeviceLike = "auto", test: str = "c4",
     progress: Callable[[dict[str, Any]], Any] | None = None, table: bool = True, data: Any = None,
+    labels: int | None = None,
 ) -> BenchmarkResult:
     """Train models on upright Fashion-MNIST and test them on rotated copies.
 
@@ -433,8 +424,8 @@ def rotation_benchmark(
         limit, test_limit: use only the first ``limit`` training and ``test_limit``
             test images.
         rotations: quarter turns to test (0, 1, 2, 3 for 0 to 270 degrees).
-        reg_n, reg_num_funcs, reg_lambda: the regularizer of ``"SimpleCNN+reg"`` (see
-            :func:`benchmark_regularizer`).
+        reg_n, reg_num_funcs, reg_lambda, reg_warmup: the regularizer of
+            ``"SimpleCNN+reg"`` (see :func:`benchmark_regularizer`).
         csv: if given, the table is written there as CSV.
         verbose: print training progress and each model's result (``"model k/n"``),
             then the table (unless ``table=False``).
@@ -450,6 +441,8 @@ def rotation_benchmark(
         table: with ``verbose``, print the table at the end.
         data: ``None`` (Fashion-MNIST, see ``root``), or ``(train, test)`` of data ``fit``
             takes (image folders, say); built-in models fit their channels and classes.
+        labels: ``None`` (all labelled) or a label budget (a balanced subset drawn with ``seed``);
+            the regularized row gets the rest as ``unlabeled_data`` (:mod:`.label_budget`).
 
     Returns:
         A :class:`BenchmarkResult`; ``str(result)`` is the table.
@@ -460,25 +453,22 @@ def rotation_benchmark(
     test_limit = None if test_limit is None else positive_int(test_limit, "test_limit")
     # `test` names the data set further down: keep the choice as a flag
     ks, mirror = quarter_turns(rotations, "rotations"), _check_test(test) == "d4"
-    reg_n, reg_funcs = positive_int(reg_n, "reg_n"), positive_int(reg_num_funcs, "reg_num_funcs")
-    reg_lambda = nonnegative_real(reg_lambda, "reg_lambda")
+    reg_settings = reg_recipe(reg_n, reg_num_funcs, reg_lambda, reg_warmup)
     main = is_main_process()  # under torchrun: rank 0 prints and writes
     verbose, warn = flag(verbose, "verbose") and main, flag(warn, "warn") and main
     progress = optional_callable(progress, "progress", "None or a function of one dict")
-    if csv is not None:
-        csv = _csv_path(csv)  # before the training, not after it
+    csv = None if csv is None else _csv_path(csv)  # before the training, not after it
     device = resolve_device(device)  # before the training: a missing GPU fails at once
 
     train, test, channels, classes = _benchmark_sets(data, root, limit, test_limit, warn)
     specs = _model_specs(models, channels, classes)
-    result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed))
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-              "verbose": verbose, "device": device, "mirror": mirror,
+    result = BenchmarkResult(settings=_settings(train, test, epochs, batch_size, lr, seed, labels))
+    recipe = {**result.settings, "verbose": verbose, "device": device, "mirror": mirror,
               "progress": progress if main else None, "count": len(specs)}
+    train = split_labels(train, recipe["labels"], seed)
     for label, build, builtin in specs:
         model = _build(label, build, seed)
-        reg = (benchmark_regularizer(model, reg_n, reg_funcs, reg_lambda)
-               if builtin in REGULARIZED else None)
+        reg = benchmark_regularizer(model, **reg_settings) if builtin in REGULARIZED else None
         _train_and_test(result, label, model, builtin, reg, train, test, ks, recipe)
     if csv is not None and main:
         result.to_csv(csv)

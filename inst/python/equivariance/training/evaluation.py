@@ -2,7 +2,8 @@
 
 The model runs in eval mode without gradients on copies of a data set turned by
 quarter turns (``torch.rot90`` on the last two dimensions); besides the accuracy, it
-measures how far the logits move under each rotation. :func:`loss_and_accuracy` is
+measures how far the logits move under each rotation and what share of the images keeps
+its class at every tested rotation (``agreement``). :func:`loss_and_accuracy` is
 what :func:`~equivariance.fit` measures on its validation data after every epoch.
 """
 
@@ -25,7 +26,7 @@ from ..modes import preserved_modes
 from ..prediction import model_class_names
 from .inputs import forward
 
-__all__ = ["evaluate"]
+__all__ = ["agreement", "evaluate"]
 
 
 @torch.no_grad()
@@ -67,7 +68,10 @@ def evaluate(
         ``mirrored`` (bool), ``accuracy`` (in [0, 1]), ``correct``, ``n``, and
         ``invariance_error``: the mean over images of ``|f(g x) - f(x)|`` divided by
         the mean of ``|f(x)|`` (Euclidean norms of the logits, ``x`` the image as it
-        is; 0 for an exactly invariant model).
+        is; 0 for an exactly invariant model); ``agreement``, the same in every dict:
+        the share (in [0, 1]) of images given the same class at every tested element
+        (all of ``rotations``, and their mirrors with ``mirror``; 1 for an exactly
+        invariant model; see :func:`agreement`).
 
     Shape:
         images ``(N, C, H, W)``; logits ``(N, num_classes)``.
@@ -84,7 +88,8 @@ def evaluate(
     elements = [(m, k) for m in ((False, True) if flag(mirror, "mirror") else (False,))
                 for k in ks]
     with preserved_modes(model, "eval"), on_device(model, resolve_device(device)) as device:
-        correct, diff, norm, n = _scores(model, batches, elements, device, (names, classes))
+        correct, diff, norm, n, agreeing = _scores(model, batches, elements, device,
+                                                   (names, classes))
     if n == 0:
         raise ValueError("`data` holds no images")
     return [
@@ -96,20 +101,23 @@ def evaluate(
             "correct": correct[m, k],
             "n": n,
             "invariance_error": diff[m, k] / norm if norm > 0 else float("nan"),
+            "agreement": agreeing / n,
         }
         for m, k in elements
     ]
 
 
 def _scores(model: nn.Module, batches: Any, elements: list[tuple[bool, int]],
-            device: torch.device, names: tuple[Any, Any]) -> tuple[dict, dict, float, int]:
+            device: torch.device, names: tuple[Any, Any]
+            ) -> tuple[dict, dict, float, int, int]:
     """The correct counts and logit distances of every element (mirror, quarter turns),
-    the sum of the upright logits' norms and the number of images, over ``batches``
-    (labels mapped from the data's class names ``names[0]`` onto the model's)."""
+    the sum of the upright logits' norms, the number of images and of those given the
+    same class at every element, over ``batches`` (labels mapped from the data's class
+    names ``names[0]`` onto the model's)."""
     dtype = model_device_dtype(model)[1]
     correct = {e: 0 for e in elements}
     diff = {e: 0.0 for e in elements}
-    norm, n = 0.0, 0
+    norm, n, agreeing = 0.0, 0, 0
     for xb, yb in batches:
         xb, yb = as_model_input(xb, device, dtype), yb.to(device=device)
         yb = onto_classes(yb, names[0], names[1], "data")
@@ -118,12 +126,51 @@ def _scores(model: nn.Module, batches: Any, elements: list[tuple[bool, int]],
         # a label beyond the model's classes would count as wrong
         check_label_range(yb, upright.shape[1], "data")
         norm += float(upright.norm(dim=-1).sum())
+        given = []  # the class given at each tested element
         for m, k in elements:
             xm = torch.flip(xb, dims=(-1,)) if m else xb  # mirror first, then turn
             out = upright if (k, m) == (0, False) else model(torch.rot90(xm, k, dims=(-2, -1)))
-            correct[m, k] += int((out.argmax(dim=-1) == yb).sum())
+            given.append(out.argmax(dim=-1))
+            correct[m, k] += int((given[-1] == yb).sum())
             diff[m, k] += float((out - upright).norm(dim=-1).sum())
-    return correct, diff, norm, n
+        agreeing += same_class_count(given)
+    return correct, diff, norm, n, agreeing
+
+
+def same_class_count(classes: Sequence[torch.Tensor]) -> int:
+    """How many images are given the same class by every one of ``classes``.
+
+    Args:
+        classes: one vector of predicted classes ``(N,)`` per transformation.
+
+    Returns:
+        The number of positions where all the vectors agree.
+    """
+    if not classes:
+        return 0
+    stacked = torch.stack(list(classes))
+    return int((stacked == stacked[0]).all(dim=0).sum())
+
+
+def agreement(classes: Sequence[Any]) -> float:
+    """The share of images given the same class under every transformation.
+
+    Args:
+        classes: one vector of predicted classes per transformation (tensors or
+            arrays of the same length ``N >= 1``).
+
+    Returns:
+        A fraction in [0, 1]; 1 when every vector is the same.
+
+    Example:
+        >>> agreement([torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 0])])
+        0.75
+    """
+    tensors = [c if isinstance(c, torch.Tensor) else torch.as_tensor(c) for c in classes]
+    if not tensors or tensors[0].numel() == 0 or any(t.shape != tensors[0].shape for t in tensors):
+        raise ValueError("`classes` must be one or more vectors of predicted classes of the "
+                         "same length N >= 1")
+    return same_class_count(tensors) / tensors[0].numel()
 
 
 @torch.no_grad()

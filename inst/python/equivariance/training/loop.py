@@ -56,6 +56,7 @@ from .inputs import augmented, check_classes, forward, labelled_data, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
 from .parallel.faults import first_rank_with
+from .unlabeled import UnlabeledPoints, reg_points_choice, unlabeled_points
 
 __all__ = ["fit", "mode_dependent_modules", "set_seed", "train_step"]
 
@@ -86,6 +87,7 @@ class _Recipe:
     labels: tuple[tuple[str, int, int], ...] = ()
     num_names: int | None = None
     data_name: str = "data"  # the argument holding the images, for messages
+    unlabeled: UnlabeledPoints | None = None  # reg_points == "unlabeled": where it draws
 
     @property
     def default_loss(self) -> bool:
@@ -121,11 +123,14 @@ def _recipe(
     loss_fn: Any,
     augment: Any,
     labels: tuple[tuple[str, int, int], ...] = (),
-    num_names: int | None = None,
+    classes: list[str] | None = None,
     data_name: str = "data",
+    unlabeled: tuple[Any, Any, int | None] = (None, None, None),
 ) -> _Recipe:
-    if reg_points not in ("batch", "sample"):
-        raise ValueError(f"`reg_points` must be \"batch\" or \"sample\", got {reg_points!r}")
+    """How the steps run. ``classes``: the class names, if any; ``unlabeled``:
+    ``fit``'s ``unlabeled_data``, the shape of one labelled image and the seed."""
+    points = unlabeled_points(unlabeled[0], regularizer, model, unlabeled[1], unlabeled[2])
+    reg_points = reg_points_choice(reg_points, points is not None)
     reg = _regularizer(regularizer)
     reuse = optional_flag(reuse_outputs, "reuse_outputs")
     if reuse is None:
@@ -144,8 +149,9 @@ def _recipe(
         device=device,
         dtype=dtype,
         labels=labels,
-        num_names=num_names,
+        num_names=None if classes is None else len(classes),
         data_name=data_name,
+        unlabeled=points,
     )
 
 
@@ -156,7 +162,9 @@ def _reg_term(recipe: _Recipe, xb: torch.Tensor, logits: torch.Tensor, share: Sh
               ) -> tuple[torch.Tensor, float]:
     """The regularizer's value for one training batch, and its weight (see :class:`Share`)."""
     reg, weight = recipe.reg, 1.0
-    if not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
+    if recipe.unlabeled is not None:  # every rank draws the same points: weight 1
+        value = reg(recipe.unlabeled.draw(reg.n, recipe.device, recipe.dtype))
+    elif not isinstance(reg, EquivarianceRegularizer) or recipe.reg_points == "sample":
         value = reg()
     else:
         m, weight = share.points(reg.n)
@@ -256,10 +264,9 @@ def fit(
     metrics: Any = None, callbacks: Any = None, patience: int | None = None,
     augment: Callable[[torch.Tensor], Any] | None = None,
     optimizer: torch.optim.Optimizer | None = None, device: DeviceLike = "auto",
-    class_names: list[str] | None = None, verbose: bool = True, reg_points: str = "batch",
+    class_names: list[str] | None = None, verbose: bool = True, reg_points: str | None = None,
     reuse_outputs: bool | None = None, distributed: bool | None = None,
-    sync_batchnorm: bool = True, num_workers: int = 0,
-) -> History:
+    sync_batchnorm: bool = True, num_workers: int = 0, unlabeled_data: Any = None) -> History:
     """Train a classifier with Adam and cross-entropy, optionally regularized.
 
     Trains in training mode (modules frozen with ``.eval()`` stay frozen; modes are
@@ -291,18 +298,19 @@ def fit(
         augment: a transform (``transforms.random_rot90()``) or function applied to
             every training batch, before the model and the regularizer see it.
         optimizer: a ready ``torch.optim.Optimizer`` to use instead of Adam.
-        device: ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"``,
-            ``"cuda:<index>"``, ``"mps"``, a ``torch.device`` or ``None`` (where the
-            model is); the model moves there and stays.
+        device: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda[:<index>]"``,
+            ``"mps"``, a ``torch.device``, ``None`` (where the model is); it moves there.
         class_names: names of the classes by label, kept as ``model.class_names``.
         verbose: show a progress bar (:func:`progress_bar`) unless ``callbacks`` holds
             a display; ``False``: silent.
-        reg_points: ``"batch"`` (the regularizer at each batch's first ``reg.n`` images)
-            or ``"sample"`` (``n`` points drawn inside its bounds).
+        reg_points: ``"batch"`` (each batch's first ``reg.n`` images), ``"sample"`` (drawn in
+            its bounds), ``"unlabeled"`` (``unlabeled_data``; default when given).
         reuse_outputs: give the batch's logits to the regularizer (default: when the
             model has no :func:`mode_dependent_modules`).
         distributed, sync_batchnorm: data-parallel under ``torchrun`` (``None``), always
             (``True``) or never; batch norm over all ranks (see :mod:`.parallel`).
+        unlabeled_data: images (a pair's labels are ignored) the regularizer is evaluated
+            on, ``reg.n`` per step; the loss never sees them (see :mod:`.unlabeled`).
 
     Returns:
         A :class:`History` (losses per step, figures per epoch, best epoch, seconds).
@@ -319,7 +327,7 @@ def fit(
     d = feed.prepare(model, data, validation_data, par.seed, names, num_workers)
     _on_device(model, device)
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, None, augment, d.labels,
-                     None if d.classes is None else len(d.classes))
+                     d.classes, unlabeled=(unlabeled_data, d.input_shape, par.seed))
     probe(model, d.unseen_images(), recipe)
     state = TrainState(model, _check_optimizer(optimizer, model, lr),
                        History(reused_outputs=recipe.reuse), epochs,
