@@ -24,9 +24,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inst" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import interleaved_medians, print_table  # noqa: E402
-
 import equivariance as eq  # noqa: E402
+from _timing import interleaved_medians, print_table  # noqa: E402
 from equivariance import transforms as T  # noqa: E402
 
 try:

@@ -25,9 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inst" / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import print_table  # noqa: E402
-
 import equivariance as eq  # noqa: E402
+from _timing import print_table  # noqa: E402
 from equivariance import benchmark as B  # noqa: E402
 from equivariance import transforms as T  # noqa: E402
 

@@ -45,12 +45,13 @@ CONSOLE = re.compile(r":CONSOLE[^\]]*\] (.*)$")
 # Resources of the rendered page (after its scripts ran) that come from elsewhere. The
 # browser's own background requests are not the page's, so requests are judged from
 # the page's DOM, not from the network log.
-EXTERNAL = re.compile(r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(https?://[^\"]+)\"", re.I)
+EXTERNAL = re.compile(
+    r"<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)=\"(https?://[^\"]+)\"", re.I
+)
 
 
 def _external_resources(dom: str) -> list[str]:
     return [url for url in EXTERNAL.findall(dom) if not url.startswith("http://127.0.0.1")]
-
 
 
 class _Links(HTMLParser):
@@ -67,7 +68,9 @@ class _Links(HTMLParser):
                 continue
             if key in ("id", "name"):
                 self.ids.add(value)
-            if (key == "href" and tag in ("a", "link")) or (key == "src" and tag in ("img", "script")):
+            if (key == "href" and tag in ("a", "link")) or (
+                key == "src" and tag in ("img", "script")
+            ):
                 self.targets.append(value)
 
 
@@ -151,7 +154,9 @@ def check_pages(root: Path, pages: list[str]) -> list[str]:
             url = urljoin(base, page)
             run = subprocess.run(
                 [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-                capture_output=True, text=True, timeout=120,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             if run.returncode != 0 or "</html>" not in run.stdout:
                 problems.append(f"{page}: Chromium could not render it (exit {run.returncode})")
@@ -160,7 +165,9 @@ def check_pages(root: Path, pages: list[str]) -> list[str]:
                 if console:
                     problems.append(f"{page}: console: {console.group(1)}")
             problems += [f"{page}: the server answered {m}" for m in server.missing]
-            problems += [f"{page}: loads {u} from outside the site" for u in _external_resources(run.stdout)]
+            problems += [
+                f"{page}: loads {u} from outside the site" for u in _external_resources(run.stdout)
+            ]
     finally:
         server.shutdown()
         shutil.rmtree(profile, ignore_errors=True)
@@ -170,7 +177,9 @@ def check_pages(root: Path, pages: list[str]) -> list[str]:
 def main(argv: list[str]) -> int:
     root = Path(argv[1] if len(argv) > 1 else "docs").resolve()
     articles = sorted(p.relative_to(root).as_posix() for p in (root / "articles").glob("*.html"))
-    pages = ["index.html", "reference/index.html"] + [a for a in articles if a != "articles/index.html"]
+    pages = ["index.html", "reference/index.html"] + [
+        a for a in articles if a != "articles/index.html"
+    ]
     if not (root / "index.html").is_file() or len(pages) < 3:
         print(f"check_site: {root} holds no built site with articles")
         return 1

@@ -14,10 +14,9 @@ import signal
 import sys
 import time
 
+import equivariance as eq
 import torch
 from torch import nn
-
-import equivariance as eq
 
 
 def small_net() -> nn.Module:

@@ -35,7 +35,8 @@ def test_links_and_fragments_are_resolved(tmp_path):
 
 
 @pytest.mark.skipif(
-    shutil.which("chromium") is None and not __import__("os").environ.get("EQUIVARIANCE_REQUIRE_PYTHON"),
+    shutil.which("chromium") is None
+    and not __import__("os").environ.get("EQUIVARIANCE_REQUIRE_PYTHON"),
     reason="chromium is installed by `make setup`",
 )
 def test_console_errors_missing_files_and_external_loads_are_reported(tmp_path):

@@ -1,11 +1,10 @@
 """check_equivariance: actions, auto detection, side effects, bad input."""
 
+import equivariance as eq
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance.groups.c4 import rotate
+from torch import nn
 
 
 def test_reports_one_error_per_element():
@@ -144,7 +143,8 @@ def test_bad_actions():
     with pytest.raises(TypeError, match="output"):
         eq.check_equivariance(eq.C4CNN(), x, output=3)
     with pytest.raises(ValueError, match="shape"):
-        eq.check_equivariance(eq.C4LiftingConv2d(1, 1, 3), torch.randn(1, 1, 8, 9), output="invariant")
+        eq.check_equivariance(eq.C4LiftingConv2d(1, 1, 3), torch.randn(1, 1, 8, 9),
+                              output="invariant")
 
 
 def test_feature_maps_rotate_and_shift_with_the_input():
@@ -178,7 +178,9 @@ def test_feature_maps_bad_input(model, x, depth, match):
 
 
 def test_module_must_be_callable():
-    with pytest.raises(TypeError, match="`module` must be a torch nn.Module, an escnn .* or a callable"):
+    with pytest.raises(
+        TypeError, match="`module` must be a torch nn.Module, an escnn .* or a callable"
+    ):
         eq.check_equivariance(5, torch.rand(1, 1, 8, 8))
 
 

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
+import equivariance as eq
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance.data.labels import check_label_range, class_names_of, onto_classes
+from torch import nn
 
 CLASSES = list(eq.CLASSES)
 
@@ -167,25 +166,33 @@ def test_bad_augment_output_names_augment(test_set, augment, message):
 def test_fit_names_a_model_output_of_the_wrong_shape(test_set, head, got):
     x, y = test_set.tensors
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), head)
-    with pytest.raises(ValueError, match=r"`model` must return logits of shape \(N, "
-                                         rf"num_classes\) for the 8 image\(s\) of `data`, got shape {got}"):
+    message = (r"`model` must return logits of shape \(N, num_classes\) for the 8 "
+               rf"image\(s\) of `data`, got shape {got}")
+    with pytest.raises(ValueError, match=message):
         eq.fit(model, (x[:8], y[:8]), batch_size=8, verbose=False)
 
 
 def test_predict_gives_the_channels_last_hint_for_a_sequential():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     with pytest.raises(ValueError, match=r"channels last\?.*aperm"):
         eq.predict(model, torch.rand(2, 8, 8, 3))
 
 
 def test_callbacks_of_the_wrong_arity_fail_before_training(test_set):
     x, y = test_set.tensors
-    with pytest.raises(TypeError, match=r"`callbacks` must be a function of 1 argument\(s\), "
-                                        r"got a function of \(\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"`callbacks` must be a function of 1 argument\(s\), "
+        r"got a function of \(\)",
+    ):
         eq.fit(small_cnn(), (x[:8], y[:8]), callbacks=[lambda: None], verbose=False)
-    with pytest.raises(TypeError, match=r"`on_step_end` must be a function of 1 argument\(s\), "
-                                        r"got a function of \(epoch, step\)"):
+    with pytest.raises(
+        TypeError,
+        match=r"`on_step_end` must be a function of 1 argument\(s\), "
+        r"got a function of \(epoch, step\)",
+    ):
         eq.lambda_callback(on_step_end=lambda epoch, step: None)
     with pytest.raises(TypeError, match=r"`metrics` must be a function of 2 argument\(s\)"):
         eq.fit(small_cnn(), (x[:8], y[:8]), metrics={"m": lambda logits: 0}, verbose=False)

@@ -2,11 +2,10 @@
 
 import gzip
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-
-import equivariance as eq
 from equivariance.data import fashion_mnist as D
 
 
@@ -107,7 +106,8 @@ def test_as_tensors_forms_and_finiteness():
     bad = images.clone()
     bad[1, 0, 0, 0] = float("inf")
     assert eq.as_tensors((bad, labels))[0].shape == (3, 1, 4, 4)  # fit checks per step
-    with pytest.raises(ValueError, match="`test` must hold finite numbers only, got 1 NaN or infinite"):
+    with pytest.raises(ValueError,
+                       match="`test` must hold finite numbers only, got 1 NaN or infinite"):
         eq.as_tensors((bad, labels), "test", finite=True)
     with pytest.raises(ValueError, match="`data`: labels must be whole numbers"):
         eq.as_tensors((images, [0.5, 1, 2]))

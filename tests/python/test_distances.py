@@ -5,12 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from equivariance import EquivarianceRegularizer
 from equivariance import distances as D
 from equivariance import transforms as T
+from torch import nn
+from torch.nn import functional as F
 
 
 def small_cnn(num_classes=10):

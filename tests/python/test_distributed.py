@@ -13,16 +13,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
-from torch import nn
-
 import distributed_cases as cases
 import equivariance as eq
+import pytest
+import torch
 from equivariance.__main__ import main
 from equivariance.training.parallel import distributed as par
-from equivariance.training.parallel.distributed import Ranks, Share, distributed_ranks, training_generators
+from equivariance.training.parallel.distributed import (
+    Ranks,
+    Share,
+    distributed_ranks,
+    training_generators,
+)
 from equivariance.training.parallel.sync_batchnorm import SyncFieldBatchNorm, sync_batchnorm
+from torch import nn
 
 HERE = Path(__file__).resolve().parent
 CORE = HERE.parents[1] / "inst" / "python"
@@ -298,11 +302,13 @@ def test_synced_norm_on_one_rank_is_batch_norm_with_its_exact_gradient():
     y, mean, var, n = _SyncedNorm.apply(v, weight, bias, 1e-5)
     expected = torch.nn.functional.batch_norm(v, None, None, weight, bias, training=True, eps=1e-5)
     assert torch.allclose(y, expected, atol=1e-12)
-    assert torch.allclose(mean, v.mean((0, 2))) and torch.allclose(var, v.var((0, 2), unbiased=False))
+    assert torch.allclose(mean, v.mean((0, 2)))
+    assert torch.allclose(var, v.var((0, 2), unbiased=False))
     assert n.item() == 40
     assert torch.autograd.gradcheck(lambda *a: _SyncedNorm.apply(*a, 1e-5)[0], (v, weight, bias))
     # the backward is written out: a second derivative is an error, not a wrong number
-    g = torch.autograd.grad(_SyncedNorm.apply(v, weight, bias, 1e-5)[0].pow(2).sum(), v,
-                            create_graph=True)[0]
+    g = torch.autograd.grad(
+        _SyncedNorm.apply(v, weight, bias, 1e-5)[0].pow(2).sum(), v, create_graph=True
+    )[0]
     with pytest.raises(RuntimeError):
         g.sum().backward()

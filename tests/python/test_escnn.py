@@ -1,10 +1,9 @@
 """escnn helpers, and agreement between this package's C4 layers and escnn."""
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-
-import equivariance as eq
 
 escnn = pytest.importorskip("escnn")
 em = eq.escnn_models

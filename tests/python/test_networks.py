@@ -1,9 +1,8 @@
 """SimpleCNN and EqCNN: the article's networks by default, the benchmark's by option."""
 
+import equivariance as eq
 import pytest
 import torch
-
-import equivariance as eq
 from equivariance import benchmark as B
 from equivariance.groups.c4 import rotate
 
@@ -109,16 +108,22 @@ def test_layout_options():
     assert eq.SimpleCNN(kernel_size=np.int64(3), padding=np.int64(1)).padding == (1, 1, 1)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"kernel_size": 0}, "`kernel_size` must be a positive whole number, got 0"),
-    ({"kernel_size": 1.5}, "`kernel_size` must be a positive whole number or a sequence of three, got 1.5"),
-    ({"kernel_size": (3, 3)}, "`kernel_size` must have 3 entries, got 2"),
-    ({"kernel_size": (3, 3, -1)}, r"`kernel_size\[2\]` must be a positive whole number"),
-    ({"padding": "valid"}, "`padding` must be \"same\", a non-negative whole number or three"),
-    ({"padding": -1}, "`padding` must be a non-negative whole number, got -1"),
-    ({"padding": True}, "`padding` must be"),
-    ({"kernel_size": "3"}, "`kernel_size` must be a positive whole number or a sequence"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"kernel_size": 0}, "`kernel_size` must be a positive whole number, got 0"),
+        (
+            {"kernel_size": 1.5},
+            "`kernel_size` must be a positive whole number or a sequence of three, got 1.5",
+        ),
+        ({"kernel_size": (3, 3)}, "`kernel_size` must have 3 entries, got 2"),
+        ({"kernel_size": (3, 3, -1)}, r"`kernel_size\[2\]` must be a positive whole number"),
+        ({"padding": "valid"}, '`padding` must be "same", a non-negative whole number or three'),
+        ({"padding": -1}, "`padding` must be a non-negative whole number, got -1"),
+        ({"padding": True}, "`padding` must be"),
+        ({"kernel_size": "3"}, "`kernel_size` must be a positive whole number or a sequence"),
+    ],
+)
 @pytest.mark.parametrize("cls", [eq.SimpleCNN, eq.EqCNN])
 def test_bad_layouts_are_rejected(cls, kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):

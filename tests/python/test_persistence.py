@@ -7,12 +7,11 @@ import sys
 import warnings
 from pathlib import Path
 
+import equivariance as eq
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import _registry, persistence
+from torch import nn
 
 INST_PYTHON = Path(__file__).resolve().parents[2] / "inst" / "python"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

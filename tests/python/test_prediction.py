@@ -1,12 +1,11 @@
 """Tests of equivariance.predict and the device names (prediction.py)."""
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import devices, prediction
+from torch import nn
 
 # the CUDA runs of the same tests exist only where CUDA does (no skipped tests elsewhere)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -4,13 +4,12 @@ import copy
 import io
 import math
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import GroupMap, InstanceMap, LayerMap
+from torch import nn
 
 
 def midpoints(n, dtype=torch.float64):

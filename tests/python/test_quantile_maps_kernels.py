@@ -3,10 +3,9 @@ finite outputs and gradients for every finite input."""
 
 import math
 
+import equivariance as eq
 import pytest
 import torch
-
-import equivariance as eq
 from equivariance import GroupMap, LayerMap
 
 

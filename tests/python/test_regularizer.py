@@ -3,14 +3,13 @@
 import copy
 import math
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import EquivarianceError, EquivarianceRegularizer
 from equivariance import transforms as T
+from torch import nn
 
 
 def small_cnn(num_classes=10, dropout=0.0, bn=False):
@@ -88,7 +87,9 @@ def test_agrees_with_reference_formula_on_four_element_transforms():
         specs = [(T.identity, T.rot90(2), 0.0, 1.0)]
         reg = EquivarianceRegularizer(model, (1, 10, 10), specs, dist=p)
         a, b = model(x), model(torch.rot90(x, 2, (-2, -1)))
-        ref = torch.mean(torch.linalg.norm(a.reshape(5, -1) - b.reshape(5, -1), dim=-1, ord=float(p)))
+        ref = torch.mean(
+            torch.linalg.norm(a.reshape(5, -1) - b.reshape(5, -1), dim=-1, ord=float(p))
+        )
         assert torch.allclose(reg(x), ref, atol=1e-6)
 
 
@@ -106,7 +107,9 @@ def test_equivariant_map_has_zero_error():
     model = nn.Conv2d(1, 1, 3, padding=1, bias=False)
     with torch.no_grad():
         model.weight.copy_(torch.tensor([[0.0, 1, 0], [1, 4, 1], [0, 1, 0]]).view(1, 1, 3, 3))
-    reg = EquivarianceRegularizer(model, (1, 9, 9), [(T.rot90(1), 0, 1), (T.vflip(), 0, 1)], n=4, num_funcs=2)
+    reg = EquivarianceRegularizer(
+        model, (1, 9, 9), [(T.rot90(1), 0, 1), (T.vflip(), 0, 1)], n=4, num_funcs=2
+    )
     assert reg().item() == pytest.approx(0.0, abs=1e-5)
     assert torch.all(reg.errors() < 1e-5)
 
@@ -141,7 +144,9 @@ def test_numpy_points_are_accepted_and_converted_to_model_dtype():
     ],
 )
 def test_samples_lie_inside_bounds(bounds):
-    reg = EquivarianceRegularizer(nn.Identity(), (2, 4, 4), [(T.rot90(1), 0, 1)], n=500, bounds=bounds)
+    reg = EquivarianceRegularizer(
+        nn.Identity(), (2, 4, 4), [(T.rot90(1), 0, 1)], n=500, bounds=bounds
+    )
     b = torch.broadcast_to(torch.as_tensor(np.asarray(bounds), dtype=torch.float32), (2, 4, 4, 2))
     s = reg.sample()
     assert s.shape == (500, 2, 4, 4)
@@ -173,7 +178,9 @@ def test_float64_value_matches_direct_computation():
 
 def test_three_element_transform_on_a_classifier_means_invariance():
     model = InvariantModel().eval()
-    reg = EquivarianceRegularizer(model, (1, 9, 9), [(T.rot90(1), 0, 1), (T.random_rot90(), 0, 1)], n=8, num_funcs=2)
+    reg = EquivarianceRegularizer(
+        model, (1, 9, 9), [(T.rot90(1), 0, 1), (T.random_rot90(), 0, 1)], n=8, num_funcs=2
+    )
     assert reg().item() == pytest.approx(0.0, abs=1e-5)
     plain = small_cnn()
     assert EquivarianceRegularizer(plain, (1, 9, 9), [(T.rot90(1), 0, 1)], n=8)().item() > 1e-4
@@ -195,7 +202,9 @@ def test_random_draw_is_shared_whatever_the_shapes():
         def forward(self, x):
             return x.repeat(1, 3, 1, 1)[..., 1:5, 1:5]
 
-    reg = EquivarianceRegularizer(Expand(), (1, 6, 6), [(T.random_rot90(per_sample=False), 0, 1)], n=4)
+    reg = EquivarianceRegularizer(
+        Expand(), (1, 6, 6), [(T.random_rot90(per_sample=False), 0, 1)], n=4
+    )
     for _ in range(5):
         assert reg().item() == pytest.approx(0.0, abs=1e-6)
 
@@ -443,6 +452,11 @@ def test_importing_the_core_does_not_import_escnn():
 
     core = Path(eq.__file__).resolve().parents[1]
     code = "import sys, equivariance; print('escnn' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(core)}, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(core)},
+        check=True,
+    )
     assert out.stdout.strip() == "False"

@@ -1,10 +1,9 @@
 """Tests for equivariance.summary: layers, output shapes, parameter counts."""
 
+import equivariance as eq
 import pytest
 import torch
 from torch import nn
-
-import equivariance as eq
 
 
 def test_layers_shapes_and_counts_of_a_c4_network():

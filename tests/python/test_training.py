@@ -4,15 +4,14 @@ import ast
 import inspect
 import math
 
+import equivariance as eq
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-import equivariance as eq
-from equivariance.training import loop as T
 from equivariance.modes import preserved_modes, training_targets
+from equivariance.training import loop as T
+from torch import nn
 
 
 def small_cnn(seed=0):
@@ -58,14 +57,30 @@ def test_regularizer_reuses_batch_forward(train):
     # batch pass, then only the 16 rotated points
     assert calls == [32, 16, 32, 16]
     # same losses with and without reuse for a model without mode-dependent layers
-    ha = eq.fit(small_cnn(), train[:64], epochs=1, batch_size=32, verbose=False, seed=0,
-                regularizer=eq.EquivarianceRegularizer(small_cnn(), (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16))
+    ha = eq.fit(
+        small_cnn(),
+        train[:64],
+        epochs=1,
+        batch_size=32,
+        verbose=False,
+        seed=0,
+        regularizer=eq.EquivarianceRegularizer(
+            small_cnn(), (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=16
+        ),
+    )
     assert len(ha.loss) == 2
 
 
 def test_no_reuse_with_dropout_or_batchnorm(train):
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
     assert T.mode_dependent_modules(model) == ["1", "3"]
     reg = eq.EquivarianceRegularizer(model, (1, 28, 28), [(eq.transforms.rot90(1), 0, 1)], n=8)
     h = eq.fit(model, train[:32], epochs=1, batch_size=32, regularizer=reg, verbose=False)
@@ -130,13 +145,22 @@ def test_bad_arguments(train):
 
 
 def test_seed_range_and_flags(train):
-    with pytest.raises(ValueError, match=r"`seed` must be None or a whole number from 0 to 2\*\*64 - 1"):
+    with pytest.raises(
+        ValueError, match=r"`seed` must be None or a whole number from 0 to 2\*\*64 - 1"
+    ):
         eq.fit(small_cnn(), train[:8], seed=2**70, verbose=False)
     with pytest.raises(ValueError, match="`seed`"):
         eq.fit(small_cnn(), train[:8], seed=-1, verbose=False)
     # the largest seed works, and numpy flags and counts are what they say
-    h = eq.fit(small_cnn(), train[:8], seed=2**64 - 1, epochs=np.int64(2), batch_size=np.int64(8),
-               verbose=np.bool_(False), reuse_outputs=np.bool_(True))
+    h = eq.fit(
+        small_cnn(),
+        train[:8],
+        seed=2**64 - 1,
+        epochs=np.int64(2),
+        batch_size=np.int64(8),
+        verbose=np.bool_(False),
+        reuse_outputs=np.bool_(True),
+    )
     assert len(h.loss) == 2
     for bad in ("False", 0, None):
         with pytest.raises(TypeError, match="`verbose` must be True or False"):
@@ -168,7 +192,9 @@ def nan_data(train, n=16, where=5):
 def test_fit_stops_at_the_first_non_finite_loss(train):
     model = small_cnn()
     x, y = nan_data(train)
-    with pytest.raises(ValueError, match=r"epoch 1, step [1-4]:.*input batch held 1 NaN or infinite"):
+    with pytest.raises(
+        ValueError, match=r"epoch 1, step [1-4]:.*input batch held 1 NaN or infinite"
+    ):
         eq.fit(model, (x, y), batch_size=4, seed=0, verbose=False)
     # the step that met the NaN did not reach the parameters
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -180,7 +206,9 @@ def test_fit_names_a_non_finite_regularizer_with_finite_inputs(train):
     def reg():
         return next(model.parameters()).sum() * float("inf")
 
-    with pytest.raises(ValueError, match=r"epoch 1, step 1:.*input batch was finite; the regularizer"):
+    with pytest.raises(
+        ValueError, match=r"epoch 1, step 1:.*input batch was finite; the regularizer"
+    ):
         eq.fit(model, train[:8], regularizer=reg, verbose=False)
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -236,8 +264,15 @@ class Recorder(nn.Module):
 
 def bn_model(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), Recorder(), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        Recorder(),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 10),
+    )
 
 
 def test_fit_keeps_a_frozen_batch_norm_frozen(train):
@@ -292,7 +327,16 @@ def test_preserved_modes_restores_after_an_error():
     with pytest.raises(RuntimeError, match="boom"), preserved_modes(model, "eval"):
         assert not any(m.training for m in model.modules())
         raise RuntimeError("boom")
-    assert [m.training for m in model.modules()] == [True, True, False, True, True, True, True, True]
+    assert [m.training for m in model.modules()] == [
+        True,
+        True,
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
     targets = training_targets(model)
     assert targets[model[1]] is False and all(v for m, v in targets.items() if m is not model[1])
     with pytest.raises(ValueError, match="`mode`"), preserved_modes(model, "training"):
@@ -304,8 +348,9 @@ def test_preserved_modes_restores_after_an_error():
 
 def recording_cnn():
     torch.manual_seed(0)
-    return nn.Sequential(Recorder(), nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(2, 10))
+    return nn.Sequential(
+        Recorder(), nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 10)
+    )
 
 
 def test_augment_changes_what_the_model_sees(train):
@@ -318,7 +363,9 @@ def test_augment_changes_what_the_model_sees(train):
 
     model = recording_cnn()
     eq.fit(model, (x, y), batch_size=8, augment=turn, seed=0, verbose=False)
-    assert len(seen) == 1 and torch.equal(model[0].inputs[0], torch.rot90(seen[0], 1, dims=(-2, -1)))
+    assert len(seen) == 1 and torch.equal(
+        model[0].inputs[0], torch.rot90(seen[0], 1, dims=(-2, -1))
+    )
     # the augmentation received the data's images, in the epoch's order
     assert sorted(seen[0].sum(dim=(1, 2, 3)).tolist()) == sorted(x.sum(dim=(1, 2, 3)).tolist())
 
@@ -328,8 +375,10 @@ def test_augment_changes_what_the_model_sees(train):
     plain = recording_cnn()
     eq.fit(plain, (x, y), batch_size=8, seed=1, verbose=False)
     upright = plain[0].inputs[0]  # same order: same seed
-    turns = [next(k for k in range(4) if torch.equal(g, torch.rot90(u, k, dims=(-2, -1))))
-             for g, u in zip(got, upright)]
+    turns = [
+        next(k for k in range(4) if torch.equal(g, torch.rot90(u, k, dims=(-2, -1))))
+        for g, u in zip(got, upright)
+    ]
     assert len(set(turns)) > 1  # a quarter turn drawn per image
 
 
@@ -357,30 +406,42 @@ def test_fit_is_train_step_in_a_loop(train):
 
 
 def test_fit_is_short():
-    lines = {node.name: node.end_lineno - node.lineno + 1
-             for node in ast.walk(ast.parse(inspect.getsource(T)))
-             if isinstance(node, ast.FunctionDef)}
+    lines = {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in ast.walk(ast.parse(inspect.getsource(T)))
+        if isinstance(node, ast.FunctionDef)
+    }
     assert lines["fit"] <= 80 and max(lines.values()) <= 80, lines
-
 
 
 # -- own data, validation, early stopping, callbacks, devices --------------------
 
 
-CUDA = [pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
-                                                      reason="needs CUDA"))]
+CUDA = [
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+    )
+]
 
 
 def test_own_arrays_of_one_channel_and_class_names(train):
     x, y = train[:32].tensors
     model = small_cnn()
-    h = eq.fit(model, (x[:, 0].numpy(), y.numpy()), batch_size=16, verbose=False,
-               class_names=list(eq.CLASSES))  # (N, H, W) arrays: one channel
+    h = eq.fit(
+        model,
+        (x[:, 0].numpy(), y.numpy()),
+        batch_size=16,
+        verbose=False,
+        class_names=list(eq.CLASSES),
+    )  # (N, H, W) arrays: one channel
     assert len(h.loss) == 2 and model.class_names == list(eq.CLASSES)
     assert model.input_shape == (1, 28, 28)
     assert eq.predict(model, x[:3], type="class", names=True)[0] in eq.CLASSES
-    with pytest.raises(ValueError, match=r"`class_names` \(in R: the levels .*\) has 3 names but "
-                                         r"the model returns 10 logits"):
+    with pytest.raises(
+        ValueError,
+        match=r"`class_names` \(in R: the levels .*\) has 3 names but "
+        r"the model returns 10 logits",
+    ):
         eq.fit(small_cnn(), (x, y % 3), verbose=False, class_names=["a", "b", "c"])
     with pytest.raises(ValueError, match="`class_names` must be None or a list of distinct"):
         eq.fit(small_cnn(), (x, y), verbose=False, class_names=["a", "a"])
@@ -388,24 +449,33 @@ def test_own_arrays_of_one_channel_and_class_names(train):
 
 def test_bad_images_and_labels_name_the_argument_and_the_shapes(train):
     x, y = train[:8].tensors
-    with pytest.raises(ValueError, match=r"`data` must be images of shape \(N, 1, H, W\) or "
-                                         r"\(N, H, W\), got shape \(8, 28, 28, 1\); channels last\?"
-                                         r".*aperm\(x, c\(1, 4, 2, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`data` must be images of shape \(N, 1, H, W\) or "
+        r"\(N, H, W\), got shape \(8, 28, 28, 1\); channels last\?"
+        r".*aperm\(x, c\(1, 4, 2, 3\)\)",
+    ):
         eq.fit(eq.SimpleCNN(), (x.permute(0, 2, 3, 1), y), verbose=False)
     with pytest.raises(ValueError, match=r"`data` must be images .*got shape \(8, 2, 28, 28\)"):
         eq.fit(small_cnn(), (x.expand(8, 2, 28, 28), y), verbose=False)  # first Conv2d: 1
     with pytest.raises(ValueError, match=r"`data`: labels must be .*got shape \(7,\) for 8 images"):
         eq.fit(small_cnn(), (x, y[:7]), verbose=False)
-    with pytest.raises(ValueError, match=r"`data`: labels must be class indices from 0 to 9 \(the "
-                                         r"model returns 10 logits; in R, classes 1 to 10\), got labels from 1 to 10; "
-                                         r"labels from 1\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"`data`: labels must be class indices from 0 to 9 \(the "
+        r"model returns 10 logits; in R, classes 1 to 10\), got labels from 1 to 10; "
+        r"labels from 1\?",
+    ):
         eq.fit(small_cnn(), (x, torch.tensor([1, 2, 3, 4, 5, 6, 7, 10])), verbose=False)
     with pytest.raises(ValueError, match="`data`: labels must be class indices from 0, got -1"):
         eq.fit(small_cnn(), (x, y - 1 - y), verbose=False)
     with pytest.raises(ValueError, match=r"`data`: labels must be whole numbers"):
         eq.fit(small_cnn(), (x, torch.full((8,), float("nan"))), verbose=False)
-    with pytest.raises(ValueError, match=r"`validation_data`: labels must be class indices from "
-                                         r"0 to 9 .*got labels from 0 to 12"):
+    with pytest.raises(
+        ValueError,
+        match=r"`validation_data`: labels must be class indices from "
+        r"0 to 9 .*got labels from 0 to 12",
+    ):
         eq.fit(small_cnn(), (x, y), verbose=False, validation_data=(x[:2], torch.tensor([0, 12])))
     model = small_cnn()
     before = [p.detach().clone() for p in model.parameters()]
@@ -422,13 +492,21 @@ def test_validation_fraction_is_held_out_with_the_seed(train):
 
     model = small_cnn()
     model.register_forward_hook(record)
-    h = eq.fit(model, train[:40], epochs=2, batch_size=32, seed=3, verbose=False,
-               validation_data=0.25)
+    h = eq.fit(
+        model, train[:40], epochs=2, batch_size=32, seed=3, verbose=False, validation_data=0.25
+    )
     assert seen == [30, 10, 30, 10]  # 30 training images, 10 held out, per epoch
     assert len(h.val_loss) == 2 and all(0 <= a <= 1 for a in h.val_accuracy)
     assert h.as_dict()["epochs"]["val_loss"] == h.val_loss
-    again = eq.fit(small_cnn(), train[:40], epochs=2, batch_size=32, seed=3, verbose=False,
-                   validation_data=0.25)
+    again = eq.fit(
+        small_cnn(),
+        train[:40],
+        epochs=2,
+        batch_size=32,
+        seed=3,
+        verbose=False,
+        validation_data=0.25,
+    )
     assert again.val_loss == h.val_loss
     for bad in (0, 1, 1.5, True):
         with pytest.raises(ValueError, match="`validation_data` must be data .* or a fraction"):
@@ -457,9 +535,18 @@ def test_early_stopping_stops_and_restores_the_best_weights(train):
     def keep(fig):
         weights.append([p.detach().clone() for p in model.parameters()])
 
-    h = eq.fit(model, (x, y), epochs=30, batch_size=20, lr=0.5, verbose=False, seed=0,
-               validation_data=(x, y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]),
-               patience=2, callbacks=[keep])
+    h = eq.fit(
+        model,
+        (x, y),
+        epochs=30,
+        batch_size=20,
+        lr=0.5,
+        verbose=False,
+        seed=0,
+        validation_data=(x, y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]),
+        patience=2,
+        callbacks=[keep],
+    )
     best = int(np.argmin(h.val_loss)) + 1
     assert h.stopped_early and len(h.val_loss) == best + 2 < 30
     assert h.best_epoch == best
@@ -469,9 +556,16 @@ def test_early_stopping_stops_and_restores_the_best_weights(train):
     model = small_cnn()
     weights.clear()
     shuffled = y[torch.randperm(20, generator=torch.Generator().manual_seed(0))]
-    h = eq.fit(model, (x, y), epochs=3, batch_size=20, lr=0.5, verbose=False,
-               validation_data=(x, shuffled),
-               callbacks=[keep, eq.early_stopping(patience=None, restore_best=False)])
+    h = eq.fit(
+        model,
+        (x, y),
+        epochs=3,
+        batch_size=20,
+        lr=0.5,
+        verbose=False,
+        validation_data=(x, shuffled),
+        callbacks=[keep, eq.early_stopping(patience=None, restore_best=False)],
+    )
     assert all(torch.equal(a, b) for a, b in zip(weights[-1], model.parameters()))
     assert not h.restored and h.best_epoch == int(np.argmin(h.val_loss)) + 1
 
@@ -489,16 +583,33 @@ def test_early_stopping_needs_validation_data(train):
 
 def test_callbacks_see_every_epoch_and_false_stops(train):
     figures = []
-    h = eq.fit(small_cnn(), train[:16], epochs=5, batch_size=8, verbose=False,
-               validation_data=0.5, seed=0,
-               callbacks=[figures.append, lambda f: f["epoch"] < 2, lambda f: None])
+    h = eq.fit(
+        small_cnn(),
+        train[:16],
+        epochs=5,
+        batch_size=8,
+        verbose=False,
+        validation_data=0.5,
+        seed=0,
+        callbacks=[figures.append, lambda f: f["epoch"] < 2, lambda f: None],
+    )
     assert len(h.epoch_loss) == 2 and h.stopped_early
     assert [f["epoch"] for f in figures] == [1, 2]
-    assert set(figures[0]) == {"epoch", "loss", "reg", "accuracy", "seconds", "lr", "val_loss",
-                               "val_accuracy"}
+    assert set(figures[0]) == {
+        "epoch",
+        "loss",
+        "reg",
+        "accuracy",
+        "seconds",
+        "lr",
+        "val_loss",
+        "val_accuracy",
+    }
     assert figures[1]["val_loss"] == h.val_loss[1] and figures[1]["loss"] == h.epoch_loss[1]
     # numpy's False stops too; other values do not
-    h = eq.fit(small_cnn(), train[:8], epochs=3, verbose=False, callbacks=[lambda f: np.bool_(False)])
+    h = eq.fit(
+        small_cnn(), train[:8], epochs=3, verbose=False, callbacks=[lambda f: np.bool_(False)]
+    )
     assert len(h.epoch_loss) == 1
     h = eq.fit(small_cnn(), train[:8], epochs=2, verbose=False, callbacks=lambda f: 0)
     assert len(h.epoch_loss) == 2 and not h.stopped_early and figures[0]["val_loss"] is not None
@@ -510,8 +621,14 @@ def test_progress_events_receive_the_events(train):
     from equivariance.training.progress import ProgressEvents
 
     events = []
-    eq.fit(small_cnn(), train[:16], epochs=2, batch_size=8, validation_data=(train[:4]),
-           callbacks=[ProgressEvents(events.append)])
+    eq.fit(
+        small_cnn(),
+        train[:16],
+        epochs=2,
+        batch_size=8,
+        validation_data=(train[:4]),
+        callbacks=[ProgressEvents(events.append)],
+    )
     kinds = [e["event"] for e in events]
     assert kinds == ["start", "step", "step", "epoch", "step", "step", "epoch", "end"]
     assert events[0] == {"event": "start", "epochs": 2, "steps": 2}
@@ -525,19 +642,24 @@ def test_fit_and_evaluate_on_a_device(train, device):
     model = small_cnn()
     eq.fit(model, train[:8], device=device, verbose=False)
     where = next(model.parameters()).device
-    assert where.type == ("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    assert where.type == (
+        "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     rows = eq.evaluate(model, train[:8], rotations=[0], device=device)
     assert rows[0]["n"] == 8 and next(model.parameters()).device == where
 
 
 def test_cuda_without_cuda_says_so(train, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for call in (lambda: eq.fit(small_cnn(), train[:8], device="cuda", verbose=False),
-                 lambda: eq.evaluate(small_cnn(), train[:8], device="cuda")):
-        with pytest.raises(ValueError, match="`device` is 'cuda' but CUDA is not available.*\"auto\""):
+    for call in (
+        lambda: eq.fit(small_cnn(), train[:8], device="cuda", verbose=False),
+        lambda: eq.evaluate(small_cnn(), train[:8], device="cuda"),
+    ):
+        with pytest.raises(
+            ValueError, match="`device` is 'cuda' but CUDA is not available.*\"auto\""
+        ):
             call()
-    with pytest.raises(ValueError, match="`device` must be \"auto\", \"cpu\""):
+    with pytest.raises(ValueError, match='`device` must be "auto", "cpu"'):
         eq.fit(small_cnn(), train[:8], device="gpu", verbose=False)
 
 

@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from equivariance import EquivarianceRegularizer
 from equivariance import transforms as T
 from equivariance.regularizer import parse_transform
+from torch import nn
 
 
 def test_transforms_act_on_last_two_dimensions():

@@ -69,8 +69,8 @@ from .data.folders import (
     ImageFileError,
     image_files,
     image_folder,
-    write_image_folder,
 )
+from .data.writing import write_image_folder
 from .export import ExportError, export_model, read_metadata, save_onnx
 from .groups import c4, d4
 from .groups.c4 import (
@@ -126,7 +126,6 @@ from .training import History, evaluate, fit, mode_dependent_modules, parallel, 
 from .training.callback_library import checkpoint, csv_logger, lr_schedule
 from .training.callbacks import Callback, TrainState, early_stopping, lambda_callback
 from .training.metrics import metric_value
-from .training.progress import progress_bar
 from .training.parallel import (
     distributed_ranks,
     init_distributed,
@@ -135,6 +134,7 @@ from .training.parallel import (
     parallel_fit,
     parallel_rotation_benchmark,
 )
+from .training.progress import progress_bar
 
 #: The one version number of the R and Python packages (DESCRIPTION's, checked by
 #: tests/python/test_api.py).

@@ -14,7 +14,8 @@ dtype error.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional, Union
+from collections.abc import Iterator
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -127,7 +128,7 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def resolve_device(device: DeviceLike, name: str = "device") -> Optional[torch.device]:
+def resolve_device(device: DeviceLike, name: str = "device") -> torch.device | None:
     """The ``torch.device`` a device name stands for, checked to exist here.
 
     Args:
@@ -180,7 +181,7 @@ def _check_cuda(device: torch.device, name: str) -> None:
 
 
 @contextlib.contextmanager
-def on_device(model: nn.Module, device: Optional[torch.device]) -> Iterator[torch.device]:
+def on_device(model: nn.Module, device: torch.device | None) -> Iterator[torch.device]:
     """Run a block with ``model`` on ``device`` (``None``: where it is), then move it back."""
     home = model_device_dtype(model)[0]
     if device is None or same_device(device, home):

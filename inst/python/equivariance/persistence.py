@@ -26,7 +26,7 @@ import inspect
 import os
 import warnings
 from collections import OrderedDict
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ def _call_arguments(cls: type, arguments: dict) -> tuple[list, dict]:
     return args, kwargs
 
 
-def architecture(model: nn.Module) -> tuple[Optional[dict], Optional[str]]:
+def architecture(model: nn.Module) -> tuple[dict | None, str | None]:
     """``(architecture, None)`` for a model that can be rebuilt, else ``(None, reason)``."""
     record = recorded(model)
     name = public_name(type(model))
@@ -158,7 +158,7 @@ def save_model(model: nn.Module, path: PathLike) -> str:
     return path
 
 
-def _contents(model: nn.Module, arch: Optional[dict], reason: Optional[str]) -> dict:
+def _contents(model: nn.Module, arch: dict | None, reason: str | None) -> dict:
     # escnn keeps different buffers in training and eval mode, and advises saving and
     # loading in eval mode: every file holds the eval-mode state dict
     with preserved_modes(model, "eval"):
@@ -229,7 +229,7 @@ def _plain_state_dict(contents: Any) -> bool:
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in contents.items())
 
 
-def load_model(path: PathLike, model: Optional[nn.Module] = None,
+def load_model(path: PathLike, model: nn.Module | None = None,
                map_location: Any = None) -> nn.Module:
     """Load a model saved by :func:`save_model`.
 

@@ -13,7 +13,7 @@ Devices are named as everywhere in the package (see
 from __future__ import annotations
 
 import warnings
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +23,12 @@ from torch import nn
 from ._validation import positive_int
 from .data import adapters
 from .devices import (
-    DeviceLike, image_batch, model_device_dtype, model_in_channels, on_device, resolve_device,
+    DeviceLike,
+    image_batch,
+    model_device_dtype,
+    model_in_channels,
+    on_device,
+    resolve_device,
 )
 from .modes import preserved_modes
 
@@ -35,7 +40,7 @@ TYPES = ("prob", "class", "logits")
 # -- inputs and outputs ----------------------------------------------------------------------
 
 
-def as_images(x: Any, in_channels: Optional[int] = None, dtype: Optional[torch.dtype] = None,
+def as_images(x: Any, in_channels: int | None = None, dtype: torch.dtype | None = None,
               name: str = "x") -> torch.Tensor:
     """Images ``(N, C, H, W)`` from a tensor or array ``(N, C, H, W)`` or ``(N, H, W)``.
 
@@ -82,7 +87,7 @@ def as_images(x: Any, in_channels: Optional[int] = None, dtype: Optional[torch.d
     return cast
 
 
-def model_class_names(model: nn.Module) -> Optional[list[str]]:
+def model_class_names(model: nn.Module) -> list[str] | None:
     """The model's ``class_names`` (set by ``fit`` or ``load_model``), checked, or ``None``.
 
     Raises:
@@ -99,13 +104,13 @@ def model_class_names(model: nn.Module) -> Optional[list[str]]:
     return [str.__str__(n) for n in names]  # plain strings (numpy's str_ is a subclass)
 
 
-def _in_channels(model: nn.Module) -> Optional[int]:
+def _in_channels(model: nn.Module) -> int | None:
     """The channels the model was trained on (``input_shape``), else its first layer's."""
     shape = trained_shape(model)
     return shape[0] if shape is not None else model_in_channels(model)
 
 
-def trained_shape(model: nn.Module) -> Optional[tuple[int, int, int]]:
+def trained_shape(model: nn.Module) -> tuple[int, int, int] | None:
     """``(C, H, W)`` of the images ``fit`` trained ``model`` on (``model.input_shape``),
     or ``None`` when it does not say."""
     shape = getattr(model, "input_shape", None)
@@ -205,7 +210,7 @@ def predict(
     batch_size: int = 256,
     device: DeviceLike = None,
     names: bool = False,
-) -> Union[torch.Tensor, list[str]]:
+) -> torch.Tensor | list[str]:
     """Class probabilities, classes or logits of a classifier for new images.
 
     Runs in eval mode and without gradients, ``batch_size`` images at a time, and

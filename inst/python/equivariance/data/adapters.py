@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
 from .._validation import check_finite, nonnegative_int
 from ..devices import image_batch
-from .fashion_mnist import as_tensors, holdout_index
+from .arrays import as_tensors, holdout_index
 from .folders import unit_interval
 
 __all__ = ["is_stream"]

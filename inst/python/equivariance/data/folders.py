@@ -28,11 +28,9 @@ import torch
 
 from .._files import not_regular
 from .._validation import positive_int
-from .fashion_mnist import as_tensors
 
 __all__ = [
     "IMAGE_EXTENSIONS", "ImageDataset", "ImageFileError", "image_files", "image_folder",
-    "write_image_folder",
 ]
 
 #: The file endings read as images (case does not matter).
@@ -472,37 +470,3 @@ def _targets(labels: Any, n: int, classes: Sequence[str] | None
     if names is not None and max(targets) >= len(names):
         raise ValueError(f"`labels`: label {max(targets)} but only {len(names)} `classes`")
     return targets, names
-
-
-def write_image_folder(images: Any, labels: Any, root: str | os.PathLike,
-                       classes: Sequence[str] | None = None, ext: str = "png") -> str:
-    """Write images as files ``root/<class>/<index>.<ext>``, the layout
-    :func:`image_folder` reads (8 bits per sample).
-
-    Args:
-        images: ``(N, C, H, W)`` or ``(N, H, W)`` values in ``[0, 1]`` (tensor or array),
-            C 1 or 3.
-        labels: ``N`` class indices from 0.
-        root: the folder (made if needed).
-        classes: folder names by label (``None``: ``"0"``, ``"1"``, ...); characters
-            not allowed in file names (``/``) become ``-``.
-        ext: ``"png"``, ``"jpg"``, ``"bmp"`` or ``"tif"``.
-
-    Returns:
-        The folder's path.
-    """
-    x, y = as_tensors((images, labels), "images")
-    x = x.unsqueeze(1) if x.dim() == 3 else x
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"`images` must be (N, C, H, W) with C 1 or 3, got {tuple(x.shape)}")
-    if ext not in ("png", "jpg", "bmp", "tif"):
-        raise ValueError(f'`ext` must be "png", "jpg", "bmp" or "tif", got {ext!r}')
-    Image, folder = _pil(), Path(root).expanduser()
-    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    for i, (image, label) in enumerate(zip(pixels, y.tolist())):
-        name = str(label) if classes is None else str(classes[label]).replace("/", "-")
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        options = {"png": {"compress_level": 1}, "jpg": {"quality": 95}}.get(ext, {})
-        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(
-            folder / name / f"{i:06d}.{ext}", **options)
-    return str(folder)

@@ -18,7 +18,8 @@ and the regular representations' channel orders are the ones used by
 from __future__ import annotations
 
 import importlib
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -160,7 +161,7 @@ def representation(gspace: Any, name: Any) -> Any:
     )
 
 
-def field_type(gspace: Any, reprs: Union[str, Sequence[Any]]) -> Any:
+def field_type(gspace: Any, reprs: str | Sequence[Any]) -> Any:
     """An escnn ``FieldType``: one field per entry of ``reprs``.
 
     Args:

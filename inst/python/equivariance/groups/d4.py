@@ -10,8 +10,6 @@ pass unchanged between these layers and escnn's.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .._registry import register
 from .group import D4
 from .layers import (
@@ -84,7 +82,7 @@ class D4BatchNorm2d(GroupBatchNorm2d):
         ``(N, 8 * num_fields, H, W) -> (N, 8 * num_fields, H, W)``.
     """
 
-    def __init__(self, num_fields: int, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+    def __init__(self, num_fields: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True):
         super().__init__(D4, num_fields, eps, momentum, affine, track_running_stats)
 

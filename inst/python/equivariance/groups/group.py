@@ -21,7 +21,7 @@ every map on the grid (:func:`regular_transform`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 import torch
 
@@ -121,7 +121,7 @@ D4 = GridGroup("D4", tuple((k, m) for m in range(2) for k in range(4)))
 GROUPS = {"C4": C4, "D4": D4}
 
 
-def get_group(group: Union[str, GridGroup], name: str = "group") -> GridGroup:
+def get_group(group: str | GridGroup, name: str = "group") -> GridGroup:
     """The :class:`GridGroup` named ``group`` (``"C4"`` or ``"D4"``), or ``group`` itself.
 
     Args:
@@ -142,7 +142,7 @@ def get_group(group: Union[str, GridGroup], name: str = "group") -> GridGroup:
 
 
 def grid_transform(x: torch.Tensor, element: Any,
-                   group: Union[str, GridGroup] = "D4") -> torch.Tensor:
+                   group: str | GridGroup = "D4") -> torch.Tensor:
     """Apply a group element to the maps of ``x`` (mirror, then rotate).
 
     Args:
@@ -161,7 +161,7 @@ def grid_transform(x: torch.Tensor, element: Any,
 
 
 def regular_transform(x: torch.Tensor, element: Any,
-                      group: Union[str, GridGroup] = "D4") -> torch.Tensor:
+                      group: str | GridGroup = "D4") -> torch.Tensor:
     """Apply a group element to a tensor of regular fields.
 
     Every map is transformed on the grid and, within each field, the channel of
@@ -198,7 +198,7 @@ def check_regular(x: Any, group: GridGroup, name: str) -> None:
         )
 
 
-def group_action(action: str, group: Union[str, GridGroup] = "D4") -> Callable:
+def group_action(action: str, group: str | GridGroup = "D4") -> Callable:
     """The named action ``f(x, element)`` of ``group`` on a tensor.
 
     Args:

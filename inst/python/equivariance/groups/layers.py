@@ -14,7 +14,7 @@ from stale weights, whatever updated them in place.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
@@ -89,7 +89,7 @@ class _GroupConvBase(nn.Module):
         self.register_buffer("_index", self._build_index().to(self.weight.device),
                              persistent=False)
 
-    def expanded(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def expanded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The plain ``Conv2d`` weight and bias this layer applies.
 
         Returns:
@@ -239,7 +239,7 @@ class GroupBatchNorm2d(nn.BatchNorm2d):
     group_output = "regular"
 
     def __init__(self, group: GroupLike, num_fields: int, eps: float = 1e-5,
-                 momentum: Optional[float] = 0.1, affine: bool = True,
+                 momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True):
         group = get_group(group)
         num_fields = positive_int(num_fields, "num_fields")
@@ -342,7 +342,7 @@ class GroupInvariantLinear(nn.Module):
     group_input = "regular"
     group_output = "invariant"
 
-    def __init__(self, permutations: Union[GroupLike, torch.Tensor], in_fields: int,
+    def __init__(self, permutations: GroupLike | torch.Tensor, in_fields: int,
                  out_features: int):
         super().__init__()
         if isinstance(permutations, torch.Tensor):

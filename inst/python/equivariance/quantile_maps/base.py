@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -37,11 +38,11 @@ def _choice(value: Any, choices: Sequence[str], name: str) -> str:
 class _QuantileMap(nn.Module):
     """Shared machinery: subclasses say how to group the input and apply the affine."""
 
-    running_quantiles: Optional[torch.Tensor]
-    num_batches_tracked: Optional[torch.Tensor]
+    running_quantiles: torch.Tensor | None
+    num_batches_tracked: torch.Tensor | None
 
     def __init__(self, *, target: Any, eps: float, method: str, positions: str, grad: str,
-                 track_running_stats: bool, momentum: Optional[float], num_knots: int,
+                 track_running_stats: bool, momentum: float | None, num_knots: int,
                  sketch_bins: int, num_stats: int, device: Any, dtype: Any) -> None:
         super().__init__()
         self.target = target
@@ -205,8 +206,8 @@ class _QuantileMap(nn.Module):
         levels = self.knot_levels.to(rows.device) if update else None
         return _exact(rows, qvals, dq, h, levels, self.positions, need)
 
-    def _finish(self, x: torch.Tensor, y: torch.Tensor, slope: Optional[_Slope],
-                weight: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> torch.Tensor:
+    def _finish(self, x: torch.Tensor, y: torch.Tensor, slope: _Slope | None,
+                weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
         """Apply the affine and attach the transport gradient.
 
         ``x`` and ``y`` have the same (viewed) shape; ``weight`` and ``bias`` are None

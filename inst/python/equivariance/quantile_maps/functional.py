@@ -15,7 +15,8 @@ float16 inputs) gives a very large but finite derivative, never ``inf`` (and nev
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from collections.abc import Sequence
+from typing import Callable
 
 import torch
 
@@ -60,7 +61,7 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 def _affine(y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-            out: Optional[torch.Tensor] = None) -> torch.Tensor:
+            out: torch.Tensor | None = None) -> torch.Tensor:
     """``bias + y * weight`` (one fused multiply-add per element).
 
     Per-channel parameters of shape (1, C, 1) are first expanded to (1, C, L): PyTorch
@@ -87,8 +88,8 @@ class _Attach(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: Optional[torch.Tensor],
-                bias: Optional[torch.Tensor], y: torch.Tensor, slope: _Slope) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None,
+                bias: torch.Tensor | None, y: torch.Tensor, slope: _Slope) -> torch.Tensor:
         ctx.slope_fn, ctx.fresh, ctx.shape = slope.fn, slope.fresh, y.shape
         ctx.bias_shape = None if bias is None else bias.shape
         ctx.save_for_backward(y if ctx.needs_input_grad[1] else None, weight, *slope.tensors)

@@ -4,7 +4,8 @@ LayerNorm (see the package's docstring for the method)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -91,7 +92,7 @@ class GroupMap(_QuantileMap):
     def __init__(self, num_groups: int, num_channels: int, target: Any = "gaussian",
                  affine: bool = True, eps: float = 0.0, method: str = "exact",
                  positions: str = "midpoint", grad: str = "transport",
-                 track_running_stats: bool = False, momentum: Optional[float] = 0.1,
+                 track_running_stats: bool = False, momentum: float | None = 0.1,
                  num_knots: int = 65, sketch_bins: int = 512,
                  device: Any = None, dtype: Any = None) -> None:
         num_groups = positive_int(num_groups, "num_groups")
@@ -152,7 +153,7 @@ class InstanceMap(_QuantileMap):
     def __init__(self, num_features: int, target: Any = "gaussian", affine: bool = False,
                  eps: float = 0.0, method: str = "exact", positions: str = "midpoint",
                  grad: str = "transport", track_running_stats: bool = False,
-                 momentum: Optional[float] = 0.1, num_knots: int = 65, sketch_bins: int = 512,
+                 momentum: float | None = 0.1, num_knots: int = 65, sketch_bins: int = 512,
                  device: Any = None, dtype: Any = None) -> None:
         num_features = positive_int(num_features, "num_features")
         super().__init__(target=target, eps=eps, method=method, positions=positions, grad=grad,
@@ -205,10 +206,10 @@ class LayerMap(_QuantileMap):
 {_VALUES_DOC}
     """
 
-    def __init__(self, normalized_shape: Union[int, Sequence[int]], target: Any = "gaussian",
+    def __init__(self, normalized_shape: int | Sequence[int], target: Any = "gaussian",
                  elementwise_affine: bool = True, bias: bool = True, eps: float = 0.0,
                  method: str = "exact", positions: str = "midpoint", grad: str = "transport",
-                 track_running_stats: bool = False, momentum: Optional[float] = 0.1,
+                 track_running_stats: bool = False, momentum: float | None = 0.1,
                  num_knots: int = 65, sketch_bins: int = 512,
                  device: Any = None, dtype: Any = None) -> None:
         normalized_shape = shape_tuple(normalized_shape, "normalized_shape")

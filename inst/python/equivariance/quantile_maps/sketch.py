@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from .functional import _cap
@@ -21,8 +19,8 @@ _PAIR_DTYPES = {torch.float32: torch.float64, torch.float16: torch.float32,
                 torch.bfloat16: torch.float32}
 
 
-def _scratch(workspace: Optional[dict], name: str, like: torch.Tensor,
-             dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def _scratch(workspace: dict | None, name: str, like: torch.Tensor,
+             dtype: torch.dtype | None = None) -> torch.Tensor:
     """An uninitialised buffer shaped like ``like``, reused from ``workspace`` if possible.
 
     The workspace keeps one flat buffer per name, as large as the largest request, so
@@ -39,7 +37,7 @@ def _scratch(workspace: Optional[dict], name: str, like: torch.Tensor,
 
 
 def _sketch(x: torch.Tensor, target_table: torch.Tensor, bins: int, need_slope: bool,
-            workspace: Optional[dict] = None):
+            workspace: dict | None = None):
     """Piecewise-linear map of each row through an exact histogram (sketch mode).
 
     Each row is squashed into (0, 1) by ``u = (1 + z / (1 + |z|)) / 2`` with
@@ -114,7 +112,7 @@ def _pilot_location_scale(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return med, scale
 
 
-def _window_spans(bins: int, dtype: torch.dtype, device: torch.device) -> Optional[torch.Tensor]:
+def _window_spans(bins: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """Widths, in units of the scale, of the slope windows that avoid the outer edges.
 
     dT/dx is a secant over a window of ``2 * _SLOPE_CELLS + 1`` cells: the rise of the
@@ -136,9 +134,9 @@ def _window_spans(bins: int, dtype: torch.dtype, device: torch.device) -> Option
 
 def _sketch_block(x: torch.Tensor, med: torch.Tensor, scale: torch.Tensor,
                   target_table: torch.Tensor, bins: int, offsets: torch.Tensor,
-                  workspace: Optional[dict], y: torch.Tensor, below: torch.Tensor,
-                  slope: Optional[torch.Tensor], per_cell: Optional[torch.Tensor],
-                  span: Optional[torch.Tensor]) -> None:
+                  workspace: dict | None, y: torch.Tensor, below: torch.Tensor,
+                  slope: torch.Tensor | None, per_cell: torch.Tensor | None,
+                  span: torch.Tensor | None) -> None:
     """:func:`_sketch` on a block of rows, writing into ``y``, ``below``, ``slope`` and
     ``per_cell`` (slices of the full results; ``per_cell`` zero-filled)."""
     rows, n = x.shape

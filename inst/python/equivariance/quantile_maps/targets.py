@@ -249,10 +249,10 @@ class Target:
             ) from None
         return (Target, (self.fn, self.name, self.unbounded, self.autograd))
 
-    def __copy__(self) -> "Target":
+    def __copy__(self) -> Target:
         return self  # immutable: copies share it, as they would share a function
 
-    def __deepcopy__(self, memo: dict) -> "Target":
+    def __deepcopy__(self, memo: dict) -> Target:
         return self
 
     def __repr__(self) -> str:

@@ -22,7 +22,8 @@ exactly when the outputs agree (see :mod:`equivariance.distances` for the table)
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,7 +116,8 @@ class EquivarianceRegularizer:
         chunk_size: int | None = None,
     ) -> None:
         if not callable(model):
-            raise TypeError(f"`model` must be an nn.Module or a callable, got {type(model).__name__}")
+            raise TypeError("`model` must be an nn.Module or a callable, got "
+                            f"{type(model).__name__}")
         self._model = model
         self.shape = shape_tuple(shape, "shape")
         self.transforms = parse_transforms(transforms)
@@ -322,4 +324,3 @@ class EquivarianceRegularizer:
 
 #: Alias kept from the reference package.
 EquivarianceError = EquivarianceRegularizer
-

@@ -6,8 +6,9 @@ layer passes its values through and shows these messages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -42,7 +43,11 @@ def _label(f: Callable, position: int) -> str:
     if isinstance(f, Transform):
         return repr(f)
     name = getattr(f, "__name__", None)
-    if isinstance(name, str) and name.isidentifier() and name not in ("<lambda>", "python_function"):
+    if (
+        isinstance(name, str)
+        and name.isidentifier()
+        and name not in ("<lambda>", "python_function")
+    ):
         return name
     return f"transform {position}"
 
@@ -107,8 +112,7 @@ def parse_bounds(bounds: Any, shape: tuple[int, ...]) -> torch.Tensor:
         ) from None
     if b.dim() == 0 or b.shape[-1] != 2:
         raise ValueError(
-            "`bounds` must have a last dimension of 2 (lower, upper), "
-            f"got shape {tuple(b.shape)}"
+            f"`bounds` must have a last dimension of 2 (lower, upper), got shape {tuple(b.shape)}"
         )
     try:
         b = torch.broadcast_to(b, shape + (2,)).clone()
@@ -124,6 +128,7 @@ def parse_bounds(bounds: Any, shape: tuple[int, ...]) -> torch.Tensor:
     if above.any():
         lower, upper = b[..., 0][above][0].item(), b[..., 1][above][0].item()
         raise ValueError(
-            f"`bounds`: a lower bound is above its upper bound, got lower {lower:g} > upper {upper:g}"
+            "`bounds`: a lower bound is above its upper bound, got lower "
+            f"{lower:g} > upper {upper:g}"
         )
     return b

@@ -11,7 +11,15 @@ callbacks (checkpoint, CSV log, learning-rate schedules), ``progress`` the displ
 from __future__ import annotations
 
 from . import (
-    callback_library, callbacks, epochs, evaluation, history, loop, metrics, parallel, progress,
+    callback_library,
+    callbacks,
+    epochs,
+    evaluation,
+    history,
+    loop,
+    metrics,
+    parallel,
+    progress,
 )
 from .callback_library import checkpoint, csv_logger, lr_schedule
 from .callbacks import Callback, EarlyStopping, TrainState, early_stopping, lambda_callback
@@ -19,8 +27,8 @@ from .evaluation import evaluate
 from .history import History
 from .loop import fit, mode_dependent_modules, set_seed, train_step
 from .metrics import METRIC_NAMES, metric_value
-from .progress import progress_bar
 from .parallel import parallel_fit, parallel_rotation_benchmark
+from .progress import progress_bar
 
 __all__ = [
     "METRIC_NAMES",

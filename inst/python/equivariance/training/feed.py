@@ -24,7 +24,7 @@ from ..data.adapters import (
     is_stream,
     training_data,
 )
-from ..data.fashion_mnist import as_tensors
+from ..data.arrays import as_tensors
 from ..data.labels import class_names_of, onto_classes
 from ..devices import image_batch, model_device_dtype, model_in_channels
 from ..modes import preserved_modes
