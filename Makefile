@@ -88,7 +88,7 @@ site: r-install
 site-check: site
 	$(PY) tools/check_site.py docs
 
-test: setup pytest rcheck site-check
+test: setup lint pytest rcheck site-check
 
 demo: setup
 	Rscript demo/main.R

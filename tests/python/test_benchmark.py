@@ -2,12 +2,11 @@
 
 import csv
 
+import equivariance as eq
 import pytest
 import torch
-from torch import nn
-
-import equivariance as eq
 from equivariance import benchmark as B
+from torch import nn
 
 SMALL = dict(epochs=1, batch_size=64, root="subset", limit=128, test_limit=100, verbose=False)
 

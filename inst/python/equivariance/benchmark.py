@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from ._files import output_path
-from .regularizer import transforms as T
 from ._validation import (
     flag,
     optional_callable,
@@ -52,11 +51,12 @@ from .benchmark_recipe import benchmark_regularizer, reg_recipe
 from .data import as_tensors, is_stream, load_fashion_mnist
 from .devices import DeviceLike, resolve_device
 from .label_budget import check_labels, split_labels
-from .training.parallel.distributed import is_main_process
+from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
+from .regularizer import transforms as T
 from .training.evaluation import evaluate
 from .training.history import History
-from .models import C4CNN, D4CNN, EqCNN, SimpleCNN
 from .training.loop import fit
+from .training.parallel.distributed import is_main_process
 from .training.progress import ProgressEvents
 
 __all__ = [

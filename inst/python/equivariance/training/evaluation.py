@@ -20,7 +20,12 @@ from .._validation import flag, nonnegative_int, positive_int, quarter_turns
 from ..data import adapters
 from ..data.labels import check_label_range, class_names_of, onto_classes
 from ..devices import (
-    DeviceLike, as_model_input, model_device_dtype, model_in_channels, on_device, resolve_device,
+    DeviceLike,
+    as_model_input,
+    model_device_dtype,
+    model_in_channels,
+    on_device,
+    resolve_device,
 )
 from ..modes import preserved_modes
 from ..prediction import model_class_names

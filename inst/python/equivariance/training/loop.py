@@ -52,7 +52,7 @@ from . import feed
 from .callbacks import TrainState
 from .epochs import Epochs, callback_list, figure_names
 from .history import History
-from .inputs import augmented, check_classes, forward, labelled_data, probe
+from .inputs import augmented, check_classes, forward, probe
 from .metrics import Metric, metric_list, with_accuracy
 from .parallel.distributed import Parallel, Share
 from .parallel.faults import first_rank_with
@@ -180,14 +180,16 @@ def _not_finite(where: str, loss: float, reg: float, xb: torch.Tensor, augmented
     culprit, bad = (None, bad) if ranks is None else first_rank_with(ranks, bad)
     if bad:
         source = "`data` and `augment`" if augmented else "`data`"
-        share = "the input batch" if culprit is None else f"rank {culprit}'s share of the input batch"
+        share = ("the input batch" if culprit is None
+                 else f"rank {culprit}'s share of the input batch")
         cause = f"{share} held {bad} NaN or infinite value(s) (check {source})"
     elif not math.isfinite(reg):
         cause = "the input batch was finite; the regularizer's value is not"
     else:
         cause = "the input batch was finite: the training diverged (try a smaller `lr`)"
     err = ValueError(f"training stopped at {where}: the loss is not finite (loss {loss}, "
-                     f"regularizer {reg}); {cause}. The parameters are those from before this step.")
+                     f"regularizer {reg}); {cause}. The parameters are those from before "
+                     "this step.")
     err.blame_rank = culprit  # the launcher names this rank
     return err
 
@@ -247,7 +249,8 @@ def _check_optimizer(optimizer: Any, model: nn.Module, lr: float) -> torch.optim
     if optimizer is None:
         return torch.optim.Adam(model.parameters(), lr=lr)
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError("`optimizer` must be a torch.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     return optimizer
 
 
@@ -416,7 +419,8 @@ def train_step(
     """
     _check_model(model)
     if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"`optimizer` must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        raise TypeError("`optimizer` must be a torch.optim.Optimizer, got "
+                        f"{type(optimizer).__name__}")
     xb, yb = as_tensors((x, y), "x, y")
     recipe = _recipe(model, regularizer, reg_points, reuse_outputs, loss_fn, augment,
                      data_name="x")
