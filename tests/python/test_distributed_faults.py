@@ -130,9 +130,9 @@ def test_early_stopping_and_the_regularizer_with_workers_on_a_batch_norm_model(m
     assert history.best_epoch is not None
     # the best epoch's weights are back: the validation loss is that epoch's
     from equivariance.data import holdout
-    from equivariance.training.evaluation import loss_and_accuracy
+    from equivariance.training.metrics import validation_figures
 
     _, (xv, yv) = holdout(*cases.data(40), 0.2, 2)
-    loss, _ = loss_and_accuracy(model, xv, yv, 8)
+    loss = validation_figures(model, xv, yv, 8, [])["val_loss"]
     assert loss == pytest.approx(history.val_loss[history.best_epoch - 1], rel=1e-5)
     assert [type(m).__name__ for m in model.modules()].count("SyncFieldBatchNorm") == 0

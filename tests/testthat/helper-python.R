@@ -35,3 +35,14 @@ skip_if_no_escnn <- function() {
   }
   testthat::skip("escnn not installed; run install_equivariance()")
 }
+
+# A tiny CNN for 1x28x28 inputs: one convolution, a 4x4 max pool and a linear layer.
+tiny_model <- function(seed = 1) {
+  th <- torch()
+  th$manual_seed(as.integer(seed))
+  nn <- th$nn
+  nn$Sequential(
+    nn$Conv2d(1L, 4L, 3L, padding = 1L), nn$ReLU(), nn$MaxPool2d(4L),
+    nn$Flatten(), nn$Linear(196L, 10L)
+  )
+}

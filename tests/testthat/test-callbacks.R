@@ -1,13 +1,3 @@
-tiny_net <- function(seed = 1) {
-  th <- torch()
-  th$manual_seed(as.integer(seed))
-  nn <- th$nn
-  nn$Sequential(
-    nn$Conv2d(1L, 4L, 3L, padding = 1L), nn$ReLU(), nn$MaxPool2d(4L),
-    nn$Flatten(), nn$Linear(196L, 10L)
-  )
-}
-
 test_that("metrics: names and R functions, on training and validation data", {
   skip_if_no_python()
   train <- fashion_mnist("train", limit = 64, root = "subset")
@@ -16,7 +6,7 @@ test_that("metrics: names and R functions, on training and validation data", {
     seen[[length(seen) + 1]] <<- list(dim = dim(logits), labels = labels)
     mean(max.col(logits, ties.method = "first") == labels)
   }
-  h <- fit_model(tiny_net(), train, epochs = 2, batch_size = 16, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 2, batch_size = 16, verbose = FALSE,
     validation_data = 0.25, seed = 1, metrics = list("top_3", "macro_f1", mine = mine))
   expect_equal(names(h$epochs), c(
     "epoch", "loss", "reg", "accuracy", "top_3", "macro_f1", "mine", "val_loss",
@@ -29,16 +19,16 @@ test_that("metrics: names and R functions, on training and validation data", {
   expect_equal(h$epochs$mine, h$epochs$accuracy)
   expect_equal(h$epochs$val_mine, h$epochs$val_accuracy)
   expect_true(all(h$epochs$top_3 >= h$epochs$accuracy))
-  expect_error(fit_model(tiny_net(), train, metrics = list(function(l, y) 1), verbose = FALSE),
+  expect_error(fit_model(tiny_model(), train, metrics = list(function(l, y) 1), verbose = FALSE),
     "`metrics` must be names and named functions", class = "equivariance_value_error")
-  expect_error(fit_model(tiny_net(), train, metrics = "top_k", verbose = FALSE),
+  expect_error(fit_model(tiny_model(), train, metrics = "top_k", verbose = FALSE),
     "\"top_3\"", class = "equivariance_value_error")
 })
 
 test_that("the history's columns with and without validation data", {
   skip_if_no_python()
   train <- fashion_mnist("train", limit = 32, root = "subset")
-  h <- fit_model(tiny_net(), train, epochs = 2, batch_size = 16, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 2, batch_size = 16, verbose = FALSE,
     metrics = "balanced_accuracy")
   expect_equal(names(as.data.frame(h)), c("epoch", "loss", "accuracy", "balanced_accuracy"))
   expect_false(any(grepl("^val_", names(h$epochs))))
@@ -46,7 +36,7 @@ test_that("the history's columns with and without validation data", {
   out <- capture.output(print(h))
   expect_false(any(grepl("NA", out)))
   # validation without early stopping: the best epoch is named, not restored
-  h <- fit_model(tiny_net(), train, epochs = 3, batch_size = 16, lr = 0.05, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 3, batch_size = 16, lr = 0.05, verbose = FALSE,
     validation_data = 0.5, seed = 2)
   expect_false(h$restored)
   expect_output(print(h), paste0("best epoch ", h$best_epoch, " by val_loss \\("))
@@ -66,20 +56,20 @@ test_that("callback_checkpoint() saves the best model, callback_csv_logger() the
   dir <- tempfile()
   dir.create(dir)
   on.exit(unlink(dir, recursive = TRUE), add = TRUE)
-  h <- fit_model(tiny_net(), train, epochs = 3, batch_size = 16, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 3, batch_size = 16, verbose = FALSE,
     validation_data = 0.25, seed = 1,
     callbacks = list(
       callback_checkpoint(file.path(dir, "best.pt")),
       callback_csv_logger(file.path(dir, "log.csv"))
     ))
   expect_true(file.exists(file.path(dir, "best.pt")))
-  model <- load_model(file.path(dir, "best.pt"), model = tiny_net(2))
+  model <- load_model(file.path(dir, "best.pt"), model = tiny_model(2))
   expect_s3_class(model, "torch.nn.modules.module.Module")
   log <- utils::read.csv(file.path(dir, "log.csv"))
   expect_equal(log$epoch, 1:3)
   expect_equal(log$val_loss, h$epochs$val_loss)
   expect_error(callback_checkpoint(file.path(dir, "nowhere", "m.pt")), "`path` is in a folder that does not exist")
-  expect_error(fit_model(tiny_net(), train, verbose = FALSE,
+  expect_error(fit_model(tiny_model(), train, verbose = FALSE,
     callbacks = list(callback_checkpoint(file.path(dir, "m.pt")))),
     "`checkpoint` needs `validation_data`", class = "equivariance_value_error")
 })
@@ -89,7 +79,7 @@ test_that("callback_lr_schedule() changes the learning rate the optimizer uses",
   train <- fashion_mnist("train", limit = 32, root = "subset")
   rates <- numeric()
   opt <- NULL
-  model <- tiny_net()
+  model <- tiny_model()
   torch_ <- torch()
   opt <- torch_$optim$Adam(model$parameters(), lr = 0.01)
   h <- fit_model(model, train, epochs = 3, batch_size = 16, verbose = FALSE, optimizer = opt,
@@ -102,7 +92,7 @@ test_that("callback_lr_schedule() changes the learning rate the optimizer uses",
   expect_equal(h$epochs$lr, 0.01 / 1:3)
   expect_equal(rates, rep(0.01 / 1:3, each = 2))
   expect_true("lr" %in% names(as.data.frame(h)))
-  h <- fit_model(tiny_net(), train, epochs = 3, batch_size = 16, lr = 0.01, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 3, batch_size = 16, lr = 0.01, verbose = FALSE,
     callbacks = list(callback_lr_schedule("cosine")))
   expect_equal(h$epochs$lr, 0.01 * (1 + cos(pi * (0:2) / 3)) / 2)
   expect_error(callback_lr_schedule("step"), "`schedule` must be \"plateau\", \"cosine\"")
@@ -112,7 +102,7 @@ test_that("callback_early_stopping() and callback_lambda() act on the training",
   skip_if_no_python()
   train <- fashion_mnist("train", limit = 32, root = "subset")
   steps <- 0
-  h <- fit_model(tiny_net(), train, epochs = 4, batch_size = 16, verbose = FALSE,
+  h <- fit_model(tiny_model(), train, epochs = 4, batch_size = 16, verbose = FALSE,
     validation_data = 0.5, seed = 1,
     callbacks = list(
       callback_early_stopping(monitor = "val_accuracy", patience = NULL),

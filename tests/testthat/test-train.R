@@ -1,13 +1,3 @@
-tiny_model <- function(seed = 1) {
-  th <- torch()
-  th$manual_seed(as.integer(seed))
-  nn <- th$nn
-  nn$Sequential(
-    nn$Conv2d(1L, 4L, 3L, padding = 1L), nn$ReLU(), nn$MaxPool2d(4L),
-    nn$Flatten(), nn$Linear(196L, 10L)
-  )
-}
-
 test_that("fit_model() trains, returns the history and prints progress", {
   skip_if_no_python()
   train <- fashion_mnist("train", limit = 256, root = "subset")

@@ -1,10 +1,10 @@
-"""Accuracy on rotated images (:func:`evaluate`) and on validation data.
+"""Accuracy on rotated images: :func:`evaluate`.
 
 The model runs in eval mode without gradients on copies of a data set turned by
 quarter turns (``torch.rot90`` on the last two dimensions); besides the accuracy, it
 measures how far the logits move under each rotation and what share of the images keeps
-its class at every tested rotation (``agreement``). :func:`loss_and_accuracy` is
-what :func:`~equivariance.fit` measures on its validation data after every epoch.
+its class at every tested rotation (``agreement``). What :func:`~equivariance.fit`
+measures on its validation data is :func:`.metrics.validation_figures`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import flag, nonnegative_int, positive_int, quarter_turns
@@ -176,35 +175,3 @@ def agreement(classes: Sequence[Any]) -> float:
         raise ValueError("`classes` must be one or more vectors of predicted classes of the "
                          "same length N >= 1")
     return same_class_count(tensors) / tensors[0].numel()
-
-
-@torch.no_grad()
-def loss_and_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
-                      ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``(x, y)``, in eval mode.
-
-    The sums stay on the model's device until the end: one transfer per call.
-
-    Args:
-        model: a classifier returning logits.
-        x, y: images (on any device) and labels ``0..num_classes - 1``.
-        batch_size: images per forward pass.
-
-    Returns:
-        ``(loss, accuracy)`` as floats.
-
-    Shape:
-        x ``(N, ...)``, y ``(N,)``.
-    """
-    device, dtype = model_device_dtype(model)
-    loss = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    with preserved_modes(model, "eval"):
-        for start in range(0, x.shape[0], batch_size):
-            xb = as_model_input(x[start:start + batch_size], device, dtype)
-            yb = y[start:start + batch_size].to(device=device)
-            logits = model(xb)
-            loss += F.cross_entropy(logits, yb, reduction="sum").double()
-            correct += (logits.argmax(dim=-1) == yb).sum()
-    n = x.shape[0]
-    return float(loss) / n, int(correct) / n
