@@ -251,8 +251,12 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   } else {
     "rotation of the test images (degrees)"
   }
-  # the legend goes in a right margin, where it hides no line
-  old <- graphics::par(mar = c(5.1, 4.1, 4.1, 9.5))
+  legend <- x$model
+  if (!is.null(x$agreement)) legend <- sprintf("%s (agreement %.1f%%)", x$model, 100 * x$agreement)
+  legend <- c(legend, "chance")
+  # the legend goes in a right margin, where it hides no line, wide enough for its text
+  width <- max(graphics::strwidth(legend, units = "inches", cex = 0.8)) / graphics::par("csi")
+  old <- graphics::par(mar = c(5.1, 4.1, 4.1, 3 + width))
   on.exit(graphics::par(old), add = TRUE)
   graphics::matplot(xs, values,
     type = "b", lty = lty, pch = pch, col = colours, xaxt = "n", ylim = c(0, 100),
@@ -262,12 +266,10 @@ plot.rotation_benchmark <- function(x, y, main = "Test accuracy of models traine
   graphics::axis(1,
     at = at, labels = sub("^flip_", "flip ", labels), cex.axis = if (mirrored) 0.7 else 1
   )
-  legend <- x$model
-  if (!is.null(x$agreement)) legend <- sprintf("%s (agreement %.1f%%)", x$model, 100 * x$agreement)
   chance <- 100 / benchmark_classes(attr(x, "settings"))
   graphics::abline(h = chance, lty = 2, col = "grey50")
   usr <- graphics::par("usr")
-  graphics::legend(usr[2] + 0.02 * diff(usr[1:2]), usr[4], c(legend, "chance"),
+  graphics::legend(usr[2] + 0.02 * diff(usr[1:2]), usr[4], legend,
     col = c(colours, "grey50"), lty = c(lty, 2), pch = c(pch, NA), bty = "n", cex = 0.8,
     xpd = TRUE
   )

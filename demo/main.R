@@ -21,6 +21,5 @@ started <- Sys.time()
 result <- rotation_benchmark(epochs = epochs, csv = csv, png = png)
 minutes <- as.numeric(difftime(Sys.time(), started, units = "mins"))
 
-cat("\n")
-print(result)
+# rotation_benchmark() has printed the table (verbose = TRUE)
 cat(sprintf("\nTable: %s\nPlot:  %s\nTotal: %.1f minutes\n", csv, png, minutes))
