@@ -14,7 +14,7 @@ PY        := $(VENV)/bin/python
 REQS      := requirements-dev.txt inst/python/requirements.txt
 PYTHON3   ?= python3
 
-DEB_PACKAGES := r-base-core r-cran-reticulate r-cran-cli r-cran-testthat r-cran-knitr \
+DEB_PACKAGES := r-base-core r-cran-reticulate r-cran-cli r-cran-testthat r-cran-knitr r-cran-png \
                 r-cran-rmarkdown r-cran-pkgdown pandoc gfortran dataset-fashion-mnist \
                 libjs-mathjax chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
