@@ -1,5 +1,4 @@
-"""Labels matched to the model's classes by name, and inputs checked before the work
-(issue 23, items 1-5 and 17)."""
+"""Labels matched to the model's classes by name, and inputs checked before the work."""
 
 from __future__ import annotations
 
